@@ -1,0 +1,98 @@
+"""Configuration of a connection or server endpoint.
+
+Everything the engine cannot know by itself comes in here, including randomness: the
+``random`` callable (for example ``os.urandom``) supplies every random byte: hello
+randoms, ECDHE private keys, CBC IVs and cookie secrets. A seeded callable makes whole
+handshakes reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .constants import NamedGroup
+from .errors import ConfigurationError
+from .suites import ALL_SUITES, CipherSuite
+
+RandomSource = Callable[[int], bytes]
+PSKLookup = Callable[[bytes], "bytes | None"]
+
+DEFAULT_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+MIN_MTU = 128  # record + handshake headers + the largest protection overhead + a byte
+
+
+class EMSMode(enum.Enum):
+    """Extended master secret policy (RFC 7627)."""
+
+    REQUIRE = "require"  # offer/accept it and refuse peers that do not (Go dtlspipe default)
+    REQUEST = "request"  # use it when the peer does
+    OFF = "off"  # neither offer nor accept it
+
+
+@dataclass(repr=False)
+class DTLSConfiguration:
+    random: RandomSource
+    #: client: the key; server: the key for every identity unless ``psk_lookup`` is set
+    psk: bytes | None = None
+    #: client: identity sent in ClientKeyExchange
+    psk_identity: bytes = b""
+    #: server: identity -> key, or None for an unknown identity
+    psk_lookup: PSKLookup | None = None
+    #: server: hint sent in ServerKeyExchange (None: no ServerKeyExchange for plain PSK)
+    psk_identity_hint: bytes | None = None
+    cipher_suites: tuple[CipherSuite, ...] = ALL_SUITES
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    #: largest datagram the handshake sends (UDP payload bytes)
+    mtu: int = 1400
+    extended_master_secret: EMSMode = EMSMode.REQUIRE
+    encrypt_then_mac: bool = True
+    #: server endpoint: perform the HelloVerifyRequest cookie exchange
+    hello_verify: bool = True
+    #: client: HelloVerifyRequests answered before giving up
+    max_hello_verify: int = 4
+    #: RFC 6347 §4.2.4.1: initial retransmission timer and its ceiling, seconds
+    initial_timeout: float = 1.0
+    max_timeout: float = 60.0
+    #: whole-handshake deadline, seconds
+    handshake_timeout: float = 30.0
+    #: records of the next epoch (or early application data) held until keys are ready
+    max_held_records: int = 32
+    #: server endpoint: live connections at most
+    max_connections: int = 10000
+    #: server endpoint: the cookie secret is replaced this often (seconds)
+    cookie_secret_lifetime: float = 60.0
+    #: called with NSS key log lines (``CLIENT_RANDOM ...``) when set
+    keylog: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cipher_suites:
+            raise ConfigurationError("no cipher suites configured")
+        if not self.groups:
+            raise ConfigurationError("no groups configured")
+        if self.mtu < MIN_MTU or self.mtu > 65507:
+            raise ConfigurationError(f"mtu must be between {MIN_MTU} and 65507")
+        if self.psk is not None and not 1 <= len(self.psk) <= 512:
+            raise ConfigurationError("psk must be 1..512 bytes")
+        if len(self.psk_identity) > 0xFFFF:
+            raise ConfigurationError("psk identity too long")
+        if self.psk_identity_hint is not None and len(self.psk_identity_hint) > 0xFFFF:
+            raise ConfigurationError("psk identity hint too long")
+        if not 0 < self.initial_timeout <= self.max_timeout:
+            raise ConfigurationError("need 0 < initial_timeout <= max_timeout")
+        if self.handshake_timeout <= 0:
+            raise ConfigurationError("handshake_timeout must be positive")
+
+    def __repr__(self) -> str:
+        suites = ",".join(f"{s.code:04X}" for s in self.cipher_suites)
+        return (
+            f"<DTLSConfiguration suites={suites} mtu={self.mtu} "
+            f"ems={self.extended_master_secret.value} psk={'set' if self.psk else 'unset'}>"
+        )
+
+    def key_for(self, identity: bytes) -> bytes | None:
+        """The server's PSK for ``identity``."""
+        if self.psk_lookup is not None:
+            return self.psk_lookup(identity)
+        return self.psk

@@ -1,0 +1,449 @@
+"""One DTLS 1.2 association with one peer, sans-I/O, in the shape of aioquic's API.
+
+    conn = DTLSConnection(config, is_client=True)
+    conn.connect(now)
+    for datagram in conn.datagrams_to_send(now): sock.send(datagram)
+    ... conn.receive_datagram(data, now) / conn.handle_timer(now) when get_timer() passes
+    while (event := conn.next_event()) is not None: ...
+
+A datagram flows: :func:`dtls.record.iter_records` frames it; each record is held if it
+belongs to the next epoch, checked against its epoch's replay window, opened, marked as
+seen, then dispatched by content type. Handshake fragments go through the
+:class:`~dtls.fragment.Reassembler` and whole messages, in message_seq order, to the
+role's state machine in :mod:`dtls.handshake`. Output is queued as whole datagrams.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .config import DTLSConfiguration
+from .constants import (
+    DTLS1_2,
+    HANDSHAKE_HEADER_LEN,
+    MAX_PLAINTEXT,
+    MAX_SEQUENCE,
+    AlertDescription,
+    AlertLevel,
+    ContentType,
+    HandshakeType,
+)
+from .errors import BadRecordError, LocalProtocolError, ProtocolError
+from .events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeCompleted,
+)
+from .fragment import Reassembler, encode_header, parse_fragments
+from .handshake import (
+    CCS_STATES,
+    HANDSHAKING,
+    ClientHandshake,
+    FlightItem,
+    ServerHandshake,
+    State,
+)
+from .keyschedule import KeyBlock
+from .protection import make_protection
+from .record import ReadEpoch, Record, WriteEpoch, iter_records
+from .suites import CipherSuite
+
+# A server learns the client's first message_seq from its first ClientHello: 0 without a
+# cookie round, one more per HelloVerifyRequest before that.
+_MAX_FIRST_CLIENT_HELLO_SEQ = 8
+
+
+class DTLSConnection:
+    """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
+
+    def __init__(
+        self, configuration: DTLSConfiguration, *, is_client: bool, peer: object = None
+    ) -> None:
+        self.configuration = configuration
+        self.is_client = is_client
+        #: the peer's address, for the caller's bookkeeping; the engine never uses it
+        self.peer = peer
+        self._hs: ClientHandshake | ServerHandshake = (
+            ClientHandshake(self) if is_client else ServerHandshake(self)
+        )
+        self._events: deque[Event] = deque()
+        self._out: list[bytes] = []
+        self._read_epochs: dict[int, ReadEpoch] = {0: ReadEpoch(0, None)}
+        self._read_epoch = 0
+        self._pending_read: ReadEpoch | None = None
+        self._write_epochs: dict[int, WriteEpoch] = {0: WriteEpoch(0, None)}
+        self._write_epoch = 0
+        self._held: list[Record] = []
+        self._early_data: list[bytes] = []
+        self._reassembler = Reassembler()
+        self._learn_first_seq = not is_client
+        self._send_seq = 0
+        self._flight: list[FlightItem] | None = None
+        self._flight_final = False
+        self._retransmit_at: float | None = None
+        self._timeout = configuration.initial_timeout
+        self._deadline: float | None = None
+        self._peer_flight_seq = 0
+        self._resent = False
+        self._auth_failures = 0
+        self._now = 0.0
+        #: the HandshakeCompleted event, once the handshake is done
+        self.handshake: HandshakeCompleted | None = None
+
+    def __repr__(self) -> str:
+        role = "client" if self.is_client else "server"
+        return f"<DTLSConnection {role} {self._hs.state.name} peer={self.peer!r}>"
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._hs.state
+
+    @property
+    def is_established(self) -> bool:
+        return self._hs.state is State.ESTABLISHED
+
+    @property
+    def is_closed(self) -> bool:
+        return self._hs.state is State.CLOSED
+
+    def connect(self, now: float) -> None:
+        """Client: start the handshake (flight 1)."""
+        if not self.is_client or self._hs.state is not State.CLIENT_START:
+            raise LocalProtocolError("connect() is for a client that has not started")
+        assert isinstance(self._hs, ClientHandshake)
+        self._now = now
+        self._deadline = now + self.configuration.handshake_timeout
+        self.send_flight(self._hs.start(), final=False)
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        """Feed one datagram from the peer. Invalid records are silently dropped."""
+        if self._hs.state is State.CLOSED:
+            return
+        self._now = now
+        if self._deadline is None and self._hs.state is State.SERVER_WAIT_CH:
+            self._deadline = now + self.configuration.handshake_timeout
+        self._resent = False
+        for record in iter_records(data):
+            self._process_record(record)
+            if self._hs.state is State.CLOSED:
+                break
+
+    def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
+        """Datagrams queued since the last call, each ready for one ``sendto``."""
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` should next be called, or None."""
+        timers = [t for t in (self._retransmit_at, self._deadline) if t is not None]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire due timers: the handshake deadline, then flight retransmission."""
+        self._now = now
+        if self._hs.state is State.CLOSED:
+            return
+        if self._deadline is not None and now >= self._deadline:
+            reason = "handshake timed out"
+            if self._auth_failures:
+                reason += (
+                    f"; {self._auth_failures} record(s) from the peer failed authentication"
+                    " (wrong PSK?)"
+                )
+            self._close(reason, error=True, by_peer=False)
+            return
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            # RFC 6347 §4.2.4.1: retransmit the whole flight and double the timer
+            self._transmit_flight()
+            self._timeout = min(self._timeout * 2, self.configuration.max_timeout)
+            self._retransmit_at = now + self._timeout
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def send(self, data: bytes) -> None:
+        """Send one application-data record (one datagram)."""
+        if self._hs.state is not State.ESTABLISHED:
+            if self._hs.state is State.CLOSED:
+                raise LocalProtocolError("the connection is closed")
+            raise LocalProtocolError("application data before the handshake completed")
+        if len(data) > MAX_PLAINTEXT:
+            raise LocalProtocolError(f"record payload over {MAX_PLAINTEXT} bytes")
+        write = self._write_epochs[self._write_epoch]
+        if write.next_seq >= MAX_SEQUENCE:
+            # RFC 6347 §4.1: sequence numbers must not wrap; the last one carries the
+            # close_notify and the connection ends (there is no renegotiation).
+            self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
+            self._close("sequence numbers exhausted", error=True, by_peer=False)
+            raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
+        self._out.append(write.protect(ContentType.application_data, data))
+
+    def close(self) -> None:
+        """Send close_notify and end the connection (idempotent)."""
+        if self._hs.state is State.CLOSED:
+            return
+        self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
+        self._close(
+            "closed locally", error=False, by_peer=False, alert=AlertDescription.close_notify
+        )
+
+    # -- record intake ------------------------------------------------------------------
+
+    def _process_record(self, record: Record) -> None:
+        epoch = record.epoch
+        read = self._read_epochs.get(epoch)
+        if read is None or (epoch != 0 and epoch != self._read_epoch):
+            if epoch == self._read_epoch + 1 and self._hs.state in HANDSHAKING:
+                # RFC 6347 §4.1: records of the next epoch may arrive before the
+                # ChangeCipherSpec; keep a bounded number until the keys are ready.
+                if len(self._held) < self.configuration.max_held_records:
+                    self._held.append(record)
+            return
+        if epoch != 0 and record.version != DTLS1_2:
+            return
+        if not read.window.is_fresh(record.seq):
+            return  # RFC 6347 §4.1.2.6: duplicate or too old
+        if read.protection is None:
+            plaintext = record.fragment
+        else:
+            try:
+                plaintext = read.protection.open(record.seq8, record.content_type, record.fragment)
+            except BadRecordError:
+                self._auth_failures += 1
+                return  # RFC 6347 §4.1.2.7: invalid records are silently discarded
+        if len(plaintext) > MAX_PLAINTEXT:
+            return
+        read.window.mark(record.seq)  # only now: the record is authentic
+        try:
+            self._dispatch(record.content_type, epoch, plaintext)
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    def _dispatch(self, content_type: int, epoch: int, data: bytes) -> None:
+        if content_type == ContentType.handshake:
+            self._on_handshake(epoch, data)
+        elif content_type == ContentType.application_data:
+            self._on_application_data(epoch, data)
+        elif content_type == ContentType.alert:
+            self._on_alert(epoch, data)
+        elif content_type == ContentType.change_cipher_spec:
+            self._on_change_cipher_spec(epoch, data)
+
+    def _on_handshake(self, epoch: int, data: bytes) -> None:
+        fragments = parse_fragments(data)
+        if fragments is None:
+            return  # malformed fragment header: discard the record
+        hs = self._hs
+        for frag in fragments:
+            if (
+                self._learn_first_seq
+                and frag.msg_type == HandshakeType.client_hello
+                and frag.message_seq <= _MAX_FIRST_CLIENT_HELLO_SEQ
+            ):
+                self._reassembler.next_seq = frag.message_seq
+                self._learn_first_seq = False
+            if frag.message_seq < self._reassembler.next_seq:
+                self._peer_retransmitted(frag.message_seq)
+                continue
+            if hs.state in HANDSHAKING:
+                # Finished is the only handshake message protected by the new epoch
+                if (epoch == 0) == (frag.msg_type == HandshakeType.finished):
+                    raise ProtocolError(
+                        AlertDescription.unexpected_message,
+                        f"handshake message type {frag.msg_type} in epoch {epoch}",
+                    )
+            elif epoch == 0:
+                continue  # after the handshake, plaintext messages are unauthenticated
+            self._reassembler.add(frag)
+        while hs.state is not State.CLOSED:
+            message = self._reassembler.pop()
+            if message is None:
+                break
+            if hs.state is State.ESTABLISHED:
+                self._post_handshake_message(*message)
+            else:
+                hs.handle(*message)
+
+    def _post_handshake_message(self, msg_type: int, seq: int, body: bytes) -> None:
+        renegotiation = (
+            HandshakeType.hello_request if self.is_client else HandshakeType.client_hello
+        )
+        if msg_type == renegotiation:
+            # RFC 5746 §4.2/§4.4 and RFC 5246 §7.2.2: renegotiation is refused politely
+            self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
+            return
+        raise ProtocolError(
+            AlertDescription.unexpected_message, f"handshake message {msg_type} after completion"
+        )
+
+    def _peer_retransmitted(self, seq: int) -> None:
+        """RFC 6347 §4.2.4: a repeat of the peer's last flight means ours was lost."""
+        if self._flight is None or self._resent or seq < self._peer_flight_seq:
+            return
+        if self._hs.state in HANDSHAKING or self._flight_final:
+            self._resent = True
+            self._transmit_flight()
+
+    def _on_change_cipher_spec(self, epoch: int, data: bytes) -> None:
+        # RFC 5246 §7.1: a single byte of value 1. One that comes early (its flight's
+        # handshake messages were lost or reordered) or late (a retransmission) is
+        # dropped: the flight will be retransmitted whole.
+        if data != b"\x01" or epoch != self._read_epoch:
+            return
+        if self._hs.state not in CCS_STATES or self._pending_read is None:
+            return
+        pending = self._pending_read
+        self._read_epochs[pending.epoch] = pending
+        self._read_epoch = pending.epoch
+        self._pending_read = None
+        self._hs.on_change_cipher_spec()
+        held, self._held = self._held, []
+        for record in held:
+            if self._hs.state is State.CLOSED:
+                break
+            self._process_record(record)
+
+    def _on_application_data(self, epoch: int, data: bytes) -> None:
+        if epoch == 0:
+            return  # never legal unprotected
+        if self._hs.state is State.ESTABLISHED:
+            self._events.append(ApplicationData(data))
+        elif len(self._early_data) < self.configuration.max_held_records:
+            # authenticated by the new keys but before Finished was verified: hold it
+            self._early_data.append(data)
+
+    def _on_alert(self, epoch: int, data: bytes) -> None:
+        if len(data) != 2 or (epoch == 0 and self._read_epoch > 0):
+            return  # malformed, or plaintext once keys are in use: unauthenticated
+        level, description = data[0], data[1]
+        if level == AlertLevel.warning:
+            if description == AlertDescription.close_notify:
+                handshaking = self._hs.state in HANDSHAKING
+                self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
+                reason = "peer closed during the handshake" if handshaking else "peer closed"
+                self._close(reason, error=handshaking, by_peer=True, alert=description)
+            else:
+                self._events.append(AlertReceived(AlertLevel.warning, description))
+        elif level == AlertLevel.fatal:
+            self._events.append(AlertReceived(AlertLevel.fatal, description))
+            name = AlertDescription.name_of(description)
+            self._close(f"peer sent fatal alert {name}", error=True, by_peer=True, alert=description)
+
+    # -- called by the handshake ---------------------------------------------------------
+
+    def next_message_seq(self) -> int:
+        seq = self._send_seq
+        self._send_seq += 1
+        return seq
+
+    def start_message_seq(self, seq: int) -> None:
+        self._send_seq = seq
+
+    def send_flight(self, items: list[FlightItem], final: bool) -> None:
+        self._flight = items
+        self._flight_final = final
+        self._timeout = self.configuration.initial_timeout
+        self._transmit_flight()
+        self._retransmit_at = None if final else self._now + self._timeout
+        for item in items:
+            if item.content_type == ContentType.change_cipher_spec:
+                self._write_epoch = 1
+
+    def flight_answered(self) -> None:
+        """The peer's next flight has begun: stop retransmitting ours."""
+        self._retransmit_at = None
+        self._peer_flight_seq = self._reassembler.next_seq - 1
+
+    def reset_read_window(self) -> None:
+        """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
+        self._read_epochs[0] = ReadEpoch(0, None)
+
+    def prepare_epoch(self, suite: CipherSuite, keys: KeyBlock, etm: bool) -> None:
+        rnd = self.configuration.random
+        client = make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac, rnd, etm)
+        server = make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac, rnd, etm)
+        mine, theirs = (client, server) if self.is_client else (server, client)
+        self._write_epochs[1] = WriteEpoch(1, mine)
+        self._pending_read = ReadEpoch(1, theirs)
+
+    def handshake_complete(self, event: HandshakeCompleted, keep_flight: bool) -> None:
+        self._retransmit_at = None
+        self._deadline = None
+        if not keep_flight:
+            self._flight = None
+        self._reassembler.clear()
+        self._hs.forget()
+        self.handshake = event
+        self._events.append(event)
+        early, self._early_data = self._early_data, []
+        for data in early:
+            self._events.append(ApplicationData(data))
+
+    # -- output -------------------------------------------------------------------------
+
+    def _transmit_flight(self) -> None:
+        """Pack the flight into datagrams of at most ``mtu`` bytes (RFC 6347 §4.1.1.1)."""
+        assert self._flight is not None
+        mtu = self.configuration.mtu
+        out: list[bytes] = []
+        current = bytearray()
+        for item in self._flight:
+            write = self._write_epochs[item.epoch]
+            if item.content_type != ContentType.handshake:
+                record = write.protect(item.content_type, item.body)
+                if current and len(current) + len(record) > mtu:
+                    out.append(bytes(current))
+                    current = bytearray()
+                current += record
+                continue
+            overhead = write.overhead() + HANDSHAKE_HEADER_LEN
+            if current and mtu - len(current) - overhead < min(len(item.body), 64):
+                out.append(bytes(current))
+                current = bytearray()
+            body, offset = item.body, 0
+            while True:
+                room = mtu - len(current) - overhead
+                piece = body[offset : offset + room]
+                header = encode_header(
+                    item.msg_type, len(body), item.message_seq, offset, len(piece)
+                )
+                current += write.protect(ContentType.handshake, header + piece)
+                offset += len(piece)
+                if offset >= len(body):
+                    break
+                out.append(bytes(current))
+                current = bytearray()
+        if current:
+            out.append(bytes(current))
+        self._out.extend(out)
+
+    def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        write = self._write_epochs.get(self._write_epoch)
+        if write is None or write.exhausted:
+            return
+        self._out.append(write.protect(ContentType.alert, bytes((level, description))))
+
+    # -- endings ------------------------------------------------------------------------
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._send_alert(AlertLevel.fatal, exc.alert)
+        self._close(exc.reason, error=True, by_peer=False, alert=exc.alert)
+
+    def _close(self, reason: str, *, error: bool, by_peer: bool, alert: int | None = None) -> None:
+        """Enter CLOSED and forget every key, buffer and timer."""
+        self._hs.state = State.CLOSED
+        self._hs.forget()
+        self._flight = None
+        self._retransmit_at = None
+        self._deadline = None
+        self._held = []
+        self._early_data = []
+        self._reassembler.clear()
+        self._read_epochs = {}
+        self._write_epochs = {}
+        self._pending_read = None
+        self._events.append(ConnectionClosed(reason, error, by_peer, alert))

@@ -1,0 +1,72 @@
+"""Stateless HelloVerifyRequest cookies (RFC 6347 §4.2.1).
+
+    Cookie = HMAC(Secret, Client-IP, Client-Parameters)
+
+The parameters hashed are the ClientHello's version, random, session_id, cipher suites
+and compression methods: the fields a client must repeat unchanged. Extensions are left
+out because pion clients change their supported_groups in the second ClientHello (see
+../shared/PEERS.md). The secret is replaced every ``lifetime`` seconds; a cookie made
+with the previous secret is still accepted, so a cookie lives between one and two
+lifetimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from .config import RandomSource
+from .messages import ClientHello
+
+COOKIE_LEN = 32
+
+
+class CookieJar:
+    def __init__(self, random: RandomSource, lifetime: float, now: float) -> None:
+        self._random = random
+        self._lifetime = lifetime
+        self._secret = random(32)
+        self._previous: bytes | None = None
+        self._rotated_at = now
+
+    def __repr__(self) -> str:
+        return "<CookieJar (secret hidden)>"
+
+    def _rotate(self, now: float) -> None:
+        if now - self._rotated_at >= self._lifetime:
+            # two lifetimes of silence: the old secret is too old to keep either
+            expired = now - self._rotated_at >= 2 * self._lifetime
+            self._previous = None if expired else self._secret
+            self._secret = self._random(32)
+            self._rotated_at = now
+
+    @staticmethod
+    def _mac(secret: bytes, address: bytes, hello: ClientHello) -> bytes:
+        msg = b"".join(
+            (
+                len(address).to_bytes(1, "big"),
+                address,
+                hello.client_version.to_bytes(2, "big"),
+                hello.random,
+                len(hello.session_id).to_bytes(1, "big"),
+                hello.session_id,
+                b"".join(s.to_bytes(2, "big") for s in hello.cipher_suites),
+                b"\x00",
+                hello.compression_methods,
+            )
+        )
+        return hmac.new(secret, msg, hashlib.sha256).digest()[:COOKIE_LEN]
+
+    def make(self, address: bytes, hello: ClientHello, now: float) -> bytes:
+        self._rotate(now)
+        return self._mac(self._secret, address, hello)
+
+    def verify(self, address: bytes, hello: ClientHello, now: float) -> bool:
+        self._rotate(now)
+        if len(hello.cookie) != COOKIE_LEN:
+            return False
+        ok = hmac.compare_digest(self._mac(self._secret, address, hello), hello.cookie)
+        if self._previous is not None:
+            old = hmac.compare_digest(self._mac(self._previous, address, hello), hello.cookie)
+            ok = ok or old
+        return ok

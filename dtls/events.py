@@ -1,0 +1,51 @@
+"""Events a connection reports through ``next_event()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .constants import AlertDescription, AlertLevel, NamedGroup
+from .suites import CipherSuite
+
+
+class Event:
+    """Base class of every event."""
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted(Event):
+    cipher_suite: CipherSuite
+    group: NamedGroup | None
+    psk_identity: bytes
+    extended_master_secret: bool
+    encrypt_then_mac: bool
+
+
+@dataclass(frozen=True)
+class ApplicationData(Event):
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AlertReceived(Event):
+    level: AlertLevel
+    description: int
+
+    @property
+    def name(self) -> str:
+        return AlertDescription.name_of(self.description)
+
+
+@dataclass(frozen=True)
+class ConnectionClosed(Event):
+    """The connection is over; nothing more will be sent or received.
+
+    ``error`` is False for an orderly close_notify in either direction and True for a
+    handshake failure, a timeout or a fatal alert; ``reason`` says what happened in one
+    line; ``alert`` is the alert sent or received that ended it, if any.
+    """
+
+    reason: str
+    error: bool
+    by_peer: bool
+    alert: int | None = None

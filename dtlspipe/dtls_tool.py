@@ -1,0 +1,394 @@
+"""The I/O side of ``python -m dtls client|server|demo`` (see docs/cli-dtls.md).
+
+A deliberately plain loop: one UDP socket, ``selectors`` for readiness, the monotonic
+clock for the engine's timers and ``os.urandom`` as its random source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from dtls import (
+    ApplicationData,
+    ConnectionClosed,
+    DTLSConfiguration,
+    DTLSConnection,
+    DTLSError,
+    DTLSServer,
+    EMSMode,
+    Event,
+    HandshakeCompleted,
+    parse_group_list,
+    parse_suite_list,
+)
+
+LINGER = 0.5  # seconds the client waits for replies after stdin ends
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``v6addr:port`` (last colon splits)."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"bad address {text!r}: expected HOST:PORT or [IPv6]:PORT")
+    return host, int(port)
+
+
+def resolve(host: str, port: int, passive: bool = False) -> tuple[int, tuple[str, int]]:
+    flags = socket.AI_PASSIVE if passive else 0
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, flags)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
+
+
+def build_config(args: argparse.Namespace, is_client: bool) -> DTLSConfiguration:
+    try:
+        psk = bytes.fromhex(args.psk)
+    except ValueError:
+        raise UsageError("--psk must be hex") from None
+    keylog: Callable[[str], None] | None = None
+    if args.keylog:
+        path = args.keylog
+
+        def keylog(line: str) -> None:
+            with open(path, "a", encoding="ascii") as fh:
+                fh.write(line + "\n")
+
+    try:
+        return DTLSConfiguration(
+            random=os.urandom,
+            psk=psk,
+            psk_identity=args.identity.encode() if is_client else b"",
+            psk_identity_hint=None if is_client or args.hint is None else args.hint.encode(),
+            cipher_suites=parse_suite_list(args.ciphers) if args.ciphers else DTLSConfiguration.cipher_suites,
+            groups=parse_group_list(args.curves) if args.curves else DTLSConfiguration.groups,
+            mtu=args.mtu,
+            extended_master_secret=EMSMode(args.ems),
+            encrypt_then_mac=not args.no_etm,
+            hello_verify=is_client or not args.no_hello_verify,
+            handshake_timeout=args.timeout,
+            keylog=keylog,
+        )
+    except DTLSError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def describe(event: HandshakeCompleted) -> str:
+    group = event.group.name if event.group is not None else "-"
+    return f"handshake ok: {event.cipher_suite.name} {group}"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class LineReader:
+    """Non-blocking line splitter over a file descriptor."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.fd = stream.fileno()
+        self.buf = b""
+        self.eof = False
+
+    def read_lines(self) -> list[bytes]:
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            self.eof = True
+            lines = [self.buf] if self.buf else []
+            self.buf = b""
+            return lines
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        return [line + b"\n" for line in lines]
+
+
+def run_client(args: argparse.Namespace) -> int:
+    host, port = parse_hostport(args.connect)
+    config = build_config(args, is_client=True)
+    family, addr = resolve(host, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.connect(addr)
+    sock.setblocking(False)
+    conn = DTLSConnection(config, is_client=True, peer=addr)
+    conn.connect(time.monotonic())
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, "sock")
+    stdin = LineReader(sys.stdin.buffer)
+    linger_until: float | None = None
+    status = 0
+    try:
+        while True:
+            for datagram in conn.datagrams_to_send():
+                try:
+                    sock.send(datagram)
+                except OSError:
+                    pass  # ICMP errors from an earlier send; UDP carries on
+            done, status = _client_events(conn, sel, stdin)
+            if done:
+                return status
+            now = time.monotonic()
+            deadlines = [t for t in (conn.get_timer(), linger_until) if t is not None]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            for key, _ in sel.select(timeout):
+                if key.data == "sock":
+                    _drain(sock, conn)
+                elif key.data == "stdin":
+                    for line in stdin.read_lines():
+                        conn.send(line)
+                    if stdin.eof:
+                        sel.unregister(sys.stdin.buffer)
+                        linger_until = time.monotonic() + LINGER
+            now = time.monotonic()
+            if linger_until is not None and now >= linger_until:
+                conn.close()
+                linger_until = None
+            timer = conn.get_timer()
+            if timer is not None and now >= timer:
+                conn.handle_timer(now)
+    finally:
+        for datagram in conn.datagrams_to_send():
+            try:
+                sock.send(datagram)
+            except OSError:
+                pass
+        sock.close()
+
+
+def _drain(sock: socket.socket, conn: DTLSConnection) -> None:
+    now = time.monotonic()
+    while True:
+        try:
+            data = sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # e.g. ECONNREFUSED from an ICMP port unreachable
+        conn.receive_datagram(data, now)
+
+
+def _client_events(
+    conn: DTLSConnection, sel: selectors.BaseSelector, stdin: LineReader
+) -> tuple[bool, int]:
+    while (event := conn.next_event()) is not None:
+        if isinstance(event, HandshakeCompleted):
+            say(describe(event))
+            sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+        elif isinstance(event, ApplicationData):
+            sys.stdout.buffer.write(event.data)
+            sys.stdout.buffer.flush()
+        elif isinstance(event, ConnectionClosed):
+            if conn.handshake is None:
+                say(f"handshake failed: {event.reason}")
+                return True, 1
+            say(f"connection closed: {event.reason}")
+            return True, 1 if event.error else 0
+    return False, 0
+
+
+def run_server(args: argparse.Namespace) -> int:
+    host, port = parse_hostport(args.accept)
+    config = build_config(args, is_client=False)
+    family, addr = resolve(host, port, passive=True)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        raise UsageError(f"cannot bind {args.accept}: {exc.strerror}") from None
+    sock.setblocking(False)
+    server = DTLSServer(config, time.monotonic())
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, "sock")
+    stdin = LineReader(sys.stdin.buffer)
+    sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+    try:
+        while True:
+            for datagram, peer in server.datagrams_to_send():
+                try:
+                    sock.sendto(datagram, peer)
+                except OSError:
+                    pass
+            while (item := server.next_event()) is not None:
+                finished = _server_event(server, args, *item)
+                if finished is not None:
+                    for datagram, peer in server.datagrams_to_send():
+                        sock.sendto(datagram, peer)
+                    return finished
+            timer = server.get_timer()
+            timeout = None if timer is None else max(0.0, timer - time.monotonic())
+            for key, _ in sel.select(timeout):
+                if key.data == "sock":
+                    now = time.monotonic()
+                    while True:
+                        try:
+                            data, peer = sock.recvfrom(65535)
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        except OSError:
+                            break
+                        server.receive_datagram(data, peer, now)
+                else:
+                    lines = stdin.read_lines()
+                    if stdin.eof:
+                        sel.unregister(sys.stdin.buffer)
+                    for conn in list(server.connections.values()):
+                        if conn.is_established:
+                            for line in lines:
+                                conn.send(line)
+            server.handle_timer(time.monotonic())
+    finally:
+        server.close_all()
+        for datagram, peer in server.datagrams_to_send():
+            try:
+                sock.sendto(datagram, peer)
+            except OSError:
+                pass
+        sock.close()
+
+
+def _server_event(
+    server: DTLSServer, args: argparse.Namespace, peer: object, event: Event
+) -> int | None:
+    if isinstance(event, HandshakeCompleted):
+        say(describe(event))
+    elif isinstance(event, ApplicationData):
+        sys.stdout.buffer.write(event.data)
+        sys.stdout.buffer.flush()
+        conn = server.connections.get(peer)  # type: ignore[arg-type]
+        if args.echo and conn is not None and conn.is_established:
+            conn.send(event.data)
+    elif isinstance(event, ConnectionClosed):
+        failed_handshake = event.error and "handshake" in event.reason
+        say(f"{'handshake failed' if failed_handshake else 'connection closed'}: {event.reason}")
+        if args.once:
+            return 1 if event.error else 0
+    return None
+
+
+def run_demo() -> int:
+    """Our client and server over loopback UDP in one process: handshake, echo, close."""
+    import random as _random
+
+    psk = os.urandom(16)
+    server_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server_sock.bind(("127.0.0.1", 0))
+    client_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client_sock.bind(("127.0.0.1", 0))
+    for s in (server_sock, client_sock):
+        s.settimeout(2.0)
+    server = DTLSServer(DTLSConfiguration(random=os.urandom, psk=psk), time.monotonic())
+    suite = _random.choice(DTLSConfiguration.cipher_suites)
+    client = DTLSConnection(
+        DTLSConfiguration(random=os.urandom, psk=psk, psk_identity=b"demo", cipher_suites=(suite,)),
+        is_client=True,
+    )
+    client.connect(time.monotonic())
+    messages = [b"hello over DTLS 1.2\n", b"a second datagram\n"]
+    received: list[bytes] = []
+    deadline = time.monotonic() + 10
+    sent = False
+    while time.monotonic() < deadline and len(received) < len(messages):
+        for d in client.datagrams_to_send():
+            client_sock.sendto(d, server_sock.getsockname())
+        data, peer = server_sock.recvfrom(65535) if _pending(server_sock) else (b"", None)
+        if data:
+            server.receive_datagram(data, peer, time.monotonic())
+        while (item := server.next_event()) is not None:
+            addr, event = item
+            if isinstance(event, HandshakeCompleted):
+                say(f"server: {describe(event)} identity={event.psk_identity.decode()}")
+            elif isinstance(event, ApplicationData):
+                say(f"server: got {event.data!r}, echoing")
+                server.connections[addr].send(event.data)
+        for d, addr in server.datagrams_to_send():
+            server_sock.sendto(d, addr)
+        if _pending(client_sock):
+            client.receive_datagram(client_sock.recv(65535), time.monotonic())
+        while (ev := client.next_event()) is not None:
+            if isinstance(ev, HandshakeCompleted):
+                say(f"client: {describe(ev)}")
+            elif isinstance(ev, ApplicationData):
+                say(f"client: echo came back {ev.data!r}")
+                received.append(ev.data)
+        if client.is_established and not sent:
+            for m in messages:
+                client.send(m)
+            sent = True
+        now = time.monotonic()
+        client.handle_timer(now) if (t := client.get_timer()) is not None and now >= t else None
+        server.handle_timer(now)
+    client.close()
+    for d in client.datagrams_to_send():
+        client_sock.sendto(d, server_sock.getsockname())
+    ok = received == messages
+    say("demo ok: handshake and echo over loopback" if ok else "demo FAILED")
+    return 0 if ok else 1
+
+
+def _pending(sock: socket.socket) -> bool:
+    return bool(selectors.DefaultSelector().register(sock, selectors.EVENT_READ) and
+                _select_one(sock))
+
+
+def _select_one(sock: socket.socket) -> bool:
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    ready = bool(sel.select(0.01))
+    sel.close()
+    return ready
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dtls", description="DTLS 1.2 PSK interop tool")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("client", "server"):
+        sp = sub.add_parser(name)
+        if name == "client":
+            sp.add_argument("--connect", required=True, metavar="HOST:PORT")
+            sp.add_argument("--identity", default="Client_identity")
+        else:
+            sp.add_argument("--accept", required=True, metavar="HOST:PORT")
+            sp.add_argument("--hint", default=None)
+            sp.add_argument("--once", action="store_true")
+            sp.add_argument("--echo", action="store_true")
+            sp.add_argument("--no-hello-verify", action="store_true")
+        sp.add_argument("--psk", required=True)
+        sp.add_argument("--ciphers")
+        sp.add_argument("--curves")
+        sp.add_argument("--mtu", type=int, default=1400)
+        sp.add_argument("--ems", choices=[m.value for m in EMSMode], default="require")
+        sp.add_argument("--no-etm", action="store_true")
+        sp.add_argument("--keylog")
+        sp.add_argument("--timeout", type=float, default=10.0)
+    sub.add_parser("demo")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        if args.command == "client":
+            return run_client(args)
+        if args.command == "server":
+            return run_server(args)
+        return run_demo()
+    except UsageError as exc:
+        print(f"python -m dtls: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
