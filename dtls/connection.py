@@ -129,7 +129,7 @@ class DTLSConnection:
         self._resent = False
         for record in iter_records(data):
             self._process_record(record)
-            if self._hs.state is State.CLOSED:
+            if self.is_closed:
                 break
 
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
@@ -331,7 +331,9 @@ class DTLSConnection:
         elif level == AlertLevel.fatal:
             self._events.append(AlertReceived(AlertLevel.fatal, description))
             name = AlertDescription.name_of(description)
-            self._close(f"peer sent fatal alert {name}", error=True, by_peer=True, alert=description)
+            self._close(
+                f"peer sent fatal alert {name}", error=True, by_peer=True, alert=description
+            )
 
     # -- called by the handshake ---------------------------------------------------------
 

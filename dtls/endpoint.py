@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Hashable
+from typing import Any
 
 from .config import DTLSConfiguration
 from .connection import DTLSConnection
@@ -26,7 +26,7 @@ from .fragment import full_message, parse_fragments
 from .messages import ClientHello, HelloVerifyRequest
 from .record import encode_record, iter_records
 
-Address = Hashable
+Address = tuple[Any, ...]  # a socket address: (host, port, ...)
 
 
 def address_bytes(address: Address) -> bytes:

@@ -24,8 +24,9 @@ import enum
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from .config import EMSMode
 from .constants import (
     DTLS1_0,
     DTLS1_2,
@@ -37,7 +38,6 @@ from .constants import (
     HandshakeType,
     NamedGroup,
 )
-from .config import EMSMode
 from .errors import ProtocolError
 from .events import HandshakeCompleted
 from .fragment import full_message
@@ -114,7 +114,7 @@ class Handshake:
     """State shared by both roles: randoms, transcript, negotiated parameters."""
 
     state: State
-    table: dict[State, dict[int, str]]
+    table: ClassVar[dict[State, dict[int, str]]]
 
     def __init__(self, conn: DTLSConnection) -> None:
         self.conn = conn
@@ -219,7 +219,7 @@ class Handshake:
 
 
 class ClientHandshake(Handshake):
-    table = {
+    table: ClassVar[dict[State, dict[int, str]]] = {
         State.CLIENT_WAIT_HELLO: {
             HT.hello_verify_request: "on_hello_verify_request",
             HT.server_hello: "on_server_hello",
@@ -350,7 +350,7 @@ class ClientHandshake(Handshake):
 
 
 class ServerHandshake(Handshake):
-    table = {
+    table: ClassVar[dict[State, dict[int, str]]] = {
         State.SERVER_WAIT_CH: {HT.client_hello: "on_client_hello"},
         State.SERVER_WAIT_CKE: {HT.client_key_exchange: "on_client_key_exchange"},
         State.SERVER_WAIT_FINISHED: {HT.finished: "on_finished"},

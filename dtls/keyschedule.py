@@ -85,7 +85,11 @@ def key_block(
     """RFC 5246 §6.3: PRF(master, "key expansion", server_random + client_random)."""
     mac, key, iv = suite.mac_key_len, suite.key_len, suite.fixed_iv_len
     block = prf(
-        suite.prf_hash, master, b"key expansion", server_random + client_random, 2 * (mac + key + iv)
+        suite.prf_hash,
+        master,
+        b"key expansion",
+        server_random + client_random,
+        2 * (mac + key + iv),
     )
     parts: list[bytes] = []
     pos = 0

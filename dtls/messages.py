@@ -37,7 +37,9 @@ def parse_extensions(r: Reader, what: str) -> Extensions:
         ext_type = block.uint16("extension type")
         data = block.vector(2, "extension data")
         if ext_type in seen:
-            raise ProtocolError(AlertDescription.illegal_parameter, f"duplicate extension {ext_type}")
+            raise ProtocolError(
+                AlertDescription.illegal_parameter, f"duplicate extension {ext_type}"
+            )
         seen.add(ext_type)
         out.append((ext_type, data))
     r.expect_end(what)
@@ -58,15 +60,15 @@ def encode_extensions(w: Writer, extensions: Extensions) -> None:
 class ClientHello:
     """RFC 6347 §4.2.1::
 
-        struct {
-          ProtocolVersion client_version;
-          Random random;
-          SessionID session_id;                       // <0..32>
-          opaque cookie<0..2^8-1>;
-          CipherSuite cipher_suites<2..2^16-1>;
-          CompressionMethod compression_methods<1..2^8-1>;
-          Extension extensions<0..2^16-1>;            // optional
-        } ClientHello;
+    struct {
+      ProtocolVersion client_version;
+      Random random;
+      SessionID session_id;                       // <0..32>
+      opaque cookie<0..2^8-1>;
+      CipherSuite cipher_suites<2..2^16-1>;
+      CompressionMethod compression_methods<1..2^8-1>;
+      Extension extensions<0..2^16-1>;            // optional
+    } ClientHello;
     """
 
     client_version: int
@@ -87,7 +89,9 @@ class ClientHello:
         suites_raw = r.vector(2, "cipher_suites", 2)
         if len(suites_raw) % 2:
             raise DecodeError("cipher_suites: odd length")
-        suites = [int.from_bytes(suites_raw[i : i + 2], "big") for i in range(0, len(suites_raw), 2)]
+        suites = [
+            int.from_bytes(suites_raw[i : i + 2], "big") for i in range(0, len(suites_raw), 2)
+        ]
         compression = r.vector(1, "compression_methods", 1)
         extensions = parse_extensions(r, "ClientHello")
         return cls(version, random, session_id, cookie, suites, compression, extensions)
@@ -130,14 +134,14 @@ class HelloVerifyRequest:
 class ServerHello:
     """RFC 5246 §7.4.1.3::
 
-        struct {
-          ProtocolVersion server_version;
-          Random random;
-          SessionID session_id;
-          CipherSuite cipher_suite;
-          CompressionMethod compression_method;
-          Extension extensions<0..2^16-1>;            // optional
-        } ServerHello;
+    struct {
+      ProtocolVersion server_version;
+      Random random;
+      SessionID session_id;
+      CipherSuite cipher_suite;
+      CompressionMethod compression_method;
+      Extension extensions<0..2^16-1>;            // optional
+    } ServerHello;
     """
 
     server_version: int
@@ -173,12 +177,12 @@ class ServerHello:
 class ServerKeyExchange:
     """RFC 4279 §2 (PSK) and RFC 5489 §2 (ECDHE_PSK)::
 
-        struct {
-          opaque psk_identity_hint<0..2^16-1>;
-          ServerECDHParams params;                    // ECDHE_PSK only
-        } ServerKeyExchange;
+    struct {
+      opaque psk_identity_hint<0..2^16-1>;
+      ServerECDHParams params;                    // ECDHE_PSK only
+    } ServerKeyExchange;
 
-        struct { ECCurveType curve_type; NamedCurve namedcurve; opaque point<1..2^8-1>; }
+    struct { ECCurveType curve_type; NamedCurve namedcurve; opaque point<1..2^8-1>; }
     """
 
     hint: bytes

@@ -62,7 +62,11 @@ def iter_records(datagram: bytes) -> Iterator[Record]:
             and length <= MAX_CIPHERTEXT
         ):
             yield Record(
-                content_type, version, epoch_seq >> 48, epoch_seq & MAX_SEQUENCE, datagram[start:pos]
+                content_type,
+                version,
+                epoch_seq >> 48,
+                epoch_seq & MAX_SEQUENCE,
+                datagram[start:pos],
             )
 
 

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dtls import (
     ApplicationData,
@@ -76,7 +76,9 @@ def build_config(args: argparse.Namespace, is_client: bool) -> DTLSConfiguration
             psk=psk,
             psk_identity=args.identity.encode() if is_client else b"",
             psk_identity_hint=None if is_client or args.hint is None else args.hint.encode(),
-            cipher_suites=parse_suite_list(args.ciphers) if args.ciphers else DTLSConfiguration.cipher_suites,
+            cipher_suites=parse_suite_list(args.ciphers)
+            if args.ciphers
+            else DTLSConfiguration.cipher_suites,
             groups=parse_group_list(args.curves) if args.curves else DTLSConfiguration.groups,
             mtu=args.mtu,
             extended_master_secret=EMSMode(args.ems),
@@ -262,14 +264,14 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def _server_event(
-    server: DTLSServer, args: argparse.Namespace, peer: object, event: Event
+    server: DTLSServer, args: argparse.Namespace, peer: tuple[Any, ...], event: Event
 ) -> int | None:
     if isinstance(event, HandshakeCompleted):
         say(describe(event))
     elif isinstance(event, ApplicationData):
         sys.stdout.buffer.write(event.data)
         sys.stdout.buffer.flush()
-        conn = server.connections.get(peer)  # type: ignore[arg-type]
+        conn = server.connections.get(peer)
         if args.echo and conn is not None and conn.is_established:
             conn.send(event.data)
     elif isinstance(event, ConnectionClosed):
@@ -282,75 +284,67 @@ def _server_event(
 
 def run_demo() -> int:
     """Our client and server over loopback UDP in one process: handshake, echo, close."""
-    import random as _random
-
     psk = os.urandom(16)
-    server_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server_sock.bind(("127.0.0.1", 0))
-    client_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client_sock.bind(("127.0.0.1", 0))
-    for s in (server_sock, client_sock):
-        s.settimeout(2.0)
+    socks = {}
+    for role in ("server", "client"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        socks[role] = sock
+    server_addr = socks["server"].getsockname()
     server = DTLSServer(DTLSConfiguration(random=os.urandom, psk=psk), time.monotonic())
-    suite = _random.choice(DTLSConfiguration.cipher_suites)
     client = DTLSConnection(
-        DTLSConfiguration(random=os.urandom, psk=psk, psk_identity=b"demo", cipher_suites=(suite,)),
-        is_client=True,
+        DTLSConfiguration(random=os.urandom, psk=psk, psk_identity=b"demo"), is_client=True
     )
+    say(f"demo: server on {server_addr[0]}:{server_addr[1]}, client connecting")
     client.connect(time.monotonic())
     messages = [b"hello over DTLS 1.2\n", b"a second datagram\n"]
-    received: list[bytes] = []
-    deadline = time.monotonic() + 10
-    sent = False
-    while time.monotonic() < deadline and len(received) < len(messages):
-        for d in client.datagrams_to_send():
-            client_sock.sendto(d, server_sock.getsockname())
-        data, peer = server_sock.recvfrom(65535) if _pending(server_sock) else (b"", None)
-        if data:
-            server.receive_datagram(data, peer, time.monotonic())
-        while (item := server.next_event()) is not None:
-            addr, event = item
-            if isinstance(event, HandshakeCompleted):
-                say(f"server: {describe(event)} identity={event.psk_identity.decode()}")
-            elif isinstance(event, ApplicationData):
-                say(f"server: got {event.data!r}, echoing")
-                server.connections[addr].send(event.data)
-        for d, addr in server.datagrams_to_send():
-            server_sock.sendto(d, addr)
-        if _pending(client_sock):
-            client.receive_datagram(client_sock.recv(65535), time.monotonic())
-        while (ev := client.next_event()) is not None:
-            if isinstance(ev, HandshakeCompleted):
-                say(f"client: {describe(ev)}")
-            elif isinstance(ev, ApplicationData):
-                say(f"client: echo came back {ev.data!r}")
-                received.append(ev.data)
-        if client.is_established and not sent:
-            for m in messages:
-                client.send(m)
-            sent = True
-        now = time.monotonic()
-        client.handle_timer(now) if (t := client.get_timer()) is not None and now >= t else None
-        server.handle_timer(now)
-    client.close()
-    for d in client.datagrams_to_send():
-        client_sock.sendto(d, server_sock.getsockname())
-    ok = received == messages
-    say("demo ok: handshake and echo over loopback" if ok else "demo FAILED")
-    return 0 if ok else 1
-
-
-def _pending(sock: socket.socket) -> bool:
-    return bool(selectors.DefaultSelector().register(sock, selectors.EVENT_READ) and
-                _select_one(sock))
-
-
-def _select_one(sock: socket.socket) -> bool:
+    echoed: list[bytes] = []
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
-    ready = bool(sel.select(0.01))
-    sel.close()
-    return ready
+    for role, sock in socks.items():
+        sel.register(sock, selectors.EVENT_READ, role)
+    deadline = time.monotonic() + 10
+    try:
+        while len(echoed) < len(messages) and time.monotonic() < deadline:
+            for datagram in client.datagrams_to_send():
+                socks["client"].sendto(datagram, server_addr)
+            for datagram, addr in server.datagrams_to_send():
+                socks["server"].sendto(datagram, addr)
+            for key, _ in sel.select(0.05):
+                data, addr = key.fileobj.recvfrom(65535)  # type: ignore[union-attr]
+                if key.data == "server":
+                    server.receive_datagram(data, addr, time.monotonic())
+                else:
+                    client.receive_datagram(data, time.monotonic())
+            while (item := server.next_event()) is not None:
+                peer, event = item
+                if isinstance(event, HandshakeCompleted):
+                    say(f"server: {describe(event)} (identity {event.psk_identity.decode()})")
+                elif isinstance(event, ApplicationData):
+                    say(f"server: received {event.data!r}, echoing it")
+                    server.connections[peer].send(event.data)
+            while (ev := client.next_event()) is not None:
+                if isinstance(ev, HandshakeCompleted):
+                    say(f"client: {describe(ev)}")
+                    for message in messages:
+                        client.send(message)
+                elif isinstance(ev, ApplicationData):
+                    say(f"client: echo received {ev.data!r}")
+                    echoed.append(ev.data)
+            now = time.monotonic()
+            timer = client.get_timer()
+            if timer is not None and now >= timer:
+                client.handle_timer(now)
+            server.handle_timer(now)
+        client.close()
+        for datagram in client.datagrams_to_send():
+            socks["client"].sendto(datagram, server_addr)
+    finally:
+        for sock in socks.values():
+            sock.close()
+    ok = echoed == messages
+    say("demo ok: handshake, echo and close_notify over loopback" if ok else "demo FAILED")
+    return 0 if ok else 1
 
 
 def make_parser() -> argparse.ArgumentParser:
