@@ -1,0 +1,51 @@
+"""dtls/ is sans-I/O: no sockets, clocks, OS randomness or event loops (checked by AST)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import dtls
+
+FORBIDDEN_MODULES = {
+    "socket", "time", "random", "secrets", "asyncio", "anyio", "trio", "selectors",
+    "threading", "subprocess", "select", "ssl", "datetime",
+}
+FORBIDDEN_CALLS = {("os", "urandom"), ("os", "getrandom")}
+PACKAGE = Path(dtls.__file__).parent
+
+
+def _modules() -> list[Path]:
+    # __main__ only hands over to dtlspipe.dtls_tool, where the tool's I/O lives
+    return [p for p in PACKAGE.glob("*.py") if p.name != "__main__.py"]
+
+
+def test_no_io_imports() -> None:
+    offenders = []
+    for path in _modules():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in FORBIDDEN_MODULES:
+                    offenders.append(f"{path.name}: import {name}")
+            if isinstance(node, ast.ImportFrom) and node.module == "os":
+                offenders.append(f"{path.name}: from os import ...")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in FORBIDDEN_CALLS
+            ):
+                offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert offenders == []
+    assert len(_modules()) >= 10  # the check really looked at the package
+
+
+def test_main_is_only_a_shim() -> None:
+    tree = ast.parse((PACKAGE / "__main__.py").read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [getattr(n, "module", None) for n in imports] == ["dtlspipe.dtls_tool"]
