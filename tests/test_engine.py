@@ -207,7 +207,7 @@ def test_wrong_psk_fails_within_deadline_on_both_sides() -> None:
 
 def test_unknown_identity_gets_unknown_psk_identity() -> None:
     keys = {b"alice": PSK}
-    client, server, cev, sev = handshake(
+    _client, _server, cev, sev = handshake(
         {"psk_identity": b"mallory"}, {"psk_lookup": keys.get})
     c, s = closed(cev), closed(sev)
     assert s.alert == AlertDescription.unknown_psk_identity and not s.by_peer
@@ -217,7 +217,7 @@ def test_unknown_identity_gets_unknown_psk_identity() -> None:
 
 def test_per_identity_keys() -> None:
     keys = {b"alice": b"A" * 16, b"bob": b"B" * 16}
-    client, server, cev, sev = handshake(
+    _client, _server, _cev, sev = handshake(
         {"psk_identity": b"bob", "psk": b"B" * 16}, {"psk_lookup": keys.get})
     (done,) = [e for e in sev if isinstance(e, HandshakeCompleted)]
     assert done.psk_identity == b"bob"
@@ -357,7 +357,7 @@ def test_pion_style_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ServerKeyExchange, "encode", pion_encode)
     suite = suite_by_name("TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256")  # the Go spelling
-    client, _, cev, _ = handshake({"cipher_suites": (suite,)}, {"cipher_suites": (suite,)})
+    client, _, _cev, _ = handshake({"cipher_suites": (suite,)}, {"cipher_suites": (suite,)})
     assert client.is_established
 
 
@@ -380,6 +380,6 @@ def test_fatal_alert_from_peer() -> None:
 
 def test_plaintext_alert_after_handshake_is_ignored() -> None:
     from dtls.record import encode_record
-    client, server, _, _ = handshake()
+    client, _server, _, _ = handshake()
     client.receive_datagram(encode_record(ContentType.alert, 0, 99, b"\x02\x28"), 1.0)
     assert client.is_established and events(client) == []

@@ -74,7 +74,7 @@ def test_write_epoch_exhaustion_flag() -> None:
     w.next_seq = MAX_SEQUENCE
     assert not w.exhausted
     rec = w.protect(ContentType.alert, b"\x01\x00")
-    assert list(iter_records(rec))[0].seq == MAX_SEQUENCE
+    assert next(iter(iter_records(rec))).seq == MAX_SEQUENCE
     assert w.exhausted
 
 

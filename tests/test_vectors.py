@@ -80,7 +80,7 @@ class Session:
         hellos = [m for m in c2s if m[1] == HandshakeType.client_hello]
         hello = hellos[-1]  # the one with the cookie
         server = [m for m in s2c if m[1] != HandshakeType.hello_verify_request]
-        cke = [m for m in c2s if m[1] == HandshakeType.client_key_exchange][0]
+        cke = next(m for m in c2s if m[1] == HandshakeType.client_key_exchange)
         parts = [hello, *server, cke]
         return b"".join(full_message(t, seq, body) for _, t, seq, body in parts)
 
