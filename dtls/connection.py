@@ -311,6 +311,10 @@ class DTLSConnection:
         if epoch == 0:
             return  # never legal unprotected
         if self._hs.state is State.ESTABLISHED:
+            if self._flight is not None:
+                # RFC 6347 §4.2.4: authenticated data proves the peer has our final
+                # flight; stop keeping it for retransmission.
+                self._flight = None
             self._events.append(ApplicationData(data))
         elif len(self._early_data) < self.configuration.max_held_records:
             # authenticated by the new keys but before Finished was verified: hold it

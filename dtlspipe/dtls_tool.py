@@ -136,14 +136,14 @@ def run_client(args: argparse.Namespace) -> int:
     status = 0
     try:
         while True:
+            done, status = _client_events(conn, sel, stdin)
+            if done:
+                return status
             for datagram in conn.datagrams_to_send():
                 try:
                     sock.send(datagram)
                 except OSError:
                     pass  # ICMP errors from an earlier send; UDP carries on
-            done, status = _client_events(conn, sel, stdin)
-            if done:
-                return status
             now = time.monotonic()
             deadlines = [t for t in (conn.get_timer(), linger_until) if t is not None]
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -220,17 +220,15 @@ def run_server(args: argparse.Namespace) -> int:
     sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
     try:
         while True:
+            while (item := server.next_event()) is not None:
+                finished = _server_event(server, args, *item)
+                if finished is not None:
+                    return finished  # the finally clause sends what is queued
             for datagram, peer in server.datagrams_to_send():
                 try:
                     sock.sendto(datagram, peer)
                 except OSError:
                     pass
-            while (item := server.next_event()) is not None:
-                finished = _server_event(server, args, *item)
-                if finished is not None:
-                    for datagram, peer in server.datagrams_to_send():
-                        sock.sendto(datagram, peer)
-                    return finished
             timer = server.get_timer()
             timeout = None if timer is None else max(0.0, timer - time.monotonic())
             for key, _ in sel.select(timeout):
