@@ -281,8 +281,12 @@ class DTLSConnection:
         )
 
     def _peer_retransmitted(self, seq: int) -> None:
-        """RFC 6347 §4.2.4: a repeat of the peer's last flight means ours was lost."""
-        if self._flight is None or self._resent or seq < self._peer_flight_seq:
+        """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost.
+
+        Only messages from before our flight count: a repeat of the peer's *answer* to
+        our flight proves ours arrived, and resending on it would ping-pong.
+        """
+        if self._flight is None or self._resent or seq >= self._peer_flight_seq:
             return
         if self._hs.state in HANDSHAKING or self._flight_final:
             self._resent = True
@@ -351,6 +355,7 @@ class DTLSConnection:
 
     def send_flight(self, items: list[FlightItem], final: bool) -> None:
         self._flight = items
+        self._peer_flight_seq = self._reassembler.next_seq
         self._flight_final = final
         self._timeout = self.configuration.initial_timeout
         self._transmit_flight()
@@ -362,7 +367,6 @@ class DTLSConnection:
     def flight_answered(self) -> None:
         """The peer's next flight has begun: stop retransmitting ours."""
         self._retransmit_at = None
-        self._peer_flight_seq = self._reassembler.next_seq - 1
 
     def reset_read_window(self) -> None:
         """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
@@ -413,6 +417,11 @@ class DTLSConnection:
             body, offset = item.body, 0
             while True:
                 room = mtu - len(current) - overhead
+                if item.msg_type == HandshakeType.client_hello:
+                    # Never fragmented (mbedTLS makes the same choice): a server must
+                    # check the cookie of a whole ClientHello before it keeps any state
+                    # (RFC 6347 §4.2.1). One over the MTU leaves as one larger datagram.
+                    room = max(room, len(body))
                 piece = body[offset : offset + room]
                 header = encode_header(
                     item.msg_type, len(body), item.message_seq, offset, len(piece)
