@@ -85,7 +85,8 @@ class DTLSConnection:
         self._retransmit_at: float | None = None
         self._timeout = configuration.initial_timeout
         self._deadline: float | None = None
-        self._peer_flight_seq = 0
+        self._peer_flight_seq = 0  # message_seq expected when we sent our flight
+        self._peer_flight_start = -1  # first message_seq of the peer's latest flight
         self._resent = False
         self._auth_failures = 0
         self._now = 0.0
@@ -247,7 +248,8 @@ class DTLSConnection:
                 self._reassembler.next_seq = frag.message_seq
                 self._learn_first_seq = False
             if frag.message_seq < self._reassembler.next_seq:
-                self._peer_retransmitted(frag.message_seq)
+                if frag.offset == 0:
+                    self._peer_retransmitted(frag.message_seq)
                 continue
             if hs.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch
@@ -283,10 +285,14 @@ class DTLSConnection:
     def _peer_retransmitted(self, seq: int) -> None:
         """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost.
 
-        Only messages from before our flight count: a repeat of the peer's *answer* to
-        our flight proves ours arrived, and resending on it would ping-pong.
+        The trigger is the first fragment of the first message of that flight, so a
+        repeated flight spread over several datagrams costs one resend. A repeat of the
+        peer's *answer* to our flight proves ours arrived, and resending on it would
+        ping-pong.
         """
         if self._flight is None or self._resent or seq >= self._peer_flight_seq:
+            return
+        if seq != self._peer_flight_start:
             return
         if self._hs.state in HANDSHAKING or self._flight_final:
             self._resent = True
@@ -367,6 +373,7 @@ class DTLSConnection:
     def flight_answered(self) -> None:
         """The peer's next flight has begun: stop retransmitting ours."""
         self._retransmit_at = None
+        self._peer_flight_start = self._reassembler.next_seq - 1
 
     def reset_read_window(self) -> None:
         """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
