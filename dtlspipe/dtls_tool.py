@@ -190,7 +190,10 @@ def _client_events(
     while (event := conn.next_event()) is not None:
         if isinstance(event, HandshakeCompleted):
             say(describe(event))
-            sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+            try:
+                sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+            except (PermissionError, ValueError):
+                stdin.eof = True  # /dev/null or a regular file: nothing to poll
         elif isinstance(event, ApplicationData):
             sys.stdout.buffer.write(event.data)
             sys.stdout.buffer.flush()
@@ -214,14 +217,18 @@ def run_server(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot bind {args.accept}: {exc.strerror}") from None
     sock.setblocking(False)
     server = DTLSServer(config, time.monotonic())
+    established: set[tuple[Any, ...]] = set()
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     stdin = LineReader(sys.stdin.buffer)
-    sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+    try:
+        sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
+    except (PermissionError, ValueError):
+        pass  # a regular file or /dev/null cannot be polled: nothing to send then
     try:
         while True:
             while (item := server.next_event()) is not None:
-                finished = _server_event(server, args, *item)
+                finished = _server_event(server, args, established, *item)
                 if finished is not None:
                     return finished  # the finally clause sends what is queued
             for datagram, peer in server.datagrams_to_send():
@@ -262,9 +269,14 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def _server_event(
-    server: DTLSServer, args: argparse.Namespace, peer: tuple[Any, ...], event: Event
+    server: DTLSServer,
+    args: argparse.Namespace,
+    established: set[tuple[Any, ...]],
+    peer: tuple[Any, ...],
+    event: Event,
 ) -> int | None:
     if isinstance(event, HandshakeCompleted):
+        established.add(peer)
         say(describe(event))
     elif isinstance(event, ApplicationData):
         sys.stdout.buffer.write(event.data)
@@ -273,7 +285,8 @@ def _server_event(
         if args.echo and conn is not None and conn.is_established:
             conn.send(event.data)
     elif isinstance(event, ConnectionClosed):
-        failed_handshake = event.error and "handshake" in event.reason
+        failed_handshake = peer not in established
+        established.discard(peer)
         say(f"{'handshake failed' if failed_handshake else 'connection closed'}: {event.reason}")
         if args.once:
             return 1 if event.error else 0

@@ -383,3 +383,29 @@ def test_plaintext_alert_after_handshake_is_ignored() -> None:
     client, _server, _, _ = handshake()
     client.receive_datagram(encode_record(ContentType.alert, 0, 99, b"\x02\x28"), 1.0)
     assert client.is_established and events(client) == []
+
+
+def test_server_records_after_cookie_do_not_reuse_the_hvr_sequence_number() -> None:
+    # The HVR reuses the first ClientHello's record number (0); the ServerHello flight
+    # must come after it, or the client's replay window drops it (pion does).
+    client = DTLSConnection(client_conf(), is_client=True)
+    server = DTLSServer(server_conf())
+    client.connect(0.0)
+    seqs: list[int] = []
+    for _ in range(2):
+        for d in client.datagrams_to_send():
+            server.receive_datagram(d, ADDR, 0.0)
+        for d, _a in server.datagrams_to_send():
+            seqs.extend(r.seq for r in iter_records(d) if r.epoch == 0)
+            client.receive_datagram(d, 0.0)
+    assert seqs[0] == 0 and min(seqs[1:]) > seqs[0]
+    assert len(seqs) == len(set(seqs))
+
+
+def test_server_alert_after_cookie_is_not_a_replay() -> None:
+    client = DTLSConnection(client_conf(extended_master_secret=EMSMode.OFF), is_client=True)
+    server = DTLSServer(server_conf())
+    client.connect(0.0)
+    pump(client, server)
+    c = closed(events(client))
+    assert c.by_peer and c.alert == AlertDescription.handshake_failure
