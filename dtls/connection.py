@@ -53,6 +53,9 @@ from .suites import CipherSuite
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
 # cookie round, one more per HelloVerifyRequest before that.
 _MAX_FIRST_CLIENT_HELLO_SEQ = 8
+# A client's ClientHello record numbers stay small (a few retries); larger ones are not
+# followed by the server's own numbering.
+_MAX_FOLLOWED_RECORD_SEQ = 1024
 
 
 class DTLSConnection:
@@ -210,8 +213,10 @@ class DTLSConnection:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
             # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
             # starting again at 0 would look like a replay to the client.
+            # Only small numbers: a forged 2^48-1 must not make our own records wrap.
             write0 = self._write_epochs[0]
-            write0.next_seq = max(write0.next_seq, record.seq)
+            if record.seq <= _MAX_FOLLOWED_RECORD_SEQ:
+                write0.next_seq = max(write0.next_seq, record.seq)
         if not read.window.is_fresh(record.seq):
             return  # RFC 6347 §4.1.2.6: duplicate or too old
         if read.protection is None:
@@ -416,6 +421,10 @@ class DTLSConnection:
         current = bytearray()
         for item in self._flight:
             write = self._write_epochs[item.epoch]
+            if write.next_seq + 64 > MAX_SEQUENCE:
+                # RFC 6347 §4.1: never wrap; a flight this late cannot be sent safely
+                self._close("sequence numbers exhausted", error=True, by_peer=False)
+                return
             if item.content_type != ContentType.handshake:
                 record = write.protect(item.content_type, item.body)
                 if current and len(current) + len(record) > mtu:

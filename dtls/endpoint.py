@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .config import DTLSConfiguration
@@ -21,7 +22,7 @@ from .connection import DTLSConnection
 from .constants import DTLS1_0, ContentType, HandshakeType
 from .cookie import CookieJar
 from .errors import DTLSError
-from .events import ConnectionClosed, Event
+from .events import ConnectionClosed, Event, HandshakeCompleted
 from .fragment import full_message, parse_fragments
 from .messages import ClientHello, HelloVerifyRequest
 from .record import encode_record, iter_records
@@ -45,15 +46,31 @@ def address_bytes(address: Address) -> bytes:
 class DTLSServer:
     """Routes datagrams to per-peer connections and creates them after the cookie check."""
 
-    def __init__(self, configuration: DTLSConfiguration, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        configuration: DTLSConfiguration,
+        now: float = 0.0,
+        admit: Callable[[Address, float], bool] | None = None,
+    ) -> None:
         self.configuration = configuration
+        #: called with (address, now) before a connection is created; False refuses it
+        #: (the tunnel's per-IP rate limit). The cookie exchange happens before it.
+        self._admit = admit
         self.connections: dict[Address, DTLSConnection] = {}
         self._cookies = CookieJar(configuration.random, configuration.cookie_secret_lifetime, now)
         self._stateless_out: list[tuple[bytes, Address]] = []
         self._closing_out: list[tuple[bytes, Address]] = []
+        # connections whose handshake runs: the only ones with timers, so timer work
+        # does not grow with the number of established sessions
+        self._handshaking: set[Address] = set()
         self._events: deque[tuple[Address, Event]] = deque()
         #: counters a caller can report (drops are silent on the wire)
-        self.stats = {"hello_verify_sent": 0, "dropped": 0, "connections_created": 0}
+        self.stats = {
+            "hello_verify_sent": 0,
+            "dropped": 0,
+            "refused": 0,
+            "connections_created": 0,
+        }
 
     def __repr__(self) -> str:
         return f"<DTLSServer connections={len(self.connections)}>"
@@ -89,8 +106,12 @@ class DTLSServer:
         if len(self.connections) >= cfg.max_connections:
             self.stats["dropped"] += 1
             return None
+        if self._admit is not None and not self._admit(address, now):
+            self.stats["refused"] += 1
+            return None
         conn = DTLSConnection(cfg, is_client=False, peer=address)
         self.connections[address] = conn
+        self._handshaking.add(address)
         self.stats["connections_created"] += 1
         return conn
 
@@ -119,7 +140,10 @@ class DTLSServer:
     def _collect(self, address: Address, conn: DTLSConnection) -> None:
         while (event := conn.next_event()) is not None:
             self._events.append((address, event))
+            if isinstance(event, HandshakeCompleted):
+                self._handshaking.discard(address)
             if isinstance(event, ConnectionClosed):
+                self._handshaking.discard(address)
                 # hand over its last datagrams (the alert) before forgetting it
                 self._closing_out.extend((d, address) for d in conn.datagrams_to_send())
                 self.connections.pop(address, None)
@@ -135,17 +159,32 @@ class DTLSServer:
                 out.append((datagram, address))
         return out
 
+    def stateless_datagrams(self) -> list[tuple[bytes, Address]]:
+        """Only the HelloVerifyRequests and the last words of closed connections.
+
+        With ``receive_datagram``'s returned connection's own ``datagrams_to_send``, this
+        lets a caller with many peers avoid visiting every connection per datagram.
+        """
+        out, self._stateless_out = self._stateless_out, []
+        out.extend(self._closing_out)
+        self._closing_out = []
+        return out
+
     def close_all(self) -> None:
         """close_notify to every peer (for shutdown)."""
         for conn in self.connections.values():
             conn.close()
 
     def get_timer(self) -> float | None:
-        timers = [t for c in self.connections.values() if (t := c.get_timer()) is not None]
+        """The earliest timer of the connections still in their handshake."""
+        timers = [
+            t for a in self._handshaking if (t := self.connections[a].get_timer()) is not None
+        ]
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
-        for address, conn in list(self.connections.items()):
+        for address in list(self._handshaking):
+            conn = self.connections[address]
             timer = conn.get_timer()
             if timer is not None and now >= timer:
                 conn.handle_timer(now)

@@ -23,13 +23,13 @@ from .errors import DecodeError, ProtocolError
 Extensions = list[tuple[int, bytes]]
 
 
-def parse_extensions(r: Reader, what: str) -> Extensions:
+def parse_extensions(r: Reader, what: str) -> tuple[Extensions, bool]:
     """``Extension extensions<0..2^16-1>``; absent entirely is allowed (RFC 5246 §7.4.1.2).
 
     Duplicate types are rejected (RFC 5246 §7.4.1.4: "MUST NOT be more than one").
     """
     if r.remaining == 0:
-        return []
+        return [], False
     block = r.sub(2, what + " extensions")
     out: Extensions = []
     seen: set[int] = set()
@@ -43,11 +43,12 @@ def parse_extensions(r: Reader, what: str) -> Extensions:
         seen.add(ext_type)
         out.append((ext_type, data))
     r.expect_end(what)
-    return out
+    return out, True
 
 
-def encode_extensions(w: Writer, extensions: Extensions) -> None:
-    if not extensions:
+def encode_extensions(w: Writer, extensions: Extensions, empty_block: bool = False) -> None:
+    """Writes no block for no extensions unless ``empty_block`` asks for ``00 00``."""
+    if not extensions and not empty_block:
         return
     inner = Writer()
     for ext_type, data in extensions:
@@ -78,6 +79,8 @@ class ClientHello:
     cipher_suites: list[int] = field(default_factory=list)
     compression_methods: bytes = b"\x00"
     extensions: Extensions = field(default_factory=list)
+    #: an extension block was present but empty (kept so encode() round-trips)
+    empty_extension_block: bool = False
 
     @classmethod
     def parse(cls, body: bytes) -> ClientHello:
@@ -93,8 +96,17 @@ class ClientHello:
             int.from_bytes(suites_raw[i : i + 2], "big") for i in range(0, len(suites_raw), 2)
         ]
         compression = r.vector(1, "compression_methods", 1)
-        extensions = parse_extensions(r, "ClientHello")
-        return cls(version, random, session_id, cookie, suites, compression, extensions)
+        extensions, block = parse_extensions(r, "ClientHello")
+        return cls(
+            version,
+            random,
+            session_id,
+            cookie,
+            suites,
+            compression,
+            extensions,
+            block and not extensions,
+        )
 
     def encode(self) -> bytes:
         w = Writer()
@@ -104,7 +116,7 @@ class ClientHello:
         w.vector(1, self.cookie)
         w.vector(2, b"".join(s.to_bytes(2, "big") for s in self.cipher_suites))
         w.vector(1, self.compression_methods)
-        encode_extensions(w, self.extensions)
+        encode_extensions(w, self.extensions, self.empty_extension_block)
         return w.getvalue()
 
 
@@ -150,6 +162,7 @@ class ServerHello:
     cipher_suite: int
     compression_method: int = 0
     extensions: Extensions = field(default_factory=list)
+    empty_extension_block: bool = False
 
     @classmethod
     def parse(cls, body: bytes) -> ServerHello:
@@ -159,8 +172,10 @@ class ServerHello:
         session_id = r.vector(1, "session_id", 0, 32)
         suite = r.uint16("cipher_suite")
         compression = r.uint8("compression_method")
-        extensions = parse_extensions(r, "ServerHello")
-        return cls(version, random, session_id, suite, compression, extensions)
+        extensions, block = parse_extensions(r, "ServerHello")
+        return cls(
+            version, random, session_id, suite, compression, extensions, block and not extensions
+        )
 
     def encode(self) -> bytes:
         w = Writer()
@@ -169,7 +184,7 @@ class ServerHello:
         w.vector(1, self.session_id)
         w.uint16(self.cipher_suite)
         w.uint8(self.compression_method)
-        encode_extensions(w, self.extensions)
+        encode_extensions(w, self.extensions, self.empty_extension_block)
         return w.getvalue()
 
 

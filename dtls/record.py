@@ -73,6 +73,8 @@ def iter_records(datagram: bytes) -> Iterator[Record]:
 def encode_record(
     content_type: int, epoch: int, seq: int, fragment: bytes, version: int = DTLS1_2
 ) -> bytes:
+    if not 0 <= seq <= MAX_SEQUENCE:
+        raise ValueError("record sequence number out of range")  # a local bug, never input
     return (
         bytes((content_type,))
         + version.to_bytes(2, "big")
