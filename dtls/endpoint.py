@@ -170,6 +170,13 @@ class DTLSServer:
         self._closing_out = []
         return out
 
+    def close(self, address: Address) -> None:
+        """close_notify to one peer; its last datagrams go out with the next flush."""
+        conn = self.connections.get(address)
+        if conn is not None:
+            conn.close()
+            self._collect(address, conn)
+
     def close_all(self) -> None:
         """close_notify to every peer (for shutdown)."""
         for conn in self.connections.values():
