@@ -73,9 +73,7 @@ async def run_demo(suite_name: str = "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256") ->
         SessionPolicy(),
     )
     client = TunnelClient(
-        DTLSConfiguration(
-            random=os.urandom, psk=psk, psk_identity=b"demo", cipher_suites=(suite,)
-        ),
+        DTLSConfiguration(random=os.urandom, psk=psk, psk_identity=b"demo", cipher_suites=(suite,)),
         client_sock,
         lambda: (server_addr[0], server_addr[1]),
         SessionPolicy(),

@@ -15,7 +15,6 @@ client, the DTLS client for the server); "right" is where it goes.
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 import socket
@@ -37,18 +36,13 @@ from dtls import (
     HandshakeCompleted,
 )
 
+from .options import StaleMode
+
 log = logging.getLogger("dtlspipe")
 
 Address = tuple[Any, ...]
 MAX_PENDING = 128  # datagrams queued per session while its handshake or dial runs
 RECV_SIZE = 65535
-
-
-class StaleMode(enum.Enum):
-    BOTH = "both"  # stale when both sides have been silent for idle_time
-    EITHER = "either"  # stale when either side has
-    LEFT = "left"
-    RIGHT = "right"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,180 @@
+"""``dtlspipe``: the command-line entry point (Go dtlspipe compatible, see docs/manual.md)."""
+
+from __future__ import annotations
+
+import cProfile
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+import anyio
+
+from dtls import DTLSConfiguration
+
+from . import __version__
+from .demo import run_demo
+from .endpoints import choose
+from .options import (
+    SUPPORTED_CIPHERS,
+    SUPPORTED_CURVES,
+    Command,
+    HelpRequested,
+    Options,
+    UsageError,
+    cipher_name,
+    curve_name,
+    parse_args,
+    usage,
+)
+from .psk import genpsk
+from .ratelimit import RateLimiter
+from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
+
+log = logging.getLogger("dtlspipe")
+
+
+def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
+    return DTLSConfiguration(
+        random=os.urandom,
+        psk=opts.psk,
+        psk_identity=opts.identity if is_client else b"",
+        cipher_suites=opts.ciphers,
+        groups=opts.curves,
+        mtu=opts.mtu,
+        hello_verify=not opts.skip_hello_verify,
+        handshake_timeout=opts.timeout,
+    )
+
+
+def _policy(opts: Options) -> SessionPolicy:
+    limit = opts.time_limit
+    return SessionPolicy(
+        idle_time=opts.idle_time,
+        stale_mode=opts.stale_mode,
+        time_limit=None if limit is None else (limit.low, limit.high),
+    )
+
+
+def _admit(opts: Options) -> Callable[[Address, float], bool] | None:
+    if opts.rate_limit is None:
+        return None
+    limiter = RateLimiter(opts.rate_limit.limit, opts.rate_limit.period)
+    return lambda addr, now: limiter.allow(str(addr[0]), now)
+
+
+def _bind(opts: Options) -> socket.socket:
+    assert opts.bind is not None
+    try:
+        return bind_udp(opts.bind.host, opts.bind.port)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve bind address {opts.bind}: {exc.strerror}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {opts.bind}: {exc.strerror}") from None
+
+
+async def _run_tunnel(opts: Options) -> None:
+    listen = _bind(opts)
+    tunnel: TunnelClient | TunnelServer
+    if opts.command is Command.SERVER:
+        assert opts.remote is not None
+        tunnel = TunnelServer(
+            _dtls_config(opts, False),
+            listen,
+            (opts.remote.host, opts.remote.port),
+            _policy(opts),
+            admit=_admit(opts),
+            dial_timeout=opts.timeout,
+        )
+        target = str(opts.remote)
+    else:
+        if opts.command is Command.CLIENT:
+            assert opts.remote is not None
+            remote = (opts.remote.host, opts.remote.port)
+            target = str(opts.remote)
+
+            def chooser() -> tuple[str, int]:
+                return remote
+        else:
+            rng = random.SystemRandom()
+            groups = opts.endpoint_groups
+
+            def chooser() -> tuple[str, int]:
+                return choose(groups, rng)
+
+            target = f"{len(groups)} endpoint group(s)"
+        tunnel = TunnelClient(
+            _dtls_config(opts, True),
+            listen,
+            chooser,
+            _policy(opts),
+            admit=_admit(opts),
+            dial_timeout=opts.timeout,
+        )
+    log.info("%s listening on %s, forwarding to %s", opts.command.value, opts.bind, target)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, tg.cancel_scope)
+            await tunnel.serve(tg)
+    finally:
+        tunnel.close_all()  # close_notify to every peer
+        listen.close()
+        log.info("shut down")
+
+
+async def _watch_signals(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, closing sessions", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def _run(opts: Options) -> int:
+    if opts.command is Command.GENPSK:
+        print(genpsk(opts.key_length, os.urandom))
+    elif opts.command is Command.CIPHERS:
+        print("\n".join(cipher_name(s) for s in SUPPORTED_CIPHERS))
+    elif opts.command is Command.CURVES:
+        print("\n".join(curve_name(g) for g in SUPPORTED_CURVES))
+    elif opts.command is Command.VERSION:
+        print(__version__)
+    elif opts.command is Command.DEMO:
+        return anyio.run(run_demo)
+    else:
+        anyio.run(_run_tunnel, opts)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        opts = parse_args(args, os.environ)
+    except HelpRequested:
+        print(usage(), file=sys.stderr)
+        return 0
+    except UsageError as exc:
+        print(f"dtlspipe: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+    )
+    profiler = cProfile.Profile() if opts.cpuprofile else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        return _run(opts)
+    except UsageError as exc:
+        print(f"dtlspipe: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if profiler is not None and opts.cpuprofile:
+            profiler.disable()
+            profiler.dump_stats(opts.cpuprofile)
