@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dtlspipe: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.WARNING if opts.command is Command.DEMO else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(message)s",
     )
