@@ -41,6 +41,7 @@ from .options import StaleMode
 log = logging.getLogger("dtlspipe")
 
 Address = tuple[Any, ...]
+MAX_PLAINTEXT = 2**14  # RFC 5246 §6.2.1: the largest record payload
 MAX_PENDING = 128  # datagrams queued per session while its handshake or dial runs
 RECV_SIZE = 65535
 
@@ -162,6 +163,10 @@ class ClientSession(Session):
 
     def from_left(self, data: bytes, now: float) -> None:
         self.last_left = now
+        if len(data) > MAX_PLAINTEXT:
+            self.dropped += 1  # cannot travel in one DTLS record (RFC 6347 §4.1)
+            log.debug("session %s: dropped a %d-byte datagram", fmt(self.source), len(data))
+            return
         if self.sock is not None and self.conn.is_established:
             self.conn.send(data)
             for datagram in self.conn.datagrams_to_send():
@@ -187,6 +192,8 @@ class ClientSession(Session):
             log.warning("session %s -> %s: could not resolve/dial", fmt(self.source), remote)
         except OSError as exc:
             log.warning("session %s -> %s: %s", fmt(self.source), remote, exc.strerror or exc)
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s -> %s: internal error", fmt(self.source), remote)
         finally:
             self.shutdown()
             self.tunnel.sessions.pop(self.source, None)
@@ -323,12 +330,15 @@ class TunnelClient:
                     break
                 except OSError:
                     break
-                session = self.sessions.get(source)
-                if session is None:
-                    session = self._new_session(source, now, tg)
+                try:
+                    session = self.sessions.get(source)
                     if session is None:
-                        continue
-                session.from_left(data, now)
+                        session = self._new_session(source, now, tg)
+                        if session is None:
+                            continue
+                    session.from_left(data, now)
+                except Exception:  # one source's datagram must not stop the listener
+                    log.exception("datagram from %s: internal error", fmt(source))
 
     def _new_session(self, source: Address, now: float, tg: TaskGroup) -> ClientSession | None:
         if len(self.sessions) >= self.policy.max_sessions:
@@ -387,6 +397,9 @@ class ServerSession(Session):
         except OSError as exc:
             log.warning("session %s: remote %s:%d: %s", fmt(self.peer), host, port, exc)
             self.close("remote unreachable")
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s: internal error", fmt(self.peer))
+            self.close("internal error")
         finally:
             if self.upstream is not None:
                 self.upstream.close()
@@ -410,6 +423,9 @@ class ServerSession(Session):
                 if conn.is_closed:
                     return
                 self.last_right = now
+                if len(data) > MAX_PLAINTEXT:
+                    self.dropped += 1  # cannot travel in one DTLS record
+                    continue
                 conn.send(data)
                 self.carried_right += 1
                 for datagram in conn.datagrams_to_send():
@@ -472,13 +488,16 @@ class TunnelServer:
                     break
                 except OSError:
                     break
-                conn = endpoint.receive_datagram(data, peer, now)
-                self._events(now)
-                if conn is not None:
-                    for datagram in conn.datagrams_to_send():
-                        _sendto(listen, datagram, peer)
-                for datagram, addr in endpoint.stateless_datagrams():
-                    _sendto(listen, datagram, addr)
+                try:
+                    conn = endpoint.receive_datagram(data, peer, now)
+                    self._events(now)
+                    if conn is not None:
+                        for datagram in conn.datagrams_to_send():
+                            _sendto(listen, datagram, peer)
+                    for datagram, addr in endpoint.stateless_datagrams():
+                        _sendto(listen, datagram, addr)
+                except Exception:  # one peer's datagram must not stop the listener
+                    log.exception("datagram from %s: internal error", fmt(peer))
 
     def _events(self, now: float) -> None:
         while (item := self.endpoint.next_event()) is not None:
