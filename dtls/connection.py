@@ -209,14 +209,6 @@ class DTLSConnection:
             return
         if epoch != 0 and record.version != DTLS1_2:
             return
-        if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
-            # Continue from the ClientHello's record number, as OpenSSL does: a stateless
-            # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
-            # starting again at 0 would look like a replay to the client.
-            # Only small numbers: a forged 2^48-1 must not make our own records wrap.
-            write0 = self._write_epochs[0]
-            if record.seq <= _MAX_FOLLOWED_RECORD_SEQ:
-                write0.next_seq = max(write0.next_seq, record.seq)
         if not read.window.is_fresh(record.seq):
             return  # RFC 6347 §4.1.2.6: duplicate or too old
         if read.protection is None:
@@ -230,6 +222,14 @@ class DTLSConnection:
         if len(plaintext) > MAX_PLAINTEXT:
             return
         read.window.mark(record.seq)  # only now: the record is authentic
+        if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
+            # Continue from the ClientHello's record number, as OpenSSL does: a stateless
+            # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
+            # starting again at 0 would look like a replay to the client.
+            # Only small numbers: a forged 2^48-1 must not make our own records wrap.
+            write0 = self._write_epochs[0]
+            if record.seq <= _MAX_FOLLOWED_RECORD_SEQ:
+                write0.next_seq = max(write0.next_seq, record.seq)
         try:
             self._dispatch(record.content_type, epoch, plaintext)
         except ProtocolError as exc:
