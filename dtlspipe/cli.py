@@ -143,7 +143,7 @@ def _run(opts: Options) -> int:
     elif opts.command is Command.VERSION:
         print(__version__)
     elif opts.command is Command.DEMO:
-        return anyio.run(run_demo)
+        return anyio.run(run_demo, opts.psk, opts.ciphers, opts.curves, opts.mtu)
     else:
         anyio.run(_run_tunnel, opts)
     return 0

@@ -7,17 +7,16 @@ datagrams per second it carries with a window of datagrams in flight.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import statistics
-import sys
 import time
 
 import anyio
 
-from dtls import DTLSConfiguration
-from dtls.suites import suite_by_name
+from dtls import DTLSConfiguration, NamedGroup
+from dtls.config import DEFAULT_GROUPS
+from dtls.suites import ALL_SUITES, CipherSuite
 
 from .tunnel import SessionPolicy, TunnelClient, TunnelServer, bind_udp
 
@@ -52,9 +51,13 @@ async def _exchange(sock: socket.socket, payload: bytes, timeout: float = 2.0) -
                 continue
 
 
-async def run_demo(suite_name: str = "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256") -> int:
-    psk = os.urandom(16)
-    suite = suite_by_name(suite_name)
+async def run_demo(
+    psk: bytes | None = None,
+    suites: tuple[CipherSuite, ...] = ALL_SUITES,
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS,
+    mtu: int = 1400,
+) -> int:
+    psk = psk or os.urandom(16)
     echo = bind_udp("127.0.0.1", 0)
     server_sock = bind_udp("127.0.0.1", 0)
     client_sock = bind_udp("127.0.0.1", 0)
@@ -67,13 +70,22 @@ async def run_demo(suite_name: str = "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256") ->
     say(f"tunnel server  dtls://{server_addr[0]}:{server_addr[1]} -> echo service")
     say(f"tunnel client  udp://{client_addr[0]}:{client_addr[1]} -> tunnel server")
     server = TunnelServer(
-        DTLSConfiguration(random=os.urandom, psk=psk, hello_verify=False),
+        DTLSConfiguration(
+            random=os.urandom, psk=psk, hello_verify=False, cipher_suites=suites, groups=groups
+        ),
         server_sock,
         (echo_addr[0], echo_addr[1]),
         SessionPolicy(),
     )
     client = TunnelClient(
-        DTLSConfiguration(random=os.urandom, psk=psk, psk_identity=b"demo", cipher_suites=(suite,)),
+        DTLSConfiguration(
+            random=os.urandom,
+            psk=psk,
+            psk_identity=b"demo",
+            cipher_suites=suites,
+            groups=groups,
+            mtu=mtu,
+        ),
         client_sock,
         lambda: (server_addr[0], server_addr[1]),
         SessionPolicy(),
@@ -84,7 +96,7 @@ async def run_demo(suite_name: str = "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256") ->
         tg.start_soon(server.serve, tg)
         tg.start_soon(client.serve, tg)
         try:
-            status = await _measure(app, client, suite.name)
+            status = await _measure(app, client)
         finally:
             client.close_all()
             server.close_all()
@@ -94,12 +106,13 @@ async def run_demo(suite_name: str = "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256") ->
     return status
 
 
-async def _measure(app: socket.socket, client: TunnelClient, suite: str) -> int:
+async def _measure(app: socket.socket, client: TunnelClient) -> int:
     start = time.monotonic()
     first = await _exchange(app, b"hello through the tunnel", timeout=10.0)
     setup = time.monotonic() - start
     session = next(iter(client.sessions.values()))
     event = session.conn.handshake
+    suite = event.cipher_suite.name if event else "?"
     group = event.group.name if event and event.group else "-"
     say(f"session        {suite} {group}, first echo after {setup * 1000:.1f} ms: {first!r}")
     rtts = []
@@ -137,8 +150,3 @@ async def _measure(app: socket.socket, client: TunnelClient, suite: str) -> int:
     ok = received == BULK
     say("demo ok" if ok else "demo FAILED: datagrams lost on loopback")
     return 0 if ok else 1
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    return anyio.run(run_demo)
