@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .constants import AlertDescription, NamedGroup
 from .errors import ConfigurationError, ProtocolError
+from .suites import parse_name_list
 
 RandomSource = Callable[[int], bytes]
 
@@ -75,15 +76,8 @@ def group_by_name(name: str) -> NamedGroup:
 
 
 def parse_group_list(text: str) -> tuple[NamedGroup, ...]:
-    parts = [p for p in text.replace(",", ":").split(":") if p.strip()]
-    if not parts:
-        raise ConfigurationError("empty curve list")
-    out: list[NamedGroup] = []
-    for part in parts:
-        group = group_by_name(part)
-        if group not in out:
-            out.append(group)
-    return tuple(out)
+    """A colon- or comma-separated list of group names, in preference order."""
+    return parse_name_list(text, group_by_name, "curve")
 
 
 class EphemeralKey:

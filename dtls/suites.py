@@ -10,7 +10,9 @@ hex (``0x00A8``) form.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import ConfigurationError
 
@@ -157,14 +159,22 @@ def suite_by_name(name: str) -> CipherSuite:
     raise ConfigurationError(f"unknown cipher suite {name!r}")
 
 
-def parse_suite_list(text: str) -> tuple[CipherSuite, ...]:
-    """A colon- or comma-separated list of suite names, in preference order."""
+T = TypeVar("T")
+
+
+def parse_name_list(text: str, lookup: Callable[[str], T], what: str) -> tuple[T, ...]:
+    """A colon- or comma-separated list of names, in preference order, duplicates dropped."""
     parts = [p for p in text.replace(",", ":").split(":") if p.strip()]
     if not parts:
-        raise ConfigurationError("empty cipher suite list")
-    out: list[CipherSuite] = []
+        raise ConfigurationError(f"empty {what} list")
+    out: list[T] = []
     for part in parts:
-        suite = suite_by_name(part)
-        if suite not in out:
-            out.append(suite)
+        item = lookup(part)
+        if item not in out:
+            out.append(item)
     return tuple(out)
+
+
+def parse_suite_list(text: str) -> tuple[CipherSuite, ...]:
+    """A colon- or comma-separated list of suite names, in preference order."""
+    return parse_name_list(text, suite_by_name, "cipher suite")
