@@ -195,6 +195,8 @@ class ClientSession(Session):
         except Exception:  # a bug must end this session only, never the process
             log.exception("session %s -> %s: internal error", fmt(self.source), remote)
         finally:
+            if not self.conn.is_closed:
+                self.close("shutdown")  # cancelled: still say close_notify
             self.shutdown()
             self.tunnel.sessions.pop(self.source, None)
 
