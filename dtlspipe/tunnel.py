@@ -394,10 +394,10 @@ class ServerSession(Session):
                     self.carried_left += 1
                 await self._loop()
         except TimeoutError:
-            log.warning("session %s: could not resolve/dial %s:%d", fmt(self.peer), host, port)
+            log.warning("session %s: could not resolve/dial %s", fmt(self.peer), fmt((host, port)))
             self.close("remote unreachable")
         except OSError as exc:
-            log.warning("session %s: remote %s:%d: %s", fmt(self.peer), host, port, exc)
+            log.warning("session %s: remote %s: %s", fmt(self.peer), fmt((host, port)), exc)
             self.close("remote unreachable")
         except Exception:  # a bug must end this session only, never the process
             log.exception("session %s: internal error", fmt(self.peer))
@@ -514,9 +514,9 @@ class TunnelServer:
                     continue
                 group = event.group.name if event.group else "-"
                 log.info(
-                    "session %s -> %s:%d: established (%s %s, identity %r)",
+                    "session %s -> %s: established (%s %s, identity %r)",
                     fmt(peer),
-                    *self.remote,
+                    fmt(self.remote),
                     event.cipher_suite.name,
                     group,
                     event.psk_identity.decode(errors="replace"),
@@ -544,9 +544,9 @@ class TunnelServer:
 
     def _log_end(self, session: ServerSession, reason: str) -> None:
         log.info(
-            "session %s -> %s:%d: ended: %s (carried %d/%d datagrams, dropped %d)",
+            "session %s -> %s: ended: %s (carried %d/%d datagrams, dropped %d)",
             fmt(session.peer),
-            *self.remote,
+            fmt(self.remote),
             reason,
             session.carried_left,
             session.carried_right,
