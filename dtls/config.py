@@ -1,7 +1,7 @@
 """Configuration of a connection or server endpoint.
 
 Everything the engine cannot know by itself comes in here, including randomness: the
-``random`` callable (for example ``os.urandom``) supplies every random byte: hello
+``random`` callable (the caller passes the OS's random source) supplies every random byte: hello
 randoms, ECDHE private keys, CBC IVs and cookie secrets. A seeded callable makes whole
 handshakes reproducible byte for byte.
 """

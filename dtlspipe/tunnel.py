@@ -20,7 +20,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,28 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _drain(sock: socket.socket) -> Iterator[bytes]:
+    """Every datagram queued on a connected socket, until it would block.
+
+    An OSError (ECONNREFUSED left by an ICMP error for an earlier send) also ends the
+    drain; the caller goes back to waiting, as UDP carries on.
+    """
+    while True:
+        try:
+            yield sock.recv(RECV_SIZE)
+        except OSError:  # includes BlockingIOError: the queue is empty
+            return
+
+
+def _drain_from(sock: socket.socket) -> Iterator[tuple[bytes, Address]]:
+    """Every (datagram, sender) queued on an unconnected socket, until it would block."""
+    while True:
+        try:
+            yield sock.recvfrom(RECV_SIZE)
+        except OSError:  # includes BlockingIOError: the queue is empty
+            return
+
+
 def _send(sock: socket.socket, data: bytes) -> None:
     try:
         sock.send(data)
@@ -215,13 +237,7 @@ class ClientSession(Session):
             with anyio.move_on_after(max(0.0, wake - now)):
                 await anyio.wait_readable(sock)
             now = time.monotonic()
-            while True:
-                try:
-                    data = sock.recv(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break  # ECONNREFUSED from an ICMP error: keep waiting
+            for data in _drain(sock):
                 conn.receive_datagram(data, now)
             timer = conn.get_timer()
             if timer is not None and now >= timer:
@@ -325,13 +341,7 @@ class TunnelClient:
         while True:
             await anyio.wait_readable(listen)
             now = time.monotonic()
-            while True:
-                try:
-                    data, source = listen.recvfrom(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break
+            for data, source in _drain_from(listen):
                 try:
                     session = self.sessions.get(source)
                     if session is None:
@@ -415,13 +425,7 @@ class ServerSession(Session):
             with anyio.move_on_after(max(0.0, self.stale_at() - now)):
                 await anyio.wait_readable(upstream)
             now = time.monotonic()
-            while True:
-                try:
-                    data = upstream.recv(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break
+            for data in _drain(upstream):
                 if conn.is_closed:
                     return
                 self.last_right = now
@@ -483,13 +487,7 @@ class TunnelServer:
         while True:
             await anyio.wait_readable(listen)
             now = time.monotonic()
-            while True:
-                try:
-                    data, peer = listen.recvfrom(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break
+            for data, peer in _drain_from(listen):
                 try:
                     conn = endpoint.receive_datagram(data, peer, now)
                     self._events(now)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -658,3 +658,26 @@ class Launcher:
         if role == "server":
             proc.wait_bound(port)
         return proc
+
+
+# ---- fixtures shared by tests/interop and tests/e2e (imported by their conftest.py files)
+@pytest.fixture(scope="session")
+def pion_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pion/dtls v2 peer, built once per session (skips/fails when Go or pion is missing)."""
+    require_peer("pion")
+    return build_pion_peer(tmp_path_factory.mktemp("pionpeer"))
+
+
+@pytest.fixture
+def launcher(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Launcher]:
+    """Starts processes for one test; at teardown every process group is killed by its PID."""
+    names = request.fixturenames
+    pion = request.getfixturevalue("pion_bin") if "pion_bin" in names else None
+    shim = request.getfixturevalue("gnutls_shim") if "gnutls_shim" in names else None
+    launch = Launcher(tmp_path, pion_bin=pion, gnutls_shim=shim)
+    try:
+        yield launch
+    finally:
+        launch.stop_all()
+        leftovers = [p.name for p in launch.procs if p.group_alive()]
+        assert not leftovers, f"processes survived teardown: {leftovers}"
