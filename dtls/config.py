@@ -61,6 +61,13 @@ class DTLSConfiguration:
     max_held_records: int = 32
     #: server endpoint: live connections at most
     max_connections: int = 10000
+    #: server endpoint: handshakes in progress at most (each holds its state until it
+    #: completes or reaches handshake_timeout); new peers beyond it are dropped
+    max_handshakes: int = 1000
+    #: server endpoint with hello_verify off: demand the cookie exchange anyway while at
+    #: least this many handshakes are in progress (None: never), so a flood of spoofed
+    #: ClientHellos cannot fill max_handshakes
+    cookie_under_load: int | None = 100
     #: server endpoint: the cookie secret is replaced this often (seconds)
     cookie_secret_lifetime: float = 60.0
     #: called with NSS key log lines (``CLIENT_RANDOM ...``) when set
@@ -81,6 +88,8 @@ class DTLSConfiguration:
             raise ConfigurationError("psk identity hint too long")
         if not 0 < self.initial_timeout <= self.max_timeout:
             raise ConfigurationError("need 0 < initial_timeout <= max_timeout")
+        if self.max_handshakes < 1 or self.max_connections < 1:
+            raise ConfigurationError("max_handshakes and max_connections must be positive")
         if self.handshake_timeout <= 0:
             raise ConfigurationError("handshake_timeout must be positive")
 

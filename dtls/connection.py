@@ -91,6 +91,8 @@ class DTLSConnection:
         self._peer_flight_seq = 0  # message_seq expected when we sent our flight
         self._peer_flight_start = -1  # first message_seq of the peer's latest flight
         self._resent = False
+        self._flight_started_at = 0.0  # first transmission of the current flight
+        self._reacted_at = float("-inf")  # last reactive resend
         self._auth_failures = 0
         self._now = 0.0
         #: the HandshakeCompleted event, once the handshake is done
@@ -305,8 +307,15 @@ class DTLSConnection:
             return
         if seq != self._peer_flight_start:
             return
+        # A peer's timer cannot have fired this soon after our flight first left: that is a
+        # copy the network duplicated. Forged epoch-0 repeats get at most one resend per
+        # half initial timeout.
+        half = self.configuration.initial_timeout / 2
+        if self._now - self._flight_started_at < half or self._now - self._reacted_at < half:
+            return
         if self._hs.state in HANDSHAKING or self._flight_final:
             self._resent = True
+            self._reacted_at = self._now
             self._transmit_flight()
 
     def _on_change_cipher_spec(self, epoch: int, data: bytes) -> None:
@@ -375,6 +384,7 @@ class DTLSConnection:
         self._peer_flight_seq = self._reassembler.next_seq
         self._flight_final = final
         self._timeout = self.configuration.initial_timeout
+        self._flight_started_at = self._now
         self._transmit_flight()
         self._retransmit_at = None if final else self._now + self._timeout
         for item in items:

@@ -3,10 +3,19 @@
 Before any per-peer state exists, a ClientHello from an unknown address is answered
 statelessly with a HelloVerifyRequest (RFC 6347 §4.2.1) unless ``hello_verify`` is off
 (the Go dtlspipe server's default). Only a ClientHello carrying a valid cookie, or any
-ClientHello with the exchange off, creates a :class:`DTLSConnection`.
+ClientHello with the exchange off, creates a :class:`DTLSConnection`. With the exchange
+off, it is demanded anyway while ``cookie_under_load`` handshakes or more are in progress.
+A HelloVerifyRequest is never larger than the datagram it answers (no amplification).
 
-Bounds: ``max_connections`` live connections; a new peer beyond it is ignored.
-A ClientHello for the cookie check must arrive in one record (fragmented first
+A ClientHello with a new client random on the address of an *established* connection
+starts a second handshake beside it (RFC 6347 §4.2.8): the old connection keeps working
+until the new one completes, and only then is it replaced (its caller sees a
+``ConnectionClosed`` for it, then the new one's ``HandshakeCompleted``). A new handshake
+that fails vanishes silently, so a replayed or forged ClientHello cannot end a session.
+
+Bounds: ``max_connections`` live connections and ``max_handshakes`` handshakes in
+progress (second handshakes included); a new peer beyond either is dropped. A
+ClientHello for the cookie check must arrive in one record (fragmented first
 ClientHellos from unknown peers are dropped).
 """
 
@@ -63,6 +72,11 @@ class DTLSServer:
         # connections whose handshake runs: the only ones with timers, so timer work
         # does not grow with the number of established sessions
         self._handshaking: set[Address] = set()
+        # §4.2.8: a second handshake on the address of an established connection
+        self._candidates: dict[Address, DTLSConnection] = {}
+        # the client random of each connection's ClientHello: a repeat of it is a
+        # retransmission, anything else is a new handshake
+        self._hello_random: dict[DTLSConnection, bytes] = {}
         self._events: deque[tuple[Address, Event]] = deque()
         #: counters a caller can report (drops are silent on the wire)
         self.stats = {
@@ -70,48 +84,96 @@ class DTLSServer:
             "dropped": 0,
             "refused": 0,
             "connections_created": 0,
+            "busy": 0,
+            "replaced": 0,
+            "second_handshakes_failed": 0,
         }
 
     def __repr__(self) -> str:
         return f"<DTLSServer connections={len(self.connections)}>"
 
+    @property
+    def handshakes_in_progress(self) -> int:
+        return len(self._handshaking) + len(self._candidates)
+
     def receive_datagram(self, data: bytes, address: Address, now: float) -> DTLSConnection | None:
-        """Feed a datagram; returns the connection it went to, if any."""
+        """Feed a datagram; returns the connection it went to, if any.
+
+        Datagrams of a second handshake on the same address (§4.2.8) are queued with
+        the stateless ones (``stateless_datagrams``), not on the returned connection.
+        """
         conn = self.connections.get(address)
         if conn is None:
             conn = self._new_peer(data, address, now)
             if conn is None:
                 return None
+        elif address in self._candidates or (
+            # cheap test first: an epoch-0 handshake record leads the datagram
+            data[:1] == b"\x16" and data[3:5] == b"\0\0" and conn.is_established
+        ):
+            self._second_handshake(data, address, conn, now)
         conn.receive_datagram(data, now)
         self._collect(address, conn)
         return conn
 
-    def _new_peer(self, data: bytes, address: Address, now: float) -> DTLSConnection | None:
+    def _second_handshake(
+        self, data: bytes, address: Address, conn: DTLSConnection, now: float
+    ) -> None:
+        """RFC 6347 §4.2.8: a new handshake beside a live connection."""
+        candidate = self._candidates.get(address)
+        if candidate is None:
+            hello, _, _ = self._first_client_hello(data)
+            if hello is None or hello.random == self._hello_random.get(conn):
+                return  # not a ClientHello, or a stray copy of the one already served
+            candidate = self._new_peer(data, address, now, second=True)
+            if candidate is None:
+                return
+        candidate.receive_datagram(data, now)
+        self._collect_candidate(address, candidate)
+
+    def _new_peer(
+        self, data: bytes, address: Address, now: float, second: bool = False
+    ) -> DTLSConnection | None:
         hello, record_seq, message_seq = self._first_client_hello(data)
         if hello is None:
             self.stats["dropped"] += 1
             return None
         cfg = self.configuration
-        if cfg.hello_verify and not self._cookies.verify(address_bytes(address), hello, now):
+        busy = self.handshakes_in_progress
+        verify = cfg.hello_verify or (
+            cfg.cookie_under_load is not None and busy >= cfg.cookie_under_load
+        )
+        if verify and not self._cookies.verify(address_bytes(address), hello, now):
             cookie = self._cookies.make(address_bytes(address), hello, now)
             body = HelloVerifyRequest(DTLS1_0, cookie).encode()
             # RFC 6347 §4.2.1: same record sequence and message_seq as the ClientHello;
             # version DTLS 1.0 so any client version can read it.
             message = full_message(HandshakeType.hello_verify_request, message_seq, body)
-            self._stateless_out.append(
-                (encode_record(ContentType.handshake, 0, record_seq, message, DTLS1_0), address)
-            )
+            record = encode_record(ContentType.handshake, 0, record_seq, message, DTLS1_0)
+            if len(record) > len(data):
+                # §4.2.1: the HelloVerifyRequest must not amplify; a ClientHello this
+                # small is spoofed or broken anyway
+                self.stats["dropped"] += 1
+                return None
+            self._stateless_out.append((record, address))
             self.stats["hello_verify_sent"] += 1
             return None
-        if len(self.connections) >= cfg.max_connections:
+        if busy >= cfg.max_handshakes:
+            self.stats["busy"] += 1
+            return None
+        if not second and len(self.connections) >= cfg.max_connections:
             self.stats["dropped"] += 1
             return None
         if self._admit is not None and not self._admit(address, now):
             self.stats["refused"] += 1
             return None
         conn = DTLSConnection(cfg, is_client=False, peer=address)
-        self.connections[address] = conn
-        self._handshaking.add(address)
+        self._hello_random[conn] = hello.random
+        if second:
+            self._candidates[address] = conn
+        else:
+            self.connections[address] = conn
+            self._handshaking.add(address)
         self.stats["connections_created"] += 1
         return conn
 
@@ -147,6 +209,41 @@ class DTLSServer:
                 # hand over its last datagrams (the alert) before forgetting it
                 self._closing_out.extend((d, address) for d in conn.datagrams_to_send())
                 self.connections.pop(address, None)
+                self._hello_random.pop(conn, None)
+                self._drop_candidate(address)
+
+    def _collect_candidate(self, address: Address, candidate: DTLSConnection) -> None:
+        """Events of a second handshake: hidden until it completes, then it takes over."""
+        self._stateless_out.extend((d, address) for d in candidate.datagrams_to_send())
+        while (event := candidate.next_event()) is not None:
+            if isinstance(event, ConnectionClosed):
+                # a failed second handshake leaves the live connection alone, silently
+                self.stats["second_handshakes_failed"] += 1
+                self._stateless_out.extend((d, address) for d in candidate.datagrams_to_send())
+                self._candidates.pop(address, None)
+                self._hello_random.pop(candidate, None)
+                return
+            if isinstance(event, HandshakeCompleted):
+                self._promote(address, candidate, event)
+                self._collect(address, candidate)  # whatever followed the completion
+                return
+
+    def _promote(self, address: Address, candidate: DTLSConnection, done: Event) -> None:
+        del self._candidates[address]
+        old = self.connections.get(address)
+        self.connections[address] = candidate
+        if old is not None and not old.is_closed:
+            self._hello_random.pop(old, None)
+            self.stats["replaced"] += 1
+            reason = "replaced by a new handshake from the same address"
+            self._events.append((address, ConnectionClosed(reason, error=False, by_peer=True)))
+        self._events.append((address, done))
+
+    def _drop_candidate(self, address: Address) -> None:
+        candidate = self._candidates.pop(address, None)
+        if candidate is not None:
+            self._hello_random.pop(candidate, None)
+            self.stats["second_handshakes_failed"] += 1
 
     def datagrams_to_send(self, now: float | None = None) -> list[tuple[bytes, Address]]:
         for address, conn in list(self.connections.items()):
@@ -179,6 +276,8 @@ class DTLSServer:
 
     def close_all(self) -> None:
         """close_notify to every peer (for shutdown)."""
+        for address in list(self._candidates):
+            self._drop_candidate(address)
         for conn in self.connections.values():
             conn.close()
 
@@ -187,6 +286,7 @@ class DTLSServer:
         timers = [
             t for a in self._handshaking if (t := self.connections[a].get_timer()) is not None
         ]
+        timers.extend(t for c in self._candidates.values() if (t := c.get_timer()) is not None)
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
@@ -196,6 +296,11 @@ class DTLSServer:
             if timer is not None and now >= timer:
                 conn.handle_timer(now)
                 self._collect(address, conn)
+        for address, candidate in list(self._candidates.items()):
+            timer = candidate.get_timer()
+            if timer is not None and now >= timer:
+                candidate.handle_timer(now)
+                self._collect_candidate(address, candidate)
 
     def next_event(self) -> tuple[Address, Event] | None:
         """The next (address, event) pair from any connection."""
