@@ -1,7 +1,9 @@
 """Handshake message framing, fragmentation and reassembly (RFC 6347 §4.2.2-4.2.3).
 
-Reassembly accepts fragments out of order, duplicated and overlapping, checks that every
-fragment of one message_seq agrees on type and length, and bounds its memory: messages
+Reassembly accepts fragments out of order, duplicated and overlapping; a fragment that
+disagrees with the earlier ones of its message_seq on type or length restarts that
+message (the later sender wins, so a planted fragment cannot block the real one). It
+bounds its memory: messages
 at most ``max_message`` bytes, at most ``max_ahead`` message_seq values ahead of the next
 expected one, and ``max_bytes`` in all.
 """
@@ -120,23 +122,39 @@ class Reassembler:
         return self._bytes
 
     def add(self, frag: Fragment) -> bool:
-        """Store a fragment of a current or future message; False if it was refused."""
+        """Store a fragment of a current or future message; False if it was refused.
+
+        Epoch-0 fragments carry no MAC, so whatever an off-path sender planted must not
+        lock the real message out: a fragment that disagrees with an unfinished message
+        (type or length) starts that message afresh, and a nearer message may evict
+        the furthest ones ahead to fit in ``max_bytes``. The real peer's retransmission
+        then always gets in.
+        """
         seq = frag.message_seq
         if seq < self.next_seq or seq > self.next_seq + self._max_ahead:
             return False
         if frag.length > self._max_message:
             return False
         partial = self._partial.get(seq)
+        if partial is not None and (
+            partial.msg_type != frag.msg_type or partial.length != frag.length
+        ):
+            self._drop(seq)
+            partial = None
         if partial is None:
-            if self._bytes + frag.length > self._max_bytes:
-                return False
+            while self._bytes + frag.length > self._max_bytes:
+                furthest = max(self._partial, default=seq)
+                if furthest <= seq:
+                    return False
+                self._drop(furthest)
             partial = _Partial(frag.msg_type, frag.length)
             self._partial[seq] = partial
             self._bytes += frag.length
-        elif partial.msg_type != frag.msg_type or partial.length != frag.length:
-            return False  # inconsistent with earlier fragments of this message_seq
         partial.add(frag.offset, frag.body)
         return True
+
+    def _drop(self, seq: int) -> None:
+        self._bytes -= self._partial.pop(seq).length
 
     def pop(self) -> tuple[int, int, bytes] | None:
         """The next whole message as (msg_type, message_seq, body), if it is complete."""
