@@ -107,13 +107,16 @@ class DTLSServer:
             conn = self._new_peer(data, address, now)
             if conn is None:
                 return None
-        elif address in self._candidates or (
-            # cheap test first: an epoch-0 handshake record leads the datagram
-            data[:1] == b"\x16" and data[3:5] == b"\0\0" and conn.is_established
-        ):
-            self._second_handshake(data, address, conn, now)
+            second = False
+        else:
+            # cheap test first: does an epoch-0 handshake record lead the datagram?
+            second = address in self._candidates or (
+                data[:1] == b"\x16" and data[3:5] == b"\0\0" and conn.is_established
+            )
         conn.receive_datagram(data, now)
         self._collect(address, conn)
+        if second and self.connections.get(address) is conn:
+            self._second_handshake(data, address, conn, now)
         return conn
 
     def _second_handshake(

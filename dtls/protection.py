@@ -8,6 +8,7 @@ sequence number (RFC 6347 §4.1.2.1).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -107,10 +108,13 @@ class CBCHMAC(RecordProtection):
     MAC-then-encrypt is checked without an early exit that depends on the padding
     (the Lucky Thirteen countermeasure of RFC 5246 §6.2.3.2's implementation note):
     the padding is always scanned over the same span, the MAC is always computed and
-    compared with ``hmac.compare_digest``, and an invalid padding is treated as zero
-    padding. CPython gives no constant-time guarantee for these steps (HMAC input
-    length still varies with the padding), which is why encrypt-then-MAC is offered
-    and preferred: it authenticates the ciphertext before any padding is looked at.
+    compared with ``hmac.compare_digest``, an invalid padding is treated as zero
+    padding, and a dummy hash tops the HMAC up so that the number of hash compression
+    blocks depends only on the record's length, never on the padding (the
+    countermeasure of AlFardan and Paterson, "Lucky Thirteen", 2013, §7). CPython gives
+    no constant-time guarantee for the Python steps around it, which is why
+    encrypt-then-MAC is offered and preferred: it authenticates the ciphertext before
+    any padding is looked at.
     """
 
     def __init__(
@@ -130,6 +134,16 @@ class CBCHMAC(RecordProtection):
         self._algorithm = algorithms.AES(key)
         # IV + at most one block of padding + MAC.
         self.overhead = _BLOCK + _BLOCK + self._mac_len
+        # SHA-256: 64-byte blocks, 8-byte length field; SHA-384: 128 and 16 (FIPS 180-4)
+        self._hash_block = hashlib.new(self._hash).block_size
+        self._length_field = 8 if self._hash_block == 64 else 16
+        self._zeros = bytes(self._hash_block * (256 // self._hash_block + 3))
+
+    def _inner_blocks(self, content_len: int) -> int:
+        """Compression blocks of the inner HMAC hash: key block, 13-byte header, content,
+        then the 0x80 byte and the length field rounded up to a block."""
+        hashed = self._hash_block + 13 + content_len + 1 + self._length_field
+        return -(-hashed // self._hash_block)
 
     def _mac(self, seq8: bytes, content_type: int, data: bytes) -> bytes:
         header = additional_data(seq8, content_type, len(data))
@@ -198,9 +212,10 @@ class CBCHMAC(RecordProtection):
         content = padded[:content_len]
         tag = padded[content_len : content_len + self._mac_len]
         expected = self._mac(seq8, content_type, content)
-        # Hash the bytes the padding covered too, so the work done does not shrink
-        # with a long valid padding (partial mitigation, see the class docstring).
-        hmac.new(self._mac_key, padded[content_len:], self._hash).digest()
+        # Top up to the blocks the longest possible content (no padding) would cost.
+        longest = max(total - self._mac_len, 0)
+        extra = self._inner_blocks(longest) - self._inner_blocks(content_len)
+        hashlib.new(self._hash, self._zeros[: self._hash_block * extra]).digest()
         mac_ok = hmac.compare_digest(expected, tag)
         if not (mac_ok and good):
             raise BadRecordError("bad record MAC")

@@ -149,6 +149,17 @@ def _run(opts: Options) -> int:
     return 0
 
 
+def no_core_dumps() -> None:
+    """The process holds the PSK and session keys: a crash must not write them to a core
+    file. (Where RLIMIT_CORE does not exist, nothing is done.)"""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -159,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dtlspipe: {exc}", file=sys.stderr)
         return 2
+    no_core_dumps()
     logging.basicConfig(
         level=logging.WARNING if opts.command is Command.DEMO else logging.INFO,
         stream=sys.stderr,
