@@ -203,16 +203,21 @@ class DTLSConnection:
         epoch = record.epoch
         read = self._read_epochs.get(epoch)
         if read is None or (epoch != 0 and epoch != self._read_epoch):
-            if epoch == self._read_epoch + 1 and self._hs.state in HANDSHAKING:
+            if epoch == 1 and self._read_epoch == 0 and self._hs.state in HANDSHAKING:
                 # RFC 6347 §4.1: records of the next epoch may arrive before the
                 # ChangeCipherSpec; keep a bounded number until the keys are ready.
+                # (Epoch 1 is the only next epoch: renegotiation is refused.)
                 if len(self._held) < self.configuration.max_held_records:
                     self._held.append(record)
             return
         if epoch != 0 and record.version != DTLS1_2:
             return
-        if not read.window.is_fresh(record.seq):
-            return  # RFC 6347 §4.1.2.6: duplicate or too old
+        # RFC 6347 §4.1.2.6 updates the window only for verified records. Epoch 0 has
+        # nothing to verify, so it gets no window: one forged record numbered 2^48-1
+        # would otherwise make every real one look old. Its repeats are harmless: the
+        # handshake layer drops repeated messages by message_seq.
+        if epoch != 0 and not read.window.is_fresh(record.seq):
+            return  # duplicate or too old
         if read.protection is None:
             plaintext = record.fragment
         else:
@@ -223,7 +228,8 @@ class DTLSConnection:
                 return  # RFC 6347 §4.1.2.7: invalid records are silently discarded
         if len(plaintext) > MAX_PLAINTEXT:
             return
-        read.window.mark(record.seq)  # only now: the record is authentic
+        if epoch != 0:
+            read.window.mark(record.seq)  # only now: the record is authentic
         if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
             # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and

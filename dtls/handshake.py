@@ -394,6 +394,10 @@ class ServerHandshake(Handshake):
         if 0 not in ch.compression_methods:
             raise _proto(AlertDescription.illegal_parameter, "null compression not offered")
         exts = dict(ch.extensions)
+        for ext_type in (EXT.extended_master_secret, EXT.encrypt_then_mac):
+            if exts.get(ext_type):
+                # RFC 7627 §5.1, RFC 7366 §2: the extension_data is empty
+                raise _proto(AlertDescription.decode_error, f"extension {ext_type} not empty")
         secure_reneg = EMPTY_RENEGOTIATION_INFO_SCSV in ch.cipher_suites
         if EXT.renegotiation_info in exts:
             if parse_renegotiation_info(exts[EXT.renegotiation_info]):

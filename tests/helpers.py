@@ -297,3 +297,229 @@ class Simulator:
                 return self
             self.step()
         raise AssertionError("simulation did not settle")
+
+
+# -- crafting and reading records (added for the attack and malformed-input tests) -------
+
+
+def alerts_in(datagram: bytes) -> list[tuple[int, int]]:
+    """The plaintext (epoch-0) alerts a datagram carries, as (level, description)."""
+    return [
+        (rec.fragment[0], rec.fragment[1])
+        for rec in iter_records(datagram)
+        if rec.content_type == ContentType.alert and rec.epoch == 0 and len(rec.fragment) == 2
+    ]
+
+
+def rewrite_message(
+    datagram: bytes, msg_type: int, transform: Callable[[bytes], bytes]
+) -> bytes:
+    """The datagram with the whole epoch-0 handshake message ``msg_type`` replaced.
+
+    The new body is ``transform(body)``; the record keeps its number and the message its
+    message_seq, and the handshake header is rewritten for the new length. Every other
+    record is left as it was. Raises if there is no such whole message.
+    """
+    out, found = [], False
+    for raw, rec in zip(split_records(datagram), iter_records(datagram), strict=True):
+        frags = parse_fragments(rec.fragment) if rec.epoch == 0 else None
+        if (
+            rec.content_type == ContentType.handshake
+            and frags
+            and len(frags) == 1
+            and frags[0].msg_type == msg_type
+            and frags[0].offset == 0
+            and len(frags[0].body) == frags[0].length
+        ):
+            frag = frags[0]
+            body = transform(frag.body)
+            fragment = encode_header(msg_type, len(body), frag.message_seq, 0, len(body)) + body
+            out.append(encode_record(rec.content_type, 0, rec.seq, fragment, rec.version))
+            found = True
+        else:
+            out.append(raw)
+    assert found, f"no whole handshake message of type {msg_type} in the datagram"
+    return b"".join(out)
+
+
+def reprotect(write: object, record: bytes, transform: Callable[[bytes], bytes]) -> bytes:
+    """An epoch-1 record opened with the sender's own write state and sealed again.
+
+    ``write`` is the sender's ``WriteEpoch`` (its protection opens what it sealed: the
+    keys of one direction are the same for both operations). The plaintext becomes
+    ``transform(plaintext)`` and leaves under the next record number of that epoch.
+    """
+    (rec,) = iter_records(record)
+    protection = write.protection  # type: ignore[attr-defined]
+    plaintext = protection.open(rec.seq8, rec.content_type, rec.fragment)
+    return write.protect(rec.content_type, transform(plaintext))  # type: ignore[attr-defined,no-any-return]
+
+
+def assert_no_keys(conn: DTLSConnection) -> None:
+    """A closed connection has forgotten every key, pending key and timer."""
+    assert conn.is_closed
+    assert conn._read_epochs == {} and conn._write_epochs == {}
+    assert conn._pending_read is None
+    assert conn._hs.master == b"" and conn.get_timer() is None
+
+
+# -- driving attack scenarios (added for the attack tests) ---------------------------------
+
+PSK_GCM_SUITE = "PSK-AES128-GCM-SHA256"  # plain PSK, no hint: flight 4 is ServerHello, -Done
+
+
+def holding(match: Callable[[Sent], bool]) -> Policy:
+    """A policy that keeps every datagram ``match`` selects in ``policy.held`` instead."""
+    held: list[bytes] = []
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        if match(sent):
+            held.append(sent.data)
+            return []
+        return None
+
+    policy.held = held  # type: ignore[attr-defined]
+    return policy
+
+
+def held_pair(names: list[str], **kw: object) -> tuple[Simulator, list[bytes]]:
+    """A handshake run at t=0 with every datagram named ``names`` kept back.
+
+    ``kw`` goes to :func:`make_pair`; the suite is PSK_GCM_SUITE unless given.
+    """
+    kw.setdefault("suite", PSK_GCM_SUITE)
+    policy = holding(lambda s: s.names == names)
+    sim = Simulator(*make_pair(**kw), policy=policy)  # type: ignore[arg-type]
+    sim.start()
+    assert policy.held, f"{names} never sent"  # type: ignore[attr-defined]
+    return sim, policy.held  # type: ignore[attr-defined]
+
+
+def established(**kw: object) -> Simulator:
+    """A completed handshake (PSK_GCM_SUITE unless ``suite`` is given), at t=0."""
+    kw.setdefault("suite", PSK_GCM_SUITE)
+    sim = Simulator(*make_pair(**kw)).run()  # type: ignore[arg-type]
+    assert sim.completed_at == 0.0
+    return sim
+
+
+def release(sim: Simulator) -> None:
+    """From now on deliver everything."""
+    sim.policy = lambda s, sent: None
+
+
+def closed_event(events: list[tuple[float, Event]]) -> ConnectionClosed:
+    """The one ConnectionClosed among logged events."""
+    (event,) = [e for _, e in events if isinstance(e, ConnectionClosed)]
+    return event
+
+
+def wire_alerts(sim: Simulator, direction: str) -> list[tuple[int, int]]:
+    """Every plaintext alert sent in ``direction`` so far."""
+    return [a for s in sim.log if s.direction == direction for a in alerts_in(s.data)]
+
+
+def data_both_ways(sim: Simulator, tag: bytes = b"") -> None:
+    """One application record each way through an established pair; both arrive."""
+    from dtls.events import ApplicationData
+
+    sim.client.send(b"c2s" + tag)
+    sim.server_conn().send(b"s2c" + tag)
+    sim.pump()
+    got_server = [e.data for _, e in sim.server_events if isinstance(e, ApplicationData)]
+    got_client = [e.data for _, e in sim.client_events if isinstance(e, ApplicationData)]
+    assert got_server[-1:] == [b"c2s" + tag] and got_client[-1:] == [b"s2c" + tag]
+
+
+def marks(sim: Simulator) -> tuple[int, int, int]:
+    """How much was logged so far: datagrams, client events, server events."""
+    return len(sim.log), len(sim.client_events), len(sim.server_events)
+
+
+def assert_quiet(sim: Simulator, since: tuple[int, int, int]) -> None:
+    """Nothing was sent and no event was reported since ``marks(sim)`` gave ``since``."""
+    assert sim.log[since[0] :] == [], [s.names for s in sim.log[since[0] :]]
+    assert sim.client_events[since[1] :] == [] and sim.server_events[since[2] :] == []
+
+
+# -- rewriting one handshake message in flight (added for the malformed-input tests) ----
+
+#: the handshake messages a server sends in clear (the rest a client sends)
+SERVER_SENDS = frozenset(
+    {
+        HandshakeType.server_hello,
+        HandshakeType.hello_verify_request,
+        HandshakeType.server_key_exchange,
+        HandshakeType.server_hello_done,
+    }
+)
+
+
+def reference_body(msg_type: int, **kw: object) -> bytes:
+    """The body of the first ``msg_type`` message of a clean seeded handshake."""
+    sim = Simulator(*make_pair(**kw)).run()  # type: ignore[arg-type]
+    return next(b for s in sim.log for t, _, b in messages_in([s.data]) if t == msg_type)
+
+
+class Tampered:
+    """A seeded handshake whose first ``msg_type`` message is rewritten in flight.
+
+    ``transform`` maps the message body to the one sent instead (``rewrite_message``);
+    ``kw`` goes to :func:`make_pair`; the handshake then runs to its end on the fake
+    clock (``self.sim``). The victim is the connection that receives the rewritten
+    datagram (for a ClientHello, the server connection it creates).
+    """
+
+    def __init__(self, msg_type: int, transform: Callable[[bytes], bytes], **kw: object):
+        self.direction = S2C if msg_type in SERVER_SENDS else C2S
+        self.victims: list[DTLSConnection] = []
+        tampered: list[bytes] = []
+        client, server = make_pair(**kw)  # type: ignore[arg-type]
+        receive = server.receive_datagram
+
+        def server_receive(data: bytes, address: object, now: float) -> object:
+            conn = receive(data, address, now)  # type: ignore[arg-type]
+            if tampered and data == tampered[0] and conn is not None and not self.victims:
+                self.victims.append(conn)
+            return conn
+
+        server.receive_datagram = server_receive  # type: ignore[method-assign,assignment]
+
+        def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+            if tampered or sent.direction != self.direction:
+                return None
+            if not any(r.fragment and r.fragment[0] == msg_type for r in sent.records):
+                return None
+            tampered.append(rewrite_message(sent.data, msg_type, transform))
+            if self.direction == S2C:
+                self.victims.append(sim.client)
+            return tampered
+
+        self.sim = Simulator(client, server, policy=policy).run()
+        assert tampered, f"no message of type {msg_type} was sent"
+        assert len(self.victims) == 1
+
+    def assert_refused(self, alert: int, peer: bool = True) -> None:
+        """The victim sent one fatal ``alert`` in clear, closed, and kept no keys; its
+        peer (if it has a connection yet) closed on that alert; no handshake completed."""
+        sim, (victim,) = self.sim, self.victims
+        back = C2S if self.direction == S2C else S2C
+        assert [a for s in sim.log if s.direction == back for a in alerts_in(s.data)] == [
+            (2, alert)  # fatal
+        ]
+        mine, theirs = sim.client_events, sim.server_events
+        if self.direction == C2S:
+            mine, theirs = theirs, mine
+        (closed,) = [e for _, e in mine if isinstance(e, ConnectionClosed)]
+        assert closed.alert == alert and closed.error and not closed.by_peer
+        peer_closed = [e for _, e in theirs if isinstance(e, ConnectionClosed)]
+        if peer:
+            assert len(peer_closed) == 1
+            assert peer_closed[0].by_peer and peer_closed[0].alert == alert
+        assert sim.completed_at is None
+        assert_no_keys(victim)
+
+
+def no_alerts(sim: Simulator) -> bool:
+    """No plaintext alert was sent either way."""
+    return all(not alerts_in(s.data) for s in sim.log)
