@@ -64,9 +64,12 @@ class DTLSConfiguration:
     #: server endpoint: handshakes in progress at most (each holds its state until it
     #: completes or reaches handshake_timeout); new peers beyond it are dropped
     max_handshakes: int = 1000
+    #: server endpoint: handshakes in progress from one IPv4 host or IPv6 /64 at most,
+    #: so that one party cannot fill max_handshakes
+    max_handshakes_per_host: int = 100
     #: server endpoint with hello_verify off: demand the cookie exchange anyway while at
-    #: least this many handshakes are in progress (None: never), so a flood of spoofed
-    #: ClientHellos cannot fill max_handshakes
+    #: least this many handshakes are in progress or failed within handshake_timeout
+    #: (None: never), so a flood of spoofed ClientHellos cannot fill max_handshakes
     cookie_under_load: int | None = 100
     #: server endpoint: the cookie secret is replaced this often (seconds)
     cookie_secret_lifetime: float = 60.0

@@ -56,6 +56,10 @@ _MAX_FIRST_CLIENT_HELLO_SEQ = 8
 # A client's ClientHello record numbers stay small (a few retries); larger ones are not
 # followed by the server's own numbering.
 _MAX_FOLLOWED_RECORD_SEQ = 1024
+#: bytes of next-epoch records, and separately of early application data, held during
+#: the handshake (besides ``max_held_records``): unauthenticated input must not make a
+#: handshake in progress hold more than this
+MAX_HELD_BYTES = 32768
 
 
 class DTLSConnection:
@@ -207,7 +211,11 @@ class DTLSConnection:
                 # RFC 6347 §4.1: records of the next epoch may arrive before the
                 # ChangeCipherSpec; keep a bounded number until the keys are ready.
                 # (Epoch 1 is the only next epoch: renegotiation is refused.)
-                if len(self._held) < self.configuration.max_held_records:
+                held_bytes = sum(len(r.fragment) for r in self._held)
+                if (
+                    len(self._held) < self.configuration.max_held_records
+                    and held_bytes + len(record.fragment) <= MAX_HELD_BYTES
+                ):
                     self._held.append(record)
             return
         if epoch != 0 and record.version != DTLS1_2:
@@ -304,14 +312,15 @@ class DTLSConnection:
     def _peer_retransmitted(self, seq: int) -> None:
         """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost.
 
-        The trigger is the first fragment of the first message of that flight, so a
-        repeated flight spread over several datagrams costs one resend. A repeat of the
-        peer's *answer* to our flight proves ours arrived, and resending on it would
-        ping-pong.
+        The trigger is the first fragment of any message of that flight (OpenSSL repeats
+        a flight record by record, and the repeat of its Finished alone may be all that
+        arrives); the time limits below make a repeated flight spread over several
+        datagrams cost one resend. A repeat of the peer's *answer* to our flight proves
+        ours arrived, and resending on it would ping-pong.
         """
         if self._flight is None or self._resent or seq >= self._peer_flight_seq:
             return
-        if seq != self._peer_flight_start:
+        if seq < self._peer_flight_start:
             return
         # A peer's timer cannot have fired this soon after our flight first left: that is a
         # copy the network duplicated. Forged epoch-0 repeats get at most one resend per
@@ -352,7 +361,10 @@ class DTLSConnection:
                 # flight; stop keeping it for retransmission.
                 self._flight = None
             self._events.append(ApplicationData(data))
-        elif len(self._early_data) < self.configuration.max_held_records:
+        elif (
+            len(self._early_data) < self.configuration.max_held_records
+            and sum(map(len, self._early_data)) + len(data) <= MAX_HELD_BYTES
+        ):
             # authenticated by the new keys but before Finished was verified: hold it
             self._early_data.append(data)
 

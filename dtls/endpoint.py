@@ -4,7 +4,8 @@ Before any per-peer state exists, a ClientHello from an unknown address is answe
 statelessly with a HelloVerifyRequest (RFC 6347 §4.2.1) unless ``hello_verify`` is off
 (the Go dtlspipe server's default). Only a ClientHello carrying a valid cookie, or any
 ClientHello with the exchange off, creates a :class:`DTLSConnection`. With the exchange
-off, it is demanded anyway while ``cookie_under_load`` handshakes or more are in progress.
+off, it is demanded anyway while ``cookie_under_load`` handshakes or more are in progress
+or failed within the last ``handshake_timeout``.
 A HelloVerifyRequest is never larger than the datagram it answers (no amplification).
 
 A ClientHello with a new client random on the address of an *established* connection
@@ -13,8 +14,9 @@ until the new one completes, and only then is it replaced (its caller sees a
 ``ConnectionClosed`` for it, then the new one's ``HandshakeCompleted``). A new handshake
 that fails vanishes silently, so a replayed or forged ClientHello cannot end a session.
 
-Bounds: ``max_connections`` live connections and ``max_handshakes`` handshakes in
-progress (second handshakes included); a new peer beyond either is dropped. A
+Bounds: ``max_connections`` live connections, ``max_handshakes`` handshakes in progress
+(second handshakes included) and ``max_handshakes_per_host`` of them from one IPv4 host
+or IPv6 /64; a new peer beyond any is dropped. A
 ClientHello for the cookie check must arrive in one record (fragmented first
 ClientHellos from unknown peers are dropped).
 """
@@ -52,6 +54,12 @@ def address_bytes(address: Address) -> bytes:
     return repr(address).encode()
 
 
+def host_key(address: Address) -> bytes:
+    """The part of an address one party controls: the IPv4 host, or the IPv6 /64."""
+    packed = address_bytes(address)[:-2]
+    return packed[:8] if len(packed) == 16 else packed
+
+
 class DTLSServer:
     """Routes datagrams to per-peer connections and creates them after the cookie check."""
 
@@ -78,6 +86,10 @@ class DTLSServer:
         # retransmission, anything else is a new handshake
         self._hello_random: dict[DTLSConnection, bytes] = {}
         self._events: deque[tuple[Address, Event]] = deque()
+        # when recent handshakes failed: they count towards cookie_under_load for a
+        # handshake_timeout, so ClientHellos that fail at once are load too
+        self._failures: deque[float] = deque(maxlen=configuration.cookie_under_load or 1)
+        self._now = now
         #: counters a caller can report (drops are silent on the wire)
         self.stats = {
             "hello_verify_sent": 0,
@@ -96,12 +108,19 @@ class DTLSServer:
     def handshakes_in_progress(self) -> int:
         return len(self._handshaking) + len(self._candidates)
 
+    def _host_handshakes(self, address: Address) -> int:
+        """Handshakes in progress from the same host (IPv6: the same /64)."""
+        key = host_key(address)
+        addresses = [*self._handshaking, *self._candidates]
+        return sum(1 for a in addresses if host_key(a) == key)
+
     def receive_datagram(self, data: bytes, address: Address, now: float) -> DTLSConnection | None:
         """Feed a datagram; returns the connection it went to, if any.
 
         Datagrams of a second handshake on the same address (§4.2.8) are queued with
         the stateless ones (``stateless_datagrams``), not on the returned connection.
         """
+        self._now = now
         conn = self.connections.get(address)
         if conn is None:
             conn = self._new_peer(data, address, now)
@@ -143,8 +162,11 @@ class DTLSServer:
             return None
         cfg = self.configuration
         busy = self.handshakes_in_progress
+        failures = self._failures
+        while failures and failures[0] < now - cfg.handshake_timeout:
+            failures.popleft()
         verify = cfg.hello_verify or (
-            cfg.cookie_under_load is not None and busy >= cfg.cookie_under_load
+            cfg.cookie_under_load is not None and busy + len(failures) >= cfg.cookie_under_load
         )
         if verify and not self._cookies.verify(address_bytes(address), hello, now):
             cookie = self._cookies.make(address_bytes(address), hello, now)
@@ -162,6 +184,11 @@ class DTLSServer:
             self.stats["hello_verify_sent"] += 1
             return None
         if busy >= cfg.max_handshakes:
+            self.stats["busy"] += 1
+            return None
+        if busy >= cfg.max_handshakes_per_host and self._host_handshakes(address) >= (
+            cfg.max_handshakes_per_host
+        ):
             self.stats["busy"] += 1
             return None
         if not second and len(self.connections) >= cfg.max_connections:
@@ -208,6 +235,8 @@ class DTLSServer:
             if isinstance(event, HandshakeCompleted):
                 self._handshaking.discard(address)
             if isinstance(event, ConnectionClosed):
+                if address in self._handshaking:
+                    self._failures.append(self._now)
                 self._handshaking.discard(address)
                 # hand over its last datagrams (the alert) before forgetting it
                 self._closing_out.extend((d, address) for d in conn.datagrams_to_send())
@@ -293,6 +322,7 @@ class DTLSServer:
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         for address in list(self._handshaking):
             conn = self.connections[address]
             timer = conn.get_timer()

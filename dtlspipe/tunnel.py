@@ -20,9 +20,8 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,13 +36,14 @@ from dtls import (
 )
 
 from .options import StaleMode
+from .udp import Address, LogThrottle, bind_udp, dial, drain, drain_from, send, sendto
+
+__all__ = ["Address", "SessionPolicy", "TunnelClient", "TunnelServer", "bind_udp"]
 
 log = logging.getLogger("dtlspipe")
 
-Address = tuple[Any, ...]
 MAX_PLAINTEXT = 2**14  # RFC 5246 §6.2.1: the largest record payload
 MAX_PENDING = 128  # datagrams queued per session while its handshake or dial runs
-RECV_SIZE = 65535
 
 
 @dataclass(frozen=True)
@@ -98,73 +98,6 @@ class Session:
         return None
 
 
-def _nonblocking_udp(family: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    return sock
-
-
-async def dial(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to host:port (resolved now, per session)."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    family, _, _, _, sockaddr = infos[0]
-    sock = _nonblocking_udp(int(family))
-    try:
-        sock.connect(sockaddr)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def bind_udp(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
-    family, _, _, _, sockaddr = infos[0]
-    sock = _nonblocking_udp(family)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(sockaddr)
-    return sock
-
-
-def _drain(sock: socket.socket) -> Iterator[bytes]:
-    """Every datagram queued on a connected socket, until it would block.
-
-    An OSError (ECONNREFUSED left by an ICMP error for an earlier send) also ends the
-    drain; the caller goes back to waiting, as UDP carries on.
-    """
-    while True:
-        try:
-            yield sock.recv(RECV_SIZE)
-        except OSError:  # includes BlockingIOError: the queue is empty
-            return
-
-
-def _drain_from(sock: socket.socket) -> Iterator[tuple[bytes, Address]]:
-    """Every (datagram, sender) queued on an unconnected socket, until it would block."""
-    while True:
-        try:
-            yield sock.recvfrom(RECV_SIZE)
-        except OSError:  # includes BlockingIOError: the queue is empty
-            return
-
-
-def _send(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        pass  # the kernel buffer is full: UDP may drop, as the network may
-    except OSError:
-        pass  # ICMP errors from earlier sends (ECONNREFUSED); UDP carries on
-
-
-def _sendto(sock: socket.socket, data: bytes, addr: Address) -> None:
-    try:
-        sock.sendto(data, addr)
-    except OSError:
-        pass
-
-
 # -- client ---------------------------------------------------------------------------------
 
 
@@ -192,7 +125,7 @@ class ClientSession(Session):
         if self.sock is not None and self.conn.is_established:
             self.conn.send(data)
             for datagram in self.conn.datagrams_to_send():
-                _send(self.sock, datagram)
+                send(self.sock, datagram)
             self.carried_left += 1
         elif len(self.pending) < MAX_PENDING:
             self.pending.append(data)
@@ -227,7 +160,7 @@ class ClientSession(Session):
         sock, conn = self.sock, self.conn
         conn.connect(time.monotonic())
         for datagram in conn.datagrams_to_send():
-            _send(sock, datagram)
+            send(sock, datagram)
         while True:
             now = time.monotonic()
             wake = self.stale_at()
@@ -237,7 +170,7 @@ class ClientSession(Session):
             with anyio.move_on_after(max(0.0, wake - now)):
                 await anyio.wait_readable(sock)
             now = time.monotonic()
-            for data in _drain(sock):
+            for data in drain(sock):
                 conn.receive_datagram(data, now)
             timer = conn.get_timer()
             if timer is not None and now >= timer:
@@ -250,7 +183,7 @@ class ClientSession(Session):
                     self.close(reason)
                     return
             for datagram in conn.datagrams_to_send():
-                _send(sock, datagram)
+                send(sock, datagram)
 
     def _events(self, now: float) -> bool:
         """Handle the connection's events; False once it has closed."""
@@ -259,7 +192,7 @@ class ClientSession(Session):
             if isinstance(event, ApplicationData):
                 self.last_right = now
                 self.carried_right += 1
-                _sendto(listen, event.data, self.source)
+                sendto(listen, event.data, self.source)
             elif isinstance(event, HandshakeCompleted):
                 group = event.group.name if event.group else "-"
                 log.info(
@@ -310,7 +243,7 @@ class ClientSession(Session):
         """Send what is queued (a close_notify) and release the socket."""
         if self.sock is not None:
             for datagram in self.conn.datagrams_to_send():
-                _send(self.sock, datagram)
+                send(self.sock, datagram)
             self.sock.close()
             self.sock = None
 
@@ -335,13 +268,14 @@ class TunnelClient:
         self.dial_timeout = dial_timeout
         self.rng = rng or random.Random()  # noqa: S311 - session lifetimes, not secrets
         self.sessions: dict[Address, ClientSession] = {}
+        self.throttle = LogThrottle()
 
     async def serve(self, tg: TaskGroup) -> None:
         listen = self.listen
         while True:
             await anyio.wait_readable(listen)
             now = time.monotonic()
-            for data, source in _drain_from(listen):
+            for data, source in drain_from(listen):
                 try:
                     session = self.sessions.get(source)
                     if session is None:
@@ -351,13 +285,16 @@ class TunnelClient:
                     session.from_left(data, now)
                 except Exception:  # one source's datagram must not stop the listener
                     log.exception("datagram from %s: internal error", fmt(source))
+            self.throttle.flush()
 
     def _new_session(self, source: Address, now: float, tg: TaskGroup) -> ClientSession | None:
         if len(self.sessions) >= self.policy.max_sessions:
-            log.warning("drop from %s: session limit %d", fmt(source), self.policy.max_sessions)
+            self.throttle.warning(
+                "limit", "drop from %s: session limit %d", fmt(source), self.policy.max_sessions
+            )
             return None
         if self.admit is not None and not self.admit(source, now):
-            log.warning("drop from %s: rate limit", fmt(source))
+            self.throttle.warning("rate", "drop from %s: rate limit", fmt(source))
             return None
         session = ClientSession(self, source, now)
         self.sessions[source] = session
@@ -386,7 +323,7 @@ class ServerSession(Session):
     def from_left(self, data: bytes, now: float) -> None:
         self.last_left = now
         if self.upstream is not None:
-            _send(self.upstream, data)
+            send(self.upstream, data)
             self.carried_left += 1
         elif len(self.pending) < MAX_PENDING:
             self.pending.append(data)
@@ -400,7 +337,7 @@ class ServerSession(Session):
                 with anyio.fail_after(self.tunnel.dial_timeout):
                     self.upstream = await dial(host, port)
                 while self.pending:
-                    _send(self.upstream, self.pending.popleft())
+                    send(self.upstream, self.pending.popleft())
                     self.carried_left += 1
                 await self._loop()
         except TimeoutError:
@@ -425,7 +362,7 @@ class ServerSession(Session):
             with anyio.move_on_after(max(0.0, self.stale_at() - now)):
                 await anyio.wait_readable(upstream)
             now = time.monotonic()
-            for data in _drain(upstream):
+            for data in drain(upstream):
                 if conn.is_closed:
                     return
                 self.last_right = now
@@ -435,7 +372,7 @@ class ServerSession(Session):
                 conn.send(data)
                 self.carried_right += 1
                 for datagram in conn.datagrams_to_send():
-                    _sendto(listen, datagram, peer)
+                    sendto(listen, datagram, peer)
             reason = self.end_reason(now)
             if reason is not None:
                 self.close(reason)
@@ -466,6 +403,10 @@ class TunnelServer:
         self.policy = policy
         self.dial_timeout = dial_timeout
         self.rng = rng or random.Random()  # noqa: S311 - session lifetimes, not secrets
+        if dtls_config.max_connections <= policy.max_sessions:
+            # the tunnel's own limit (which logs) must be the one that is reached
+            dtls_config = replace(dtls_config, max_connections=policy.max_sessions + 1)
+        self.throttle = LogThrottle()
         self.endpoint = DTLSServer(dtls_config, time.monotonic(), admit=self._admit)
         self._user_admit = admit
         self.sessions: dict[Address, ServerSession] = {}
@@ -473,10 +414,12 @@ class TunnelServer:
 
     def _admit(self, address: Address, now: float) -> bool:
         if len(self.endpoint.connections) >= self.policy.max_sessions:
-            log.warning("refused %s: session limit %d", fmt(address), self.policy.max_sessions)
+            self.throttle.warning(
+                "limit", "refused %s: session limit %d", fmt(address), self.policy.max_sessions
+            )
             return False
         if self._user_admit is not None and not self._user_admit(address, now):
-            log.warning("refused %s: rate limit", fmt(address))
+            self.throttle.warning("rate", "refused %s: rate limit", fmt(address))
             return False
         return True
 
@@ -487,15 +430,15 @@ class TunnelServer:
         while True:
             await anyio.wait_readable(listen)
             now = time.monotonic()
-            for data, peer in _drain_from(listen):
+            for data, peer in drain_from(listen):
                 try:
                     conn = endpoint.receive_datagram(data, peer, now)
                     self._events(now)
                     if conn is not None:
                         for datagram in conn.datagrams_to_send():
-                            _sendto(listen, datagram, peer)
+                            sendto(listen, datagram, peer)
                     for datagram, addr in endpoint.stateless_datagrams():
-                        _sendto(listen, datagram, addr)
+                        sendto(listen, datagram, addr)
                 except Exception:  # one peer's datagram must not stop the listener
                     log.exception("datagram from %s: internal error", fmt(peer))
 
@@ -525,7 +468,9 @@ class TunnelServer:
             elif isinstance(event, ConnectionClosed):
                 session = self.sessions.pop(peer, None)
                 if session is None:
-                    log.warning("handshake from %s failed: %s", fmt(peer), event.reason)
+                    self.throttle.warning(
+                        "failed", "handshake from %s failed: %s", fmt(peer), event.reason
+                    )
                 elif not session.closed:
                     session.closed = True
                     session.scope.cancel()
@@ -535,7 +480,7 @@ class TunnelServer:
         """Close a session from our side (idle, time limit, shutdown): close_notify."""
         self.endpoint.close(session.peer)
         for datagram, addr in self.endpoint.stateless_datagrams():
-            _sendto(self.listen, datagram, addr)
+            sendto(self.listen, datagram, addr)
         self._events(time.monotonic())  # consumes the ConnectionClosed quietly
         self.sessions.pop(session.peer, None)
         self._log_end(session, reason)
@@ -563,12 +508,13 @@ class TunnelServer:
             now = time.monotonic()
             endpoint.handle_timer(now)
             self._events(now)
+            self.throttle.flush()
             for datagram, addr in endpoint.datagrams_to_send():
-                _sendto(self.listen, datagram, addr)
+                sendto(self.listen, datagram, addr)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.close("shutdown")
         self.endpoint.close_all()
         for datagram, addr in self.endpoint.datagrams_to_send():
-            _sendto(self.listen, datagram, addr)
+            sendto(self.listen, datagram, addr)

@@ -70,6 +70,21 @@ def test_handshakes_in_progress_are_bounded_and_leave_nothing_behind() -> None:
     assert sim.completed_at is not None
 
 
+def test_handshakes_in_progress_per_host_are_bounded() -> None:
+    _, server = make_pair(hello_verify=False, max_handshakes_per_host=5, cookie_under_load=None)
+    hellos = spoofed_hellos(40)
+    for port, hello in enumerate(hellos[:10]):
+        server.receive_datagram(hello, ("198.51.100.7", 1000 + port), 0.0)
+    for i, hello in enumerate(hellos[10:20]):  # one IPv6 /64, many addresses
+        server.receive_datagram(hello, (f"2001:db8:0:1::{i + 1:x}", 4433, 0, 0), 0.0)
+    for i, hello in enumerate(hellos[20:23]):  # other hosts are not affected
+        server.receive_datagram(hello, (f"2001:db8:0:{i + 2}::1", 4433, 0, 0), 0.0)
+    for port, hello in enumerate(hellos[23:25]):
+        server.receive_datagram(hello, ("198.51.100.8", 1000 + port), 0.0)
+    assert server.handshakes_in_progress == 5 + 5 + 3 + 2
+    assert server.stats["busy"] == 10
+
+
 def test_cookie_exchange_is_demanded_under_load() -> None:
     client, server = make_pair(hello_verify=False, cookie_under_load=10)
     for port, hello in enumerate(spoofed_hellos(10)):
@@ -84,6 +99,31 @@ def test_cookie_exchange_is_demanded_under_load() -> None:
     sim = Simulator(client, server).run()
     assert sim.completed_at == 0.0
     assert [s.names for s in sim.log[:2]] == [["ClientHello"], ["HelloVerifyRequest"]]
+
+
+def test_handshakes_that_fail_at_once_count_as_load() -> None:
+    """ClientHellos refused at once (here: no extended master secret, which the server
+    requires) never stay in progress, but they cost a key schedule's worth of work and
+    an alert each: for a handshake_timeout they count towards cookie_under_load."""
+    from dtls import EMSMode
+
+    _, server = make_pair(hello_verify=False, cookie_under_load=10, handshake_timeout=30)
+    hellos = []
+    for i in range(15):
+        client, _ = make_pair(seed=700 + i, extended_master_secret=EMSMode.OFF)
+        client.connect(0.0)
+        hellos.append(client.datagrams_to_send()[0])
+    for port, hello in enumerate(hellos[:10]):
+        server.receive_datagram(hello, ("198.51.100.9", 1000 + port), 1.0)
+    assert server.connections == {} and server.stats["connections_created"] == 10
+    server.datagrams_to_send()
+    for port, hello in enumerate(hellos[10:]):
+        server.receive_datagram(hello, ("198.51.100.9", 2000 + port), 2.0)
+    assert server.stats["connections_created"] == 10
+    assert server.stats["hello_verify_sent"] == 5
+    # a handshake_timeout later the failures are forgotten
+    server.receive_datagram(hellos[0], ("198.51.100.9", 3000), 31.5)
+    assert server.stats["connections_created"] == 11
 
 
 # -- amplification ------------------------------------------------------------------------
@@ -196,6 +236,20 @@ def test_next_epoch_records_held_up_to_the_bound() -> None:
     assert client.is_established and client._held == []
     assert sim.completed_at == 0.0
     exchange_data(sim)
+
+
+def test_next_epoch_records_held_up_to_the_byte_bound() -> None:
+    from dtls.connection import MAX_HELD_BYTES
+
+    client, server = make_pair()
+    sim = Simulator(client, server, policy=_hold_flight6)
+    sim.start()
+    for i in range(10):
+        sim.inject(S2C, encode_record(ContentType.application_data, 1, i, bytes(10000)))
+        assert sum(len(r.fragment) for r in client._held) <= MAX_HELD_BYTES
+    assert len(client._held) == MAX_HELD_BYTES // 10000
+    sim.inject(S2C, sim.held)  # type: ignore[attr-defined]
+    assert sim.completed_at == 0.0 and client._held == []
 
 
 def test_early_data_held_up_to_the_bound() -> None:

@@ -4,6 +4,7 @@ hopes (``wait_until`` polls a condition against a deadline)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import time
@@ -181,3 +182,34 @@ def test_server_sessions_bounded_and_slot_reused() -> None:
         echo.close()
 
     anyio.run(main)
+
+
+def test_log_throttle_counts_what_it_holds_back(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dtlspipe.udp as udp
+
+    clock = [100.0]
+    monkeypatch.setattr(udp.time, "monotonic", lambda: clock[0])
+    throttle = udp.LogThrottle(per_second=10)
+    with caplog.at_level(logging.WARNING, logger="dtlspipe"):
+        for i in range(1000):
+            throttle.warning("rate", "refused %s", i)
+        throttle.warning("other", "another kind")  # kinds are counted apart
+        throttle.flush()  # within the second: nothing yet
+        clock[0] += 1.0
+        throttle.warning("rate", "refused %s", "late")
+        for i in range(20):
+            throttle.warning("failed", "failed %s", i)
+        clock[0] += 1.0
+        throttle.flush()  # the second is over: the held-back lines are counted
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:10] == [f"refused {i}" for i in range(10)]
+    assert lines[10:13] == [
+        "another kind",
+        "refused 999 (and 989 more like it not logged)",  # 10 + 1 + 989 = 1000
+        "refused late",
+    ]
+    assert lines[13:] == [f"failed {i}" for i in range(10)] + [
+        "failed 19 (and 9 more like it not logged)"
+    ]

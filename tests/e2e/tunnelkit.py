@@ -140,6 +140,20 @@ def lines(proc: Proc, rx: re.Pattern[str]) -> list[re.Match[str]]:
     return list(rx.finditer(proc.stderr))
 
 
+HELD_BACK = re.compile(r"\(and (\d+) more like it not logged\)")
+
+
+def count_lines(proc: Proc, rx: re.Pattern[str]) -> int:
+    """Log lines matching ``rx``, plus those the server's log throttle held back
+    (``dtlspipe.udp.LogThrottle``: "... (and N more like it not logged)")."""
+    total = 0
+    for line in proc.stderr.splitlines():
+        if rx.search(line):
+            held = HELD_BACK.search(line)
+            total += 1 + (int(held.group(1)) if held else 0)
+    return total
+
+
 def wait_until(
     cond: Callable[[], bool], timeout: float, what: str, procs: Sequence[Proc] = ()
 ) -> float:
