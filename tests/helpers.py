@@ -29,6 +29,9 @@ PSK = b"\x0b" * 32
 IDENTITY = b"client-1"
 CLIENT_ADDR = ("192.0.2.1", 40000)
 C2S, S2C = "c2s", "s2c"
+#: the client's and the server's final flights, as ``Sent.names`` shows them
+FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
+FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 
 
 def seeded_random(seed: int) -> Callable[[int], bytes]:

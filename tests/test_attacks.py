@@ -20,6 +20,8 @@ import pytest
 from helpers import (
     C2S,
     CLIENT_ADDR,
+    FLIGHT5,
+    FLIGHT6,
     IDENTITY,
     PSK,
     PSK_GCM_SUITE,
@@ -59,8 +61,6 @@ from dtls.record import encode_record
 HT = HandshakeType
 FATAL = AlertLevel.fatal
 FLIGHT4 = ["ServerHello", "ServerHelloDone"]  # PSK without a hint: no ServerKeyExchange
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 CCS0 = encode_record(ContentType.change_cipher_spec, 0, 100, b"\x01")
 
 

@@ -10,6 +10,8 @@ import pytest
 from helpers import (
     C2S,
     CLIENT_ADDR,
+    FLIGHT5,
+    FLIGHT6,
     IDENTITY,
     PSK_GCM_SUITE,
     S2C,
@@ -40,8 +42,6 @@ from dtls.record import encode_record
 HT = HandshakeType
 FATAL = AlertLevel.fatal
 FLIGHT4 = ["ServerHello", "ServerHelloDone"]  # PSK without a hint: no ServerKeyExchange
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 
 
 def pair(**kw: object) -> tuple[DTLSConnection, DTLSServer]:

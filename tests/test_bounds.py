@@ -10,15 +10,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from helpers import C2S, CLIENT_ADDR, S2C, Sent, Simulator, make_pair
+from helpers import C2S, CLIENT_ADDR, FLIGHT5, FLIGHT6, S2C, Sent, Simulator, make_pair
 
 from dtls import ApplicationData, DTLSConnection, DTLSServer
 from dtls.constants import ContentType
 from dtls.fragment import MAX_AHEAD, MAX_BYTES, encode_header
 from dtls.record import encode_record, iter_records
-
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 
 
 def spoofed_hellos(count: int, seed: int = 500) -> list[bytes]:
@@ -173,9 +170,7 @@ def forged_epoch0_copies(sim: Simulator, count: int) -> list[bytes]:
     as an off-path attacker would forge it (epoch 0 carries no MAC)."""
     flight5 = next(s for s in sim.log if s.names == FLIGHT5)
     first = next(iter_records(flight5.data))
-    return [
-        encode_record(ContentType.handshake, 0, 5000 + i, first.fragment) for i in range(count)
-    ]
+    return [encode_record(ContentType.handshake, 0, 5000 + i, first.fragment) for i in range(count)]
 
 
 def test_forged_repeats_get_at_most_two_resends_a_second() -> None:

@@ -10,6 +10,8 @@ import itertools
 import pytest
 from helpers import (
     C2S,
+    FLIGHT5,
+    FLIGHT6,
     S2C,
     Sent,
     Simulator,
@@ -33,8 +35,6 @@ from dtls.constants import HandshakeType
 from dtls.suites import CipherKind
 
 FLIGHT4 = ["ServerHello", "ServerKeyExchange", "ServerHelloDone"]
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 FLIGHTS = {
     "CH1": ["ClientHello"],
     "HVR": ["HelloVerifyRequest"],

@@ -18,6 +18,8 @@ import pytest
 from helpers import (
     C2S,
     CLIENT_ADDR,
+    FLIGHT5,
+    FLIGHT6,
     S2C,
     Sent,
     Simulator,
@@ -49,8 +51,6 @@ from dtls.record import REPLAY_WINDOW, encode_record, iter_records
 HT = HandshakeType
 AD = AlertDescription
 FATAL = AlertLevel.fatal
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 PSK_GCM = {"suite": "PSK-AES128-GCM-SHA256"}
 PSK_HINT = {"suite": "PSK-AES128-GCM-SHA256", "psk_identity_hint": b"hint"}
 ECDHE_GCM = {"suite": "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256"}

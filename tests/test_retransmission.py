@@ -15,6 +15,8 @@ import pytest
 from helpers import (
     C2S,
     CLIENT_ADDR,
+    FLIGHT5,
+    FLIGHT6,
     S2C,
     Sent,
     Simulator,
@@ -30,8 +32,6 @@ CH1 = ["ClientHello"]
 HVR = ["HelloVerifyRequest"]
 CH2 = ["ClientHello+cookie"]
 FLIGHT4 = ["ServerHello", "ServerKeyExchange", "ServerHelloDone"]
-FLIGHT5 = ["ClientKeyExchange", "ChangeCipherSpec", "Finished"]
-FLIGHT6 = ["ChangeCipherSpec", "Finished"]
 BIG = {
     "suite": "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256",
     "groups": (NamedGroup.secp521r1,),
