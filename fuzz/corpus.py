@@ -15,7 +15,16 @@ Sources: every datagram of the :data:`SCENARIOS` handshakes (both directions, wi
 application record each way and close_notify) and every datagram of the OpenSSL
 captures in ``tests/vectors/openssl/*.json``. The ``parsers`` corpus also gets the body
 of every epoch-0 handshake message, since that target feeds its input to the message
-parsers directly too.
+parsers directly too; ``server`` and ``client`` also get each seeded session's whole
+side as one input, a sequence of datagrams (:mod:`fuzz.inputs`): ``<session>-seq-c2s.bin``
+takes a fresh seeded server, and ``<session>-seq-s2c.bin`` a fresh seeded client, through
+the whole handshake.
+
+The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
+``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
+campaign added (:data:`CAMPAIGN_INPUT`, see fuzz/README.md) live in the same
+directories: this script keeps them when it rewrites the rest, and ``--check`` leaves
+them out.
 """
 
 from __future__ import annotations
@@ -23,12 +32,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make ``dtls`` importable
+if __package__ in (None, ""):  # run as a script: make ``dtls`` and ``fuzz`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dtls import (
@@ -44,6 +54,7 @@ from dtls import (
 from dtls.constants import ContentType
 from dtls.fragment import parse_fragments
 from dtls.record import iter_records
+from fuzz.inputs import ADDRESSES, sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -52,7 +63,14 @@ TARGET_NAMES = ("parsers", "server", "client")
 
 PSK = bytes(range(16))
 IDENTITY = b"Client_identity"
-ADDR = ("192.0.2.1", 4444)
+ADDR = ADDRESSES[0]
+#: names of the peer captures (fuzz/capture_peers.py): ``<peer>-<suite>-<srv|cli>[-nohvr]-
+#: <index|seq>-<c2s|s2c>.bin``, the role being the peer's
+PEER_CAPTURE = re.compile(
+    r"^(openssl|gnutls|pion)-[a-z0-9-]+-(srv|cli)(-nohvr)?-(\d{2}|seq)-(c2s|s2c)\.bin$"
+)
+#: inputs a fuzzing campaign found and kept: ``campaign-<yyyymmdd>-<sha1 prefix>.bin``
+CAMPAIGN_INPUT = re.compile(r"^campaign-\d{8}-[0-9a-f]{12}\.bin$")
 CLIENT_SEED = 1
 SERVER_SEED = 2
 #: pumping stops after this many rounds or once the fake clock passes this time
@@ -142,8 +160,13 @@ class Pair:
             self.client_events.append(ev)
         while (item := self.server.next_event()) is not None:
             self.server_events.append(item[1])
-            # only one address: the events are those of the current connection
+            # only one address: the events are those of the current connection, or after
+            # its ConnectionClosed those of the one that replaced it (a completed second
+            # handshake, RFC 6347 §4.2.8)
             assert self.server_conns, "a server event before any connection"
+            current = self.server_conns[-1][1]
+            if current and isinstance(current[-1], ConnectionClosed):
+                self._track(self.server.connections.get(ADDR))
             self.server_conns[-1][1].append(item[1])
         self._track(self.server.connections.get(ADDR))
 
@@ -257,7 +280,20 @@ def build() -> dict[str, dict[str, bytes]]:
             if not source.startswith("openssl-"):
                 for j, body in enumerate(handshake_bodies(datagram)):
                     add("parsers", f"{source}-{i:02d}-{direction}-body{j}.bin", body)
+        if not source.startswith("openssl-"):
+            for target, direction in (("server", "c2s"), ("client", "s2c")):
+                side = [d for dirn, d in wire if dirn == direction]
+                add(target, f"{source}-seq-{direction}.bin", sequence(side))
     return out
+
+
+def is_peer_capture(name: str) -> bool:
+    return PEER_CAPTURE.match(name) is not None
+
+
+def is_kept(name: str) -> bool:
+    """Not generated here: a peer capture or a campaign's input."""
+    return is_peer_capture(name) or CAMPAIGN_INPUT.match(name) is not None
 
 
 def write(out: dict[str, dict[str, bytes]], root: Path = CORPUS_DIR) -> int:
@@ -266,7 +302,7 @@ def write(out: dict[str, dict[str, bytes]], root: Path = CORPUS_DIR) -> int:
         directory = root / target
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.glob("*.bin"):
-            if old.name not in files:
+            if old.name not in files and not is_kept(old.name):
                 old.unlink()
         for name, data in files.items():
             (directory / name).write_bytes(data)
@@ -294,7 +330,11 @@ def main(argv: list[str]) -> int:
     out = build()
     if "--check" in argv:
         on_disk = {
-            t: {f.name: f.read_bytes() for f in sorted((CORPUS_DIR / t).glob("*.bin"))}
+            t: {
+                f.name: f.read_bytes()
+                for f in sorted((CORPUS_DIR / t).glob("*.bin"))
+                if not is_kept(f.name)
+            }
             for t in TARGET_NAMES
         }
         if digest(on_disk) != digest(out):

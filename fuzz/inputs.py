@@ -1,0 +1,83 @@
+"""The input format of the ``server`` and ``client`` targets: one datagram, or a sequence.
+
+An input without :data:`SEPARATOR` is one datagram, exactly as before (every old corpus
+file keeps its meaning). An input with separators is a *sequence* of datagrams, each
+separator followed by one control byte that applies to the datagram after it::
+
+    datagram0 SEPARATOR control1 datagram1 SEPARATOR control2 datagram2 ...
+
+Control byte bits (the others are ignored, so any byte is valid):
+
+- ``0x03`` (:data:`ADDRESS_MASK`): the source address, an index into :data:`ADDRESSES`
+  (index 0, the scripted peer's address, for the first datagram). Only the fresh server
+  endpoints of the ``server`` target use it; the live client/server pairs have one peer.
+- ``0x04`` (:data:`FIRE_TIMER`): first advance the clock to the earliest pending timer
+  and fire it (a retransmission, or the handshake deadline).
+- ``0x08`` (:data:`PAUSE`): first let :data:`PAUSE_SECONDS` pass (past the handshake
+  deadline; twice is past the cookie secret's lifetime), without firing timers.
+
+At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
+one. Nothing here imports ``dtls`` (atheris must instrument it first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SEPARATOR = b"--next-datagram--"
+MAX_DATAGRAMS = 16
+ADDRESS_MASK = 0x03
+FIRE_TIMER = 0x04
+PAUSE = 0x08
+PAUSE_SECONDS = 31.0
+#: source addresses of the fresh server endpoints; the first is the scripted peer's
+ADDRESSES: tuple[tuple[object, ...], ...] = (
+    ("192.0.2.1", 4444),
+    ("192.0.2.2", 4444),
+    ("192.0.2.1", 5555),
+    ("2001:db8::1", 4444, 0, 0),
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One datagram of an input, with what happens before it is delivered."""
+
+    datagram: bytes
+    control: int = 0
+
+    @property
+    def address(self) -> tuple[object, ...]:
+        return ADDRESSES[self.control & ADDRESS_MASK]
+
+    @property
+    def fire_timer(self) -> bool:
+        return bool(self.control & FIRE_TIMER)
+
+    @property
+    def pause(self) -> bool:
+        return bool(self.control & PAUSE)
+
+
+def split(data: bytes) -> list[Step]:
+    """The steps of an input (always at least one, possibly an empty datagram)."""
+    parts = data.split(SEPARATOR, MAX_DATAGRAMS - 1)
+    steps = [Step(parts[0])]
+    steps += [Step(part[1:], part[0]) if part else Step(b"") for part in parts[1:]]
+    return steps
+
+
+def join(steps: Iterable[Step]) -> bytes:
+    """The input that :func:`split` turns into ``steps`` (controls are bytes 0..255)."""
+    out = bytearray()
+    for i, step in enumerate(steps):
+        if i:
+            out += SEPARATOR + bytes((step.control & 0xFF,))
+        out += step.datagram
+    return bytes(out)
+
+
+def sequence(datagrams: Iterable[bytes], control: int = 0) -> bytes:
+    """Datagrams from the scripted peer's address, one after the other."""
+    return join(Step(d, control) for d in datagrams)

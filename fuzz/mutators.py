@@ -1,0 +1,403 @@
+"""Mutations for the smoke fuzz and for atheris's custom mutator: generic byte edits,
+structure-aware edits of DTLS record and handshake headers, and edits of a *sequence* of
+datagrams (see :mod:`fuzz.inputs`). Nothing here imports ``dtls``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from fuzz.inputs import FIRE_TIMER, MAX_DATAGRAMS, PAUSE, SEPARATOR, Step, join, split
+
+HEADER = 13  # record header
+HS_HEADER = 12  # handshake header
+INTERESTING = (0, 1, 2, 3, 0x0C, 0x0E, 0x10, 0x14, 0x15, 0x16, 0x17, 0x7F, 0x80, 0xFE, 0xFD, 0xFF)
+CONTENT_TYPES = (20, 21, 22, 23)
+HANDSHAKE_TYPES = (0, 1, 2, 3, 4, 11, 12, 13, 14, 15, 16, 20)
+
+
+# -- structure of a datagram ----------------------------------------------------------
+
+
+def record_offsets(data: bytes | bytearray) -> list[int]:
+    """Offsets of the record headers that frame (headers whose length fits)."""
+    out, pos = [], 0
+    while len(data) - pos >= HEADER:
+        length = int.from_bytes(data[pos + 11 : pos + 13], "big")
+        if pos + HEADER + length > len(data):
+            break
+        out.append(pos)
+        pos += HEADER + length
+    return out
+
+
+def handshake_offsets(data: bytes | bytearray) -> list[tuple[int, int]]:
+    """(record offset, handshake header offset) of every plaintext handshake header."""
+    out = []
+    for rec in record_offsets(data):
+        if data[rec] != 22 or data[rec + 3 : rec + 5] != b"\0\0":
+            continue
+        end = rec + HEADER + int.from_bytes(data[rec + 11 : rec + 13], "big")
+        pos = rec + HEADER
+        while end - pos >= HS_HEADER:
+            out.append((rec, pos))
+            pos += HS_HEADER + int.from_bytes(data[pos + 9 : pos + 12], "big")
+    return out
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """The records that frame, as whole byte strings (the unframed tail is dropped)."""
+    return [
+        data[p : p + HEADER + int.from_bytes(data[p + 11 : p + 13], "big")]
+        for p in record_offsets(data)
+    ]
+
+
+def _put(buf: bytearray, pos: int, size: int, value: int) -> None:
+    buf[pos : pos + size] = (value % (1 << (8 * size))).to_bytes(size, "big")
+
+
+def _get(buf: bytearray, pos: int, size: int) -> int:
+    return int.from_bytes(buf[pos : pos + size], "big")
+
+
+def _tweak(rng: random.Random, value: int, size: int) -> int:
+    top = (1 << (8 * size)) - 1
+    return rng.choice(
+        (
+            value + 1,
+            value - 1,
+            value + rng.randint(2, 64),
+            value - rng.randint(2, 64),
+            0,
+            top,
+            top - rng.randint(1, 16),
+            top >> 1,
+            rng.randint(0, top),
+            value * 2,
+            value // 2,
+        )
+    ) % (top + 1)
+
+
+# -- mutators -------------------------------------------------------------------------
+
+Mutator = Callable[[random.Random, bytearray, list[bytes]], None]
+
+
+def m_bitflip(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        for _ in range(rng.choice((1, 1, 1, 2, 4))):
+            buf[rng.randrange(len(buf))] ^= 1 << rng.randrange(8)
+
+
+def m_byteset(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        pos = rng.randrange(len(buf))
+        buf[pos] = rng.choice(INTERESTING) if rng.random() < 0.5 else rng.randrange(256)
+
+
+def m_truncate(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        del buf[rng.randrange(len(buf)) :]
+
+
+def m_chop_front(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        del buf[: rng.randrange(1, min(len(buf), 16) + 1)]
+
+
+def m_delete(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        pos = rng.randrange(len(buf))
+        del buf[pos : pos + rng.randint(1, 16)]
+
+
+def m_insert(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    pos = rng.randint(0, len(buf))
+    buf[pos:pos] = rng.randbytes(rng.randint(1, 16))
+
+
+def m_duplicate(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    if buf:
+        a = rng.randrange(len(buf))
+        chunk = buf[a : a + rng.randint(1, 32)]
+        pos = rng.randint(0, len(buf))
+        buf[pos:pos] = chunk
+
+
+def m_splice(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    other = rng.choice(corpus)
+    cut = rng.randint(0, len(buf))
+    buf[cut:] = other[rng.randint(0, len(other)) :]
+
+
+def m_append_seed(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    buf += rng.choice(corpus)
+
+
+TOKENS = (
+    b"\x00",
+    b"\x00\x00",
+    b"\x00\x01",
+    b"\x01\x00",
+    b"\xff\xff",
+    b"\x00\x17\x00\x00",  # extended_master_secret, empty
+    b"\x00\x16\x00\x00",  # encrypt_then_mac, empty
+    b"\xff\x01\x00\x01\x00",  # renegotiation_info, empty
+    b"\x00\x0b\x00\x02\x01\x00",  # ec_point_formats: uncompressed
+    b"\x00\x0a\x00\x04\x00\x02\x00\x1d",  # supported_groups: x25519
+    b"\x03\x00\x1d",  # named_curve x25519
+    b"\x14\xfe\xfd\x00\x00\x00\x00\x00\x00\x00\x09\x00\x01\x01",  # ChangeCipherSpec
+    b"\x15\xfe\xfd\x00\x00\x00\x00\x00\x00\x00\x09\x00\x02\x02\x0a",  # fatal alert
+    SEPARATOR + b"\x00",  # the rest is the next datagram (see fuzz/inputs.py)
+    SEPARATOR + bytes((FIRE_TIMER,)),
+)
+
+
+def m_token(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    """Put a dictionary token at a random place, at the end, or over the tail."""
+    token = rng.choice(TOKENS)
+    where = rng.randrange(3)
+    if where == 0:
+        pos = rng.randint(0, len(buf))
+        buf[pos:pos] = token
+    elif where == 1:
+        buf += token
+    else:
+        del buf[rng.randint(0, len(buf)) :]
+        buf += token
+
+
+def m_record_field(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    offs = record_offsets(buf)
+    if not offs:
+        return m_byteset(rng, buf, _c)
+    rec = rng.choice(offs)
+    which = rng.randrange(6)
+    if which == 0:  # length
+        _put(buf, rec + 11, 2, _tweak(rng, _get(buf, rec + 11, 2), 2))
+    elif which == 1:  # epoch
+        _put(buf, rec + 3, 2, rng.choice((0, 1, 2, _get(buf, rec + 3, 2) ^ 1, 0xFFFF)))
+    elif which == 2:  # sequence number
+        _put(buf, rec + 5, 6, _tweak(rng, _get(buf, rec + 5, 6), 6))
+    elif which == 3:
+        buf[rec] = rng.choice((*CONTENT_TYPES, rng.randrange(256)))
+    elif which == 4:
+        _put(buf, rec + 1, 2, rng.choice((0xFEFD, 0xFEFF, 0x0303, 0xFEFC, rng.randrange(65536))))
+    else:  # keep the record consistent: change its length and its body together
+        length = _get(buf, rec + 11, 2)
+        end = rec + HEADER + length
+        if rng.random() < 0.5 and length:
+            cut = rng.randint(0, length - 1)
+            del buf[rec + HEADER + cut : end]
+            _put(buf, rec + 11, 2, cut)
+        else:
+            extra = rng.randbytes(rng.randint(1, 24))
+            buf[end:end] = extra
+            _put(buf, rec + 11, 2, length + len(extra))
+    return None
+
+
+def m_handshake_field(rng: random.Random, buf: bytearray, _c: list[bytes]) -> None:
+    hs = handshake_offsets(buf)
+    if not hs:
+        return m_record_field(rng, buf, _c)
+    rec, pos = rng.choice(hs)
+    which = rng.randrange(7)
+    if which == 0:
+        buf[pos] = rng.choice((*HANDSHAKE_TYPES, rng.randrange(256)))
+    elif which == 1:  # message length
+        _put(buf, pos + 1, 3, _tweak(rng, _get(buf, pos + 1, 3), 3))
+    elif which == 2:  # message_seq
+        _put(buf, pos + 4, 2, _tweak(rng, _get(buf, pos + 4, 2), 2))
+    elif which == 3:  # fragment offset
+        _put(buf, pos + 6, 3, _tweak(rng, _get(buf, pos + 6, 3), 3))
+    elif which == 4:  # fragment length
+        _put(buf, pos + 9, 3, _tweak(rng, _get(buf, pos + 9, 3), 3))
+    elif which == 5:  # split the message in two fragments inside the same record
+        length, frag_len = _get(buf, pos + 1, 3), _get(buf, pos + 9, 3)
+        body_at = pos + HS_HEADER
+        if frag_len >= 2 and _get(buf, pos + 6, 3) == 0 and frag_len == length:
+            cut = rng.randint(1, frag_len - 1)
+            second = bytearray(buf[pos : pos + HS_HEADER])
+            _put(second, 6, 3, cut)
+            _put(second, 9, 3, frag_len - cut)
+            _put(buf, pos + 9, 3, cut)
+            buf[body_at + cut : body_at + cut] = second
+            _put(buf, rec + 11, 2, _get(buf, rec + 11, 2) + HS_HEADER)
+    else:  # shrink or grow the body, keeping all three lengths consistent
+        length, frag_len = _get(buf, pos + 1, 3), _get(buf, pos + 9, 3)
+        body_at = pos + HS_HEADER
+        if frag_len != length or body_at + frag_len > len(buf):
+            return None
+        if rng.random() < 0.5 and frag_len:
+            cut = rng.randint(0, frag_len - 1)
+            del buf[body_at + cut : body_at + frag_len]
+            delta = cut - frag_len
+        else:
+            extra = rng.randbytes(rng.randint(1, 24))
+            buf[body_at + frag_len : body_at + frag_len] = extra
+            delta = len(extra)
+        _put(buf, pos + 1, 3, length + delta)
+        _put(buf, pos + 9, 3, frag_len + delta)
+        _put(buf, rec + 11, 2, _get(buf, rec + 11, 2) + delta)
+    return None
+
+
+def m_records(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    recs = split_records(bytes(buf))
+    if not recs:
+        return m_append_seed(rng, buf, corpus)
+    which = rng.randrange(4)
+    if which == 0 and len(recs) > 1:
+        del recs[rng.randrange(len(recs))]
+    elif which == 1:
+        i = rng.randrange(len(recs))
+        recs.insert(rng.randint(0, len(recs)), recs[i])
+    elif which == 2 and len(recs) > 1:
+        i, j = rng.sample(range(len(recs)), 2)
+        recs[i], recs[j] = recs[j], recs[i]
+    else:  # borrow a record from another seed
+        donor = split_records(rng.choice(corpus))
+        if donor:
+            recs.insert(rng.randint(0, len(recs)), rng.choice(donor))
+    buf[:] = b"".join(recs)
+    return None
+
+
+MUTATORS: tuple[tuple[Mutator, int], ...] = (
+    (m_bitflip, 4),
+    (m_byteset, 4),
+    (m_truncate, 2),
+    (m_chop_front, 1),
+    (m_delete, 2),
+    (m_insert, 2),
+    (m_duplicate, 1),
+    (m_splice, 2),
+    (m_append_seed, 1),
+    (m_record_field, 5),
+    (m_handshake_field, 6),
+    (m_records, 3),
+    (m_token, 2),
+)
+_FUNCS = [m for m, _w in MUTATORS]
+_WEIGHTS = [w for _m, w in MUTATORS]
+
+
+# -- sequences of datagrams -----------------------------------------------------------
+
+SeqMutator = Callable[[random.Random, list[Step], list[bytes]], None]
+CONTROLS = (0, 0, FIRE_TIMER, FIRE_TIMER, PAUSE, 1, 2, 3, FIRE_TIMER | 1)
+
+
+def _control(rng: random.Random) -> int:
+    return rng.choice(CONTROLS) if rng.random() < 0.9 else rng.randrange(256)
+
+
+def s_insert(rng: random.Random, steps: list[Step], pool: list[bytes]) -> None:
+    """Slip in a datagram from the corpus (a stray, replayed or foreign datagram)."""
+    steps.insert(rng.randint(0, len(steps)), Step(rng.choice(pool), _control(rng)))
+
+
+def s_split(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    """Cut one datagram in two, at a record boundary if it has several records."""
+    i = rng.randrange(len(steps))
+    data = steps[i].datagram
+    offs = record_offsets(data)[1:]
+    if offs and rng.random() < 0.8:
+        cut = rng.choice(offs)
+    elif data:
+        cut = rng.randrange(len(data) + 1)
+    else:
+        return
+    steps[i : i + 1] = [Step(data[:cut], steps[i].control), Step(data[cut:], _control(rng))]
+
+
+def s_merge(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    if len(steps) > 1:
+        i = rng.randrange(len(steps) - 1)
+        steps[i : i + 2] = [Step(steps[i].datagram + steps[i + 1].datagram, steps[i].control)]
+
+
+def s_drop(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    """Lose a datagram."""
+    if len(steps) > 1:
+        del steps[rng.randrange(len(steps))]
+
+
+def s_duplicate(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    """Deliver a datagram twice (a retransmission or a replay), later or right away."""
+    i = rng.randrange(len(steps))
+    steps.insert(rng.randint(i + 1, len(steps)), Step(steps[i].datagram, _control(rng)))
+
+
+def s_swap(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    """Reorder two datagrams."""
+    if len(steps) > 1:
+        i, j = rng.sample(range(len(steps)), 2)
+        steps[i], steps[j] = steps[j], steps[i]
+
+
+def s_control(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+    """Change what happens before a datagram: timers, a pause, another source address."""
+    if len(steps) > 1:
+        i = rng.randrange(1, len(steps))
+        steps[i] = Step(steps[i].datagram, _control(rng))
+
+
+def s_append_input(rng: random.Random, steps: list[Step], pool: list[bytes]) -> None:
+    """Continue with a run of consecutive corpus datagrams."""
+    start = rng.randrange(len(pool))
+    for data in pool[start : start + rng.randint(1, 4)]:
+        steps.append(Step(data, _control(rng) if rng.random() < 0.3 else 0))
+
+
+SEQ_MUTATORS: tuple[tuple[SeqMutator, int], ...] = (
+    (s_insert, 3),
+    (s_split, 3),
+    (s_merge, 2),
+    (s_drop, 2),
+    (s_duplicate, 3),
+    (s_swap, 2),
+    (s_control, 3),
+    (s_append_input, 2),
+)
+_SEQ_FUNCS = [m for m, _w in SEQ_MUTATORS]
+_SEQ_WEIGHTS = [w for _m, w in SEQ_MUTATORS]
+MAX_INPUT = 65507  # one UDP payload; for a sequence, all its datagrams together
+
+_pools: dict[int, tuple[list[bytes], list[bytes]]] = {}
+
+
+def datagram_pool(corpus: list[bytes]) -> list[bytes]:
+    """Every datagram of every corpus input, in corpus order (cached per corpus list)."""
+    cached = _pools.get(id(corpus))
+    if cached is None or cached[0] is not corpus:
+        pool = [s.datagram for data in corpus for s in split(data) if s.datagram]
+        cached = _pools[id(corpus)] = (corpus, pool or [b""])
+    return cached[1]
+
+
+def mutate(rng: random.Random, data: bytes, corpus: list[bytes], sequences: bool = True) -> bytes:
+    """A mutation of ``data``. With ``sequences`` (the ``server`` and ``client`` targets),
+    ``data`` is a sequence of datagrams: a quarter of the edits reorder, drop, duplicate,
+    split or add datagrams or change their control bytes, the rest edit one datagram."""
+    if not sequences:
+        buf = bytearray(data)
+        for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
+            rng.choices(_FUNCS, _WEIGHTS)[0](rng, buf, corpus)
+        return bytes(buf[:MAX_INPUT])
+    pool = datagram_pool(corpus)
+    steps = split(data)
+    for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
+        if rng.random() < 0.25:
+            rng.choices(_SEQ_FUNCS, _SEQ_WEIGHTS)[0](rng, steps, pool)
+            del steps[MAX_DATAGRAMS:]
+        else:
+            i = rng.randrange(len(steps))
+            buf = bytearray(steps[i].datagram)
+            rng.choices(_FUNCS, _WEIGHTS)[0](rng, buf, pool)
+            steps[i] = Step(bytes(buf), steps[i].control)
+    return join(steps)[:MAX_INPUT]
