@@ -49,9 +49,10 @@ if str(ROOT) not in sys.path:
 
 from fuzz.inputs import sequence  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "interop"))
+from peers import go_build_pion  # noqa: E402
+
 CORPUS_DIR = ROOT / "fuzz" / "corpus"
-PION_SRC = ROOT / "tests" / "interop" / "pionpeer"
-PION_GOPATH = Path("/usr/share/gocode")
 HOST = "127.0.0.1"
 PSK = "000102030405060708090a0b0c0d0e0f"
 IDENTITY = "Client_identity"
@@ -294,26 +295,9 @@ class Tools:
         return None
 
     def build_pion(self) -> str | None:
-        out = self.workdir / "pionpeer"
-        env = dict(
-            os.environ,
-            GO111MODULE="off",
-            GOPATH=str(PION_GOPATH),
-            GOCACHE=str(self.workdir / "gocache"),
-            GOFLAGS="",
-            CGO_ENABLED="0",
-            HOME=os.environ.get("HOME", str(self.workdir)),
-        )
-        res = subprocess.run(
-            ["go", "build", "-o", str(out), "."],
-            cwd=PION_SRC,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if res.returncode != 0:
-            return f"building the pion peer failed: {res.stderr.strip()[:300]}"
+        out, error = go_build_pion(self.workdir)
+        if error is not None:
+            return error[:300]
         self.pion = out
         return None
 

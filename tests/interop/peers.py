@@ -184,8 +184,9 @@ def require_openssl_suite(suite: Suite) -> None:
         pytest.skip(f"this OpenSSL does not offer {suite.openssl}")
 
 
-def build_pion_peer(out_dir: Path) -> Path:
-    """Build tests/interop/pionpeer offline (GOPATH mode) into ``out_dir``."""
+def go_build_pion(out_dir: Path) -> tuple[Path, str | None]:
+    """Build tests/interop/pionpeer offline (GOPATH mode) into ``out_dir``: the binary's
+    path, and the error if the build failed (also used by fuzz/capture_peers.py)."""
     out = out_dir / "pionpeer"
     env = dict(
         os.environ,
@@ -205,7 +206,15 @@ def build_pion_peer(out_dir: Path) -> Path:
         timeout=300,
     )
     if res.returncode != 0:
-        pytest.fail(f"building the pion peer failed:\n{res.stdout}{res.stderr}", pytrace=False)
+        return out, f"building the pion peer failed:\n{res.stdout}{res.stderr}"
+    return out, None
+
+
+def build_pion_peer(out_dir: Path) -> Path:
+    """The pion peer for the tests; a failed build fails the test."""
+    out, error = go_build_pion(out_dir)
+    if error is not None:
+        pytest.fail(error, pytrace=False)
     return out
 
 
