@@ -21,6 +21,7 @@ from .config import DTLSConfiguration
 from .constants import (
     DTLS1_2,
     HANDSHAKE_HEADER_LEN,
+    MAX_CIPHERTEXT,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
     AlertDescription,
@@ -46,8 +47,8 @@ from .handshake import (
     State,
 )
 from .keyschedule import KeyBlock
-from .protection import make_protection
-from .record import ReadEpoch, Record, WriteEpoch, iter_records
+from .protection import RecordProtection, make_protection
+from .record import HEADER, ReadEpoch, Record, WriteEpoch, iter_records
 from .suites import CipherSuite
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
@@ -99,6 +100,9 @@ class DTLSConnection:
         self._reacted_at = float("-inf")  # last reactive resend
         self._auth_failures = 0
         self._now = 0.0
+        # set while established: the read epoch and its protection for the fast path
+        self._app_read: ReadEpoch | None = None
+        self._app_protection: RecordProtection | None = None
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
 
@@ -177,6 +181,16 @@ class DTLSConnection:
 
     def send(self, data: bytes) -> None:
         """Send one application-data record (one datagram)."""
+        self._out.append(self.seal_application_data(data))
+
+    def seal_application_data(self, data: bytes) -> bytes:
+        """The fast path of ``send``: the record is returned, as a whole datagram, instead
+        of queued for ``datagrams_to_send``.
+
+        Raises LocalProtocolError before the handshake completes, after the connection
+        closed, for more than 2^14 bytes, and when the sequence numbers run out; in that
+        last case the connection has closed and queued its close_notify.
+        """
         if self._hs.state is not State.ESTABLISHED:
             if self._hs.state is State.CLOSED:
                 raise LocalProtocolError("the connection is closed")
@@ -190,7 +204,46 @@ class DTLSConnection:
             self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
-        self._out.append(write.protect(ContentType.application_data, data))
+        return write.protect(ContentType.application_data, data)
+
+    def receive_application_datagram(self, datagram: bytes, now: float) -> bytes | None:
+        """``receive_datagram`` with a fast path for the common case of an established
+        connection: a datagram that is exactly one application_data record of the current
+        epoch has its plaintext returned instead of queued as an ApplicationData event.
+
+        Such a record goes through the same checks in the same order as in
+        ``receive_datagram`` (RFC 6347 §4.1.2.6: the replay window is consulted, the
+        record authenticated, and only then marked as seen); an invalid one is dropped
+        and None returned. Any other datagram goes to ``receive_datagram`` and None is
+        returned: look at ``next_event`` as usual.
+        """
+        read, protection = self._app_read, self._app_protection
+        if read is not None and protection is not None and len(datagram) > HEADER.size:
+            content_type, version, epoch_seq, length = HEADER.unpack_from(datagram)
+            if (
+                content_type == ContentType.application_data
+                and version == DTLS1_2
+                and epoch_seq >> 48 == read.epoch
+                and length == len(datagram) - HEADER.size
+                and length <= MAX_CIPHERTEXT
+            ):
+                seq = epoch_seq & MAX_SEQUENCE
+                if not read.window.is_fresh(seq):
+                    return None
+                try:
+                    plaintext = protection.open(
+                        epoch_seq.to_bytes(8, "big"), content_type, datagram[HEADER.size :]
+                    )
+                except BadRecordError:
+                    self._auth_failures += 1
+                    return None
+                if len(plaintext) > MAX_PLAINTEXT:
+                    return None
+                read.window.mark(seq)
+                self._flight = None  # as in _on_application_data
+                return plaintext
+        self.receive_datagram(datagram, now)
+        return None
 
     def close(self) -> None:
         """Send close_notify and end the connection (idempotent)."""
@@ -434,6 +487,8 @@ class DTLSConnection:
         self._reassembler.clear()
         self._hs.forget()
         self.handshake = event
+        read = self._read_epochs[self._read_epoch]
+        self._app_read, self._app_protection = read, read.protection
         self._events.append(event)
         early, self._early_data = self._early_data, []
         for data in early:
@@ -511,4 +566,5 @@ class DTLSConnection:
         self._read_epochs = {}
         self._write_epochs = {}
         self._pending_read = None
+        self._app_read = self._app_protection = None
         self._events.append(ConnectionClosed(reason, error, by_peer, alert))

@@ -138,6 +138,26 @@ class DTLSServer:
             self._second_handshake(data, address, conn, now)
         return conn
 
+    def receive_application_datagram(
+        self, data: bytes, address: Address, now: float
+    ) -> bytes | None:
+        """``receive_datagram`` with the connections' fast path
+        (:meth:`DTLSConnection.receive_application_datagram`): the plaintext of a datagram
+        that is one application_data record of an established connection is returned
+        instead of queued as an event. Otherwise None is returned, and the caller goes on
+        as after ``receive_datagram``: events, the datagrams of
+        ``connections.get(address)``, then ``stateless_datagrams``.
+        """
+        conn = self.connections.get(address)
+        if conn is None or data[:1] != b"\x17" or address in self._candidates:
+            self.receive_datagram(data, address, now)  # handshakes, alerts, §4.2.8
+            return None
+        self._now = now
+        plaintext = conn.receive_application_datagram(data, now)
+        if plaintext is None:
+            self._collect(address, conn)
+        return plaintext
+
     def _second_handshake(
         self, data: bytes, address: Address, conn: DTLSConnection, now: float
     ) -> None:
@@ -289,7 +309,8 @@ class DTLSServer:
         return out
 
     def stateless_datagrams(self) -> list[tuple[bytes, Address]]:
-        """Only the HelloVerifyRequests and the last words of closed connections.
+        """Only the HelloVerifyRequests, second handshakes' datagrams, retransmissions by
+        ``handle_timer`` and the last words of closed connections.
 
         With ``receive_datagram``'s returned connection's own ``datagrams_to_send``, this
         lets a caller with many peers avoid visiting every connection per datagram.
@@ -322,12 +343,16 @@ class DTLSServer:
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
+        """Fire the due timers of the handshakes in progress. What they retransmit is
+        queued with ``stateless_datagrams`` (and ``datagrams_to_send``), so a caller
+        never has to visit every connection."""
         self._now = now
         for address in list(self._handshaking):
             conn = self.connections[address]
             timer = conn.get_timer()
             if timer is not None and now >= timer:
                 conn.handle_timer(now)
+                self._stateless_out.extend((d, address) for d in conn.datagrams_to_send())
                 self._collect(address, conn)
         for address, candidate in list(self._candidates.items()):
             timer = candidate.get_timer()

@@ -7,6 +7,7 @@ authenticates mark its sequence number as seen.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from .protection import RecordProtection
 
 REPLAY_WINDOW = 256  # RFC 6347 §4.1.2.6 asks for at least 32; 64 is the usual minimum
 _CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+#: RFC 6347 §4.1 header: type(1) version(2) epoch(2) || sequence_number(6) length(2)
+HEADER = struct.Struct(">BHQH")
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,7 @@ def encode_record(
 ) -> bytes:
     if not 0 <= seq <= MAX_SEQUENCE:
         raise ValueError("record sequence number out of range")  # a local bug, never input
-    return (
-        bytes((content_type,))
-        + version.to_bytes(2, "big")
-        + (epoch << 48 | seq).to_bytes(8, "big")
-        + len(fragment).to_bytes(2, "big")
-        + fragment
-    )
+    return HEADER.pack(content_type, version, epoch << 48 | seq, len(fragment)) + fragment
 
 
 class ReplayWindow:
@@ -152,10 +149,12 @@ class WriteEpoch:
     def protect(self, content_type: int, plaintext: bytes, version: int = DTLS1_2) -> bytes:
         """A whole record; the caller checks ``exhausted`` first."""
         seq = self.next_seq
+        if seq > MAX_SEQUENCE:
+            raise ValueError("record sequence number out of range")  # a local bug
         self.next_seq = seq + 1
+        epoch_seq = self.epoch << 48 | seq
         if self.protection is None:
             fragment = plaintext
         else:
-            seq8 = (self.epoch << 48 | seq).to_bytes(8, "big")
-            fragment = self.protection.seal(seq8, content_type, plaintext)
-        return encode_record(content_type, self.epoch, seq, fragment, version)
+            fragment = self.protection.seal(epoch_seq.to_bytes(8, "big"), content_type, plaintext)
+        return HEADER.pack(content_type, version, epoch_seq, len(fragment)) + fragment

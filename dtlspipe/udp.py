@@ -1,39 +1,59 @@
-"""UDP plumbing for the tunnel: non-blocking sockets, bounded drains, quiet sends, and a
-log throttle for per-datagram warnings.
+"""UDP plumbing for the tunnel: readiness callbacks, bounded batched reads, quiet sends,
+and a log throttle for per-datagram warnings.
 
-Each socket is waited on with ``anyio.wait_readable`` and then drained, at most
-``DRAIN_BUDGET`` datagrams at a time, so one busy socket (a flood at the listening port)
-cannot starve the others: the event loop runs the other ready tasks before the drain
-resumes.
+Every socket is watched by :class:`Readers`, which calls a function when it has data
+(asyncio's ``add_reader``: no task switch, no per-wakeup registration). The function
+reads a batch of at most ``DRAIN_BUDGET`` datagrams and carries each one to its send in
+the same pass; what is left waits for the next turn of the event loop, so one busy socket
+(a flood at the listening port) cannot starve the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
+
+from . import mmsg
 
 log = logging.getLogger("dtlspipe")
 
 Address = tuple[Any, ...]
-RECV_SIZE = 65535
+RECV_SIZE = mmsg.RECV_SIZE
 #: datagrams read from one socket before other sockets get their turn
-DRAIN_BUDGET = 64
+DRAIN_BUDGET = mmsg.BATCH
+#: socket buffer asked for (the kernel caps it at net.core.rmem_max / wmem_max): room
+#: for bursts while the process is busy elsewhere
+SOCKET_BUFFER = 4 << 20
 
 
 def nonblocking_udp(family: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass  # the default buffer still works
     return sock
 
 
 async def dial(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to host:port (resolved now, per session)."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    """A non-blocking UDP socket connected to host:port (resolved now, per session).
+
+    An IP address is converted on the spot; only a host name costs a resolver call
+    (in a worker thread)."""
+    infos: list[tuple[Any, ...]]
+    try:
+        infos = list(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST))
+    except socket.gaierror:
+        infos = list(await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM))
     family, _, _, _, sockaddr = infos[0]
     sock = nonblocking_udp(int(family))
     try:
@@ -54,28 +74,26 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
-def drain(sock: socket.socket) -> Iterator[bytes]:
-    """The datagrams queued on a connected socket, until it would block or
-    ``DRAIN_BUDGET`` have been read (the caller waits again, and the event loop lets
-    the other sockets' tasks run first).
+#: the datagrams queued on a connected socket, at most ``DRAIN_BUDGET``; an empty list
+#: when it would block or on an OSError (ECONNREFUSED left by an ICMP error for an
+#: earlier send: UDP carries on)
+recv_batch: Callable[[socket.socket], list[bytes]] = mmsg.recv_batch
+#: the (datagram, sender) pairs queued on an unconnected socket, as ``recv_batch``
+recv_batch_from: Callable[[socket.socket], list[tuple[bytes, Address]]] = mmsg.recv_batch_from
+#: send datagrams in order on a connected socket; a full buffer drops them, as UDP may
+send_batch: Callable[[socket.socket, list[bytes]], None] = mmsg.send_batch
+#: send datagrams in order to one address, as ``send_batch``
+sendto_batch: Callable[[socket.socket, list[bytes], Address], None] = mmsg.sendto_batch
 
-    An OSError (ECONNREFUSED left by an ICMP error for an earlier send) also ends the
-    drain; the caller goes back to waiting, as UDP carries on.
-    """
-    for _ in range(DRAIN_BUDGET):
-        try:
-            yield sock.recv(RECV_SIZE)
-        except OSError:  # includes BlockingIOError: the queue is empty
-            return
+
+def drain(sock: socket.socket) -> Iterator[bytes]:
+    """``recv_batch`` as an iterator."""
+    yield from recv_batch(sock)
 
 
 def drain_from(sock: socket.socket) -> Iterator[tuple[bytes, Address]]:
-    """The (datagram, sender) pairs queued on an unconnected socket, as ``drain``."""
-    for _ in range(DRAIN_BUDGET):
-        try:
-            yield sock.recvfrom(RECV_SIZE)
-        except OSError:  # includes BlockingIOError: the queue is empty
-            return
+    """``recv_batch_from`` as an iterator."""
+    yield from recv_batch_from(sock)
 
 
 def send(sock: socket.socket, data: bytes) -> None:
@@ -92,6 +110,58 @@ def sendto(sock: socket.socket, data: bytes, addr: Address) -> None:
         sock.sendto(data, addr)
     except OSError:
         pass
+
+
+class Readers:
+    """Calls a function whenever a socket is readable, until ``unwatch``.
+
+    On asyncio (uvloop included) this is the loop's ``add_reader``: the function runs
+    straight from the loop's poll, with the descriptor registered once. Elsewhere
+    (trio, or a loop without ``add_reader``) a task per socket waits with
+    ``anyio.wait_readable``. The function must not raise, and must read what it can:
+    the socket stays readable (and the function is called again) while data is queued.
+    """
+
+    def __init__(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self._loop: asyncio.AbstractEventLoop | None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._scopes: dict[int, anyio.CancelScope] = {}
+
+    def watch(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+        fd = sock.fileno()
+        if self._loop is not None:
+            try:
+                self._loop.add_reader(fd, callback)
+                return
+            except NotImplementedError:
+                self._loop = None
+        scope = anyio.CancelScope()
+        self._scopes[fd] = scope
+        self._tg.start_soon(self._wait, sock, callback, scope)
+
+    @staticmethod
+    async def _wait(
+        sock: socket.socket, callback: Callable[[], None], scope: anyio.CancelScope
+    ) -> None:
+        with scope:
+            while True:
+                await anyio.wait_readable(sock)
+                callback()
+
+    def unwatch(self, sock: socket.socket) -> None:
+        """Stop watching (call before closing the socket); idempotent."""
+        fd = sock.fileno()
+        if fd < 0:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+        scope = self._scopes.pop(fd, None)
+        if scope is not None:
+            scope.cancel()
 
 
 class LogThrottle:

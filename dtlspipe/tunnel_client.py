@@ -1,0 +1,325 @@
+"""The tunnel client: one plaintext listening socket; each source address gets a session
+with its own UDP socket connected to the server and its own client DTLSConnection.
+
+Datagrams travel in readiness callbacks (:class:`dtlspipe.udp.Readers`): the listening
+socket's callback reads a batch, seals each datagram with its session's connection
+(:meth:`dtls.DTLSConnection.seal_application_data`) and sends each session's records in
+one batch; a session socket's callback opens records
+(:meth:`dtls.DTLSConnection.receive_application_datagram`) and sends the plaintexts back
+to the source in one batch. Everything else (handshake messages, alerts) takes the
+engine's general path, whose events the same callback handles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from dtls import (
+    ApplicationData,
+    ConnectionClosed,
+    DTLSConfiguration,
+    DTLSConnection,
+    HandshakeCompleted,
+    LocalProtocolError,
+)
+
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, fmt
+from .udp import (
+    Address,
+    LogThrottle,
+    Readers,
+    dial,
+    recv_batch,
+    recv_batch_from,
+    send_batch,
+    sendto,
+    sendto_batch,
+)
+
+log = logging.getLogger("dtlspipe")
+
+
+class ClientSession(Session):
+    def __init__(self, tunnel: TunnelClient, source: Address, now: float) -> None:
+        super().__init__(tunnel.policy, now, tunnel.rng)
+        self.tunnel = tunnel
+        self.source = source
+        self.conn = DTLSConnection(tunnel.dtls_config, is_client=True, peer=source)
+        self.sock: socket.socket | None = None
+        self.pending: deque[bytes] = deque()
+        self.scope = anyio.CancelScope()
+        self.ready = False  # established, socket open: the fast path applies
+        self.closed = False
+
+    def seal(self, data: bytes, now: float) -> bytes | None:
+        """A datagram from the source: its record to send now, or None (queued until the
+        handshake completes, or dropped)."""
+        self.last_left = now
+        if len(data) > MAX_PLAINTEXT:
+            self.dropped += 1  # cannot travel in one DTLS record (RFC 6347 §4.1)
+            log.debug("session %s: dropped a %d-byte datagram", fmt(self.source), len(data))
+            return None
+        if self.ready:
+            try:
+                record = self.conn.seal_application_data(data)
+            except LocalProtocolError:  # sequence numbers exhausted: the connection ended
+                self.after_slow(now)
+                return None
+            self.carried_left += 1
+            return record
+        if len(self.pending) < MAX_PENDING and not self.closed:
+            self.pending.append(data)
+        else:
+            self.dropped += 1
+        return None
+
+    async def run(self) -> None:
+        remote = "?"
+        try:
+            with self.scope:
+                host, port = self.tunnel.choose_remote()
+                remote = f"{host}:{port}"
+                with anyio.fail_after(self.tunnel.dial_timeout):
+                    self.sock = await dial(host, port)
+                remote = fmt(self.sock.getpeername())
+                log.info("session %s -> %s: handshake started", fmt(self.source), remote)
+                self.tunnel.readers.watch(self.sock, self.on_readable)
+                self.conn.connect(time.monotonic())
+                self.flush()
+                await self._lifetime()
+        except TimeoutError:
+            log.warning("session %s -> %s: could not resolve/dial", fmt(self.source), remote)
+        except OSError as exc:
+            log.warning("session %s -> %s: %s", fmt(self.source), remote, exc.strerror or exc)
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s -> %s: internal error", fmt(self.source), remote)
+        finally:
+            if not self.conn.is_closed:
+                self.close("shutdown")  # cancelled: still say close_notify
+            self.shutdown()
+            if self.tunnel.sessions.get(self.source) is self:
+                del self.tunnel.sessions[self.source]
+
+    async def _lifetime(self) -> None:
+        """Handshake timers, then staleness; the datagrams are the callbacks' business."""
+        conn = self.conn
+        while not self.closed:
+            now = time.monotonic()
+            deadline = self.stale_at() if self.ready else math.inf
+            timer = conn.get_timer()
+            if timer is not None:
+                deadline = min(deadline, timer)
+            await self.sleep_until(deadline, now)
+            now = time.monotonic()
+            timer = conn.get_timer()
+            if timer is not None and now >= timer:
+                conn.handle_timer(now)
+                self.after_slow(now)
+            if self.ready:
+                reason = self.end_reason(now)
+                if reason is not None:
+                    self.close(reason)
+
+    def on_readable(self) -> None:
+        """The server's datagrams: records opened on the fast path, the rest on the
+        general one; plaintexts go back to the source in order, in one batch."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            batch = recv_batch(sock)
+            if not batch:
+                return
+            now = time.monotonic()
+            conn, out = self.conn, []
+            for data in batch:
+                plaintext = conn.receive_application_datagram(data, now)
+                if plaintext is not None:
+                    out.append(plaintext)
+                    continue
+                if out:  # keep the order of what the slow path may deliver
+                    self._deliver(out, now)
+                    out = []
+                self.after_slow(now)
+                if self.sock is None:
+                    return
+            if out:
+                self._deliver(out, now)
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s: internal error", fmt(self.source))
+            self.close("internal error")
+
+    def _deliver(self, plaintexts: list[bytes], now: float) -> None:
+        self.last_right = now
+        self.carried_right += len(plaintexts)
+        sendto_batch(self.tunnel.listen, plaintexts, self.source)
+
+    def after_slow(self, now: float) -> None:
+        """After the engine's general path: its events, its datagrams, the task woken."""
+        self._events(now)
+        self.flush()
+        self.wake()
+
+    def flush(self) -> None:
+        if self.sock is not None:
+            datagrams = self.conn.datagrams_to_send()
+            if datagrams:
+                send_batch(self.sock, datagrams)
+
+    def _events(self, now: float) -> None:
+        conn, listen = self.conn, self.tunnel.listen
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, ApplicationData):
+                self.last_right = now
+                self.carried_right += 1
+                sendto(listen, event.data, self.source)
+            elif isinstance(event, HandshakeCompleted):
+                group = event.group.name if event.group else "-"
+                log.info(
+                    "session %s -> %s: established (%s %s)",
+                    fmt(self.source),
+                    self.peer_name(),
+                    event.cipher_suite.name,
+                    group,
+                )
+                self.last_left = self.last_right = now
+                self.ready = self.sock is not None
+                while self.pending:
+                    conn.send(self.pending.popleft())
+                    self.carried_left += 1
+            elif isinstance(event, ConnectionClosed):
+                self.log_end(event.reason, event.error, conn.handshake is None)
+                self.closed = True
+                self.ready = False
+
+    def peer_name(self) -> str:
+        try:
+            return fmt(self.sock.getpeername()) if self.sock else "?"
+        except OSError:
+            return "?"
+
+    def log_end(self, reason: str, error: bool, in_handshake: bool) -> None:
+        if in_handshake:
+            log.warning(
+                "session %s -> %s: handshake failed: %s", fmt(self.source), self.peer_name(), reason
+            )
+        else:
+            log.info(
+                "session %s -> %s: ended: %s (carried %d/%d datagrams, dropped %d)",
+                fmt(self.source),
+                self.peer_name(),
+                reason,
+                self.carried_left,
+                self.carried_right,
+                self.dropped,
+            )
+
+    def close(self, reason: str) -> None:
+        if not self.conn.is_closed:
+            self.conn.close()
+            self.log_end(reason, False, self.conn.handshake is None)
+        self.closed = True
+        self.ready = False
+        self.shutdown()
+        self.wake()
+
+    def shutdown(self) -> None:
+        """Send what is queued (a close_notify) and release the socket."""
+        sock, self.sock = self.sock, None
+        self.ready = False
+        if sock is not None:
+            self.tunnel.readers.unwatch(sock)
+            datagrams = self.conn.datagrams_to_send()
+            if datagrams:
+                send_batch(sock, datagrams)
+            sock.close()
+
+
+class TunnelClient:
+    def __init__(
+        self,
+        dtls_config: DTLSConfiguration,
+        listen: socket.socket,
+        choose_remote: Callable[[], tuple[str, int]],
+        policy: SessionPolicy,
+        *,
+        admit: Callable[[Address, float], bool] | None = None,
+        dial_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.dtls_config = dtls_config
+        self.listen = listen
+        self.choose_remote = choose_remote
+        self.policy = policy
+        self.admit = admit
+        self.dial_timeout = dial_timeout
+        self.rng = rng or random.Random()  # noqa: S311 - session lifetimes, not secrets
+        self.sessions: dict[Address, ClientSession] = {}
+        self.throttle = LogThrottle()
+        self._tg: TaskGroup | None = None
+        self.readers: Readers
+
+    async def serve(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self.readers = Readers(tg)
+        self.readers.watch(self.listen, self._on_listen)
+        try:
+            while True:
+                await anyio.sleep(1.0)
+                self.throttle.flush()
+        finally:
+            self.readers.unwatch(self.listen)
+
+    def _on_listen(self) -> None:
+        batch = recv_batch_from(self.listen)
+        if not batch:
+            return
+        now = time.monotonic()
+        sends: dict[ClientSession, list[bytes]] = {}
+        for data, source in batch:
+            try:
+                session = self.sessions.get(source)
+                if session is None:
+                    session = self._new_session(source, now)
+                    if session is None:
+                        continue
+                record = session.seal(data, now)
+                if record is not None:
+                    records = sends.get(session)
+                    if records is None:
+                        sends[session] = [record]
+                    else:
+                        records.append(record)
+            except Exception:  # one source's datagram must not stop the listener
+                log.exception("datagram from %s: internal error", fmt(source))
+        for session, records in sends.items():
+            if session.sock is not None:
+                send_batch(session.sock, records)
+
+    def _new_session(self, source: Address, now: float) -> ClientSession | None:
+        if len(self.sessions) >= self.policy.max_sessions:
+            self.throttle.warning(
+                "limit", "drop from %s: session limit %d", fmt(source), self.policy.max_sessions
+            )
+            return None
+        if self.admit is not None and not self.admit(source, now):
+            self.throttle.warning("rate", "drop from %s: rate limit", fmt(source))
+            return None
+        assert self._tg is not None  # serve() is running: it installed this callback
+        session = ClientSession(self, source, now)
+        self.sessions[source] = session
+        self._tg.start_soon(session.run)
+        return session
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close("shutdown")

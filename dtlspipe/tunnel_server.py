@@ -1,0 +1,322 @@
+"""The tunnel server: one DTLS listening socket feeding a :class:`dtls.DTLSServer`; each
+session gets its own UDP socket connected to the remote service, so replies find their
+session.
+
+The listening socket's callback reads a batch and offers each datagram to the engine's
+fast path (:meth:`dtls.DTLSServer.receive_application_datagram`); each session's
+plaintexts go to its service socket in one batch. A service socket's callback seals the
+replies (:meth:`dtls.DTLSConnection.seal_application_data`) and sends them to the peer in
+one batch. Handshakes, alerts and cookies take the engine's general path; one task runs
+the handshakes' retransmission timers, and each session's task only waits for it to go
+stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+
+import anyio
+from anyio.abc import TaskGroup
+
+from dtls import (
+    ApplicationData,
+    ConnectionClosed,
+    DTLSConfiguration,
+    DTLSConnection,
+    DTLSServer,
+    HandshakeCompleted,
+    LocalProtocolError,
+)
+
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, fmt
+from .udp import (
+    Address,
+    LogThrottle,
+    Readers,
+    dial,
+    recv_batch,
+    recv_batch_from,
+    send_batch,
+    sendto,
+    sendto_batch,
+)
+
+log = logging.getLogger("dtlspipe")
+
+
+class ServerSession(Session):
+    def __init__(self, tunnel: TunnelServer, peer: Address, conn: DTLSConnection, now: float):
+        super().__init__(tunnel.policy, now, tunnel.rng)
+        self.tunnel = tunnel
+        self.peer = peer
+        self.conn = conn
+        self.upstream: socket.socket | None = None
+        self.pending: deque[bytes] = deque()
+        self.scope = anyio.CancelScope()
+        self.closed = False
+
+    def to_service(self, plaintexts: list[bytes], now: float) -> None:
+        self.last_left = now
+        if self.upstream is not None:
+            send_batch(self.upstream, plaintexts)
+            self.carried_left += len(plaintexts)
+            return
+        for data in plaintexts:
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(data)
+            else:
+                self.dropped += 1
+
+    async def run(self) -> None:
+        host, port = self.tunnel.remote
+        try:
+            with self.scope:
+                with anyio.fail_after(self.tunnel.dial_timeout):
+                    self.upstream = await dial(host, port)
+                self.tunnel.readers.watch(self.upstream, self.on_readable)
+                pending, self.pending = list(self.pending), deque()
+                if pending:
+                    send_batch(self.upstream, pending)
+                    self.carried_left += len(pending)
+                while not self.closed:
+                    now = time.monotonic()
+                    reason = self.end_reason(now)
+                    if reason is not None:
+                        self.close(reason)
+                        break
+                    await self.sleep_until(self.stale_at(), now)
+        except TimeoutError:
+            log.warning("session %s: could not resolve/dial %s", fmt(self.peer), fmt((host, port)))
+            self.close("remote unreachable")
+        except OSError as exc:
+            log.warning("session %s: remote %s: %s", fmt(self.peer), fmt((host, port)), exc)
+            self.close("remote unreachable")
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s: internal error", fmt(self.peer))
+            self.close("internal error")
+        finally:
+            self.release()
+
+    def on_readable(self) -> None:
+        """The service's replies, sealed and sent to the peer in one batch."""
+        upstream = self.upstream
+        if upstream is None:
+            return
+        try:
+            batch = recv_batch(upstream)
+            if not batch or self.closed:
+                return
+            now = time.monotonic()
+            self.last_right = now
+            seal, records = self.conn.seal_application_data, []
+            for data in batch:
+                if len(data) > MAX_PLAINTEXT:
+                    self.dropped += 1  # cannot travel in one DTLS record
+                    continue
+                records.append(seal(data))
+            self.carried_right += len(records)
+            sendto_batch(self.tunnel.listen, records, self.peer)
+        except LocalProtocolError:  # the connection ended (sequence numbers exhausted)
+            self.close("sequence numbers exhausted")
+        except Exception:  # a bug must end this session only, never the process
+            log.exception("session %s: internal error", fmt(self.peer))
+            self.close("internal error")
+
+    def release(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            self.tunnel.readers.unwatch(upstream)
+            upstream.close()
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.tunnel.end_session(self, reason)
+        self.ended()
+
+    def ended(self) -> None:
+        """The connection is over: stop reading the service and let the task finish."""
+        self.closed = True
+        if self.upstream is not None:
+            self.tunnel.readers.unwatch(self.upstream)
+        self.scope.cancel()
+
+
+class TunnelServer:
+    def __init__(
+        self,
+        dtls_config: DTLSConfiguration,
+        listen: socket.socket,
+        remote: tuple[str, int],
+        policy: SessionPolicy,
+        *,
+        admit: Callable[[Address, float], bool] | None = None,
+        dial_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.listen = listen
+        self.remote = remote
+        self.policy = policy
+        self.dial_timeout = dial_timeout
+        self.rng = rng or random.Random()  # noqa: S311 - session lifetimes, not secrets
+        if dtls_config.max_connections <= policy.max_sessions:
+            # the tunnel's own limit (which logs) must be the one that is reached
+            dtls_config = replace(dtls_config, max_connections=policy.max_sessions + 1)
+        self.throttle = LogThrottle()
+        self.endpoint = DTLSServer(dtls_config, time.monotonic(), admit=self._admit)
+        self._user_admit = admit
+        self.sessions: dict[Address, ServerSession] = {}
+        self._tg: TaskGroup | None = None
+        self.readers: Readers
+        self._timer_event: anyio.Event | None = None
+        self._handshakes = 0
+
+    def _admit(self, address: Address, now: float) -> bool:
+        if len(self.endpoint.connections) >= self.policy.max_sessions:
+            self.throttle.warning(
+                "limit", "refused %s: session limit %d", fmt(address), self.policy.max_sessions
+            )
+            return False
+        if self._user_admit is not None and not self._user_admit(address, now):
+            self.throttle.warning("rate", "refused %s: rate limit", fmt(address))
+            return False
+        return True
+
+    async def serve(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self.readers = Readers(tg)
+        tg.start_soon(self._timers)
+        self.readers.watch(self.listen, self._on_listen)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.readers.unwatch(self.listen)
+
+    def _on_listen(self) -> None:
+        batch = recv_batch_from(self.listen)
+        if not batch:
+            return
+        now = time.monotonic()
+        endpoint, sessions = self.endpoint, self.sessions
+        sends: dict[ServerSession, list[bytes]] = {}
+        for data, peer in batch:
+            try:
+                plaintext = endpoint.receive_application_datagram(data, peer, now)
+                if plaintext is not None:
+                    session = sessions.get(peer)
+                    if session is not None:
+                        plaintexts = sends.get(session)
+                        if plaintexts is None:
+                            sends[session] = [plaintext]
+                        else:
+                            plaintexts.append(plaintext)
+                    continue
+                for session, plaintexts in sends.items():  # in order with the slow path
+                    session.to_service(plaintexts, now)
+                sends = {}
+                self._after_slow(peer, now)
+            except Exception:  # one peer's datagram must not stop the listener
+                log.exception("datagram from %s: internal error", fmt(peer))
+        for session, plaintexts in sends.items():
+            session.to_service(plaintexts, now)
+
+    def _after_slow(self, peer: Address, now: float) -> None:
+        """After the engine's general path: events, then the datagrams it queued."""
+        self._events(now)
+        conn = self.endpoint.connections.get(peer)
+        if conn is not None:
+            for datagram in conn.datagrams_to_send():
+                sendto(self.listen, datagram, peer)
+        for datagram, addr in self.endpoint.stateless_datagrams():
+            sendto(self.listen, datagram, addr)
+        handshakes = self.endpoint.handshakes_in_progress
+        if handshakes != self._handshakes:  # a new timer, maybe the earliest
+            self._handshakes = handshakes
+            if self._timer_event is not None:
+                self._timer_event.set()
+
+    def _events(self, now: float) -> None:
+        while (item := self.endpoint.next_event()) is not None:
+            peer, event = item
+            if isinstance(event, ApplicationData):
+                session = self.sessions.get(peer)
+                if session is not None:
+                    session.to_service([event.data], now)
+            elif isinstance(event, HandshakeCompleted):
+                conn = self.endpoint.connections.get(peer)
+                if conn is None or self._tg is None:
+                    continue
+                group = event.group.name if event.group else "-"
+                log.info(
+                    "session %s -> %s: established (%s %s, identity %r)",
+                    fmt(peer),
+                    fmt(self.remote),
+                    event.cipher_suite.name,
+                    group,
+                    event.psk_identity.decode(errors="replace"),
+                )
+                session = ServerSession(self, peer, conn, now)
+                self.sessions[peer] = session
+                self._tg.start_soon(session.run)
+            elif isinstance(event, ConnectionClosed):
+                session = self.sessions.pop(peer, None)
+                if session is None:
+                    self.throttle.warning(
+                        "failed", "handshake from %s failed: %s", fmt(peer), event.reason
+                    )
+                elif not session.closed:
+                    session.ended()
+                    self._log_end(session, event.reason)
+
+    def end_session(self, session: ServerSession, reason: str) -> None:
+        """Close a session from our side (idle, time limit, shutdown): close_notify."""
+        self.endpoint.close(session.peer)
+        for datagram, addr in self.endpoint.stateless_datagrams():
+            sendto(self.listen, datagram, addr)
+        self._events(time.monotonic())  # consumes the ConnectionClosed quietly
+        if self.sessions.get(session.peer) is session:
+            del self.sessions[session.peer]
+        self._log_end(session, reason)
+
+    def _log_end(self, session: ServerSession, reason: str) -> None:
+        log.info(
+            "session %s -> %s: ended: %s (carried %d/%d datagrams, dropped %d)",
+            fmt(session.peer),
+            fmt(self.remote),
+            reason,
+            session.carried_left,
+            session.carried_right,
+            session.dropped,
+        )
+
+    async def _timers(self) -> None:
+        """Handshake retransmissions and deadlines; established sessions have none."""
+        endpoint = self.endpoint
+        while True:
+            timer = endpoint.get_timer()
+            now = time.monotonic()
+            deadline = now + 1.0 if timer is None else min(timer, now + 1.0)
+            self._timer_event = event = anyio.Event()
+            with anyio.move_on_after(max(0.0, deadline - now)):
+                await event.wait()
+            self._timer_event = None
+            now = time.monotonic()
+            endpoint.handle_timer(now)
+            self._events(now)
+            self.throttle.flush()
+            for datagram, addr in endpoint.stateless_datagrams():
+                sendto(self.listen, datagram, addr)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close("shutdown")
+        self.endpoint.close_all()
+        for datagram, addr in self.endpoint.datagrams_to_send():
+            sendto(self.listen, datagram, addr)
