@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -25,6 +26,9 @@ _VERSION = DTLS1_2.to_bytes(2, "big")
 _BLOCK = 16
 #: seq_num(8) + type(1) + version(2) + length(2)
 _AAD = struct.Struct(">8sB2sH")
+# RFC 2104 §2: the inner and outer pads, as byte translation tables
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 #: bytes of IV-masking randomness fetched at a time (see CBCHMAC)
 _RANDOM_POOL = 4096
 
@@ -49,8 +53,8 @@ class HMAC:
         if len(key) > block:  # RFC 2104 §2: long keys are hashed first
             key = hashlib.new(hash_name, key).digest()
         key = key.ljust(block, b"\0")
-        self._inner = hashlib.new(hash_name, bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.new(hash_name, bytes(b ^ 0x5C for b in key))
+        self._inner = hashlib.new(hash_name, key.translate(_IPAD))
+        self._outer = hashlib.new(hash_name, key.translate(_OPAD))
 
     def __repr__(self) -> str:
         return "<HMAC (key hidden)>"
@@ -178,9 +182,9 @@ class CBCHMAC(RecordProtection):
         self._mac_len = suite.mac_key_len
         self._random = random
         self._etm = encrypt_then_mac
-        algorithm = algorithms.AES(key)
-        self._encryptor = Cipher(algorithm, modes.CBC(bytes(_BLOCK))).encryptor()
-        self._decryptor = Cipher(algorithm, modes.CBC(bytes(_BLOCK))).decryptor()
+        # made on first use: each direction's object only seals or only opens
+        self._encryptor: Any = None
+        self._decryptor: Any = None
         self._pool = b""
         self._pool_pos = 0
         # IV + at most one block of padding + MAC.
@@ -208,11 +212,15 @@ class CBCHMAC(RecordProtection):
 
     def _encrypt(self, padded: bytes) -> bytes:
         """IV || CBC(padded): a whole number of blocks, so nothing stays buffered."""
-        return self._encryptor.update(self._random_block() + padded)
+        if self._encryptor is None:
+            self._encryptor = Cipher(algorithms.AES(self._key), modes.CBC(bytes(16))).encryptor()
+        return bytes(self._encryptor.update(self._random_block() + padded))
 
     def _decrypt(self, iv_and_body: bytes) -> bytes:
         """The CBC decryption of the blocks after the IV (the first output is dropped)."""
-        return self._decryptor.update(iv_and_body)[_BLOCK:]
+        if self._decryptor is None:
+            self._decryptor = Cipher(algorithms.AES(self._key), modes.CBC(bytes(16))).decryptor()
+        return bytes(self._decryptor.update(iv_and_body)[_BLOCK:])
 
     @staticmethod
     def _pad(length: int) -> bytes:

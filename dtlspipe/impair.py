@@ -419,7 +419,7 @@ class Relay:
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, direction, flow, data = heapq.heappop(self._delayed)
                 self._send(flow, direction, data)
-            wakeups = [self._delayed[0][0]] if self._delayed else []
+            wakeups = []
             for flow in list(self._waking):
                 for direction, (delay, data) in flow.impairment.poll(now):
                     self._emit(flow, direction, delay, data, now)
@@ -428,6 +428,8 @@ class Relay:
                     self._waking.discard(flow)
                 else:
                     wakeups.append(wake)
+            if self._delayed:  # after the polls: a flushed pack may have been delayed
+                wakeups.append(self._delayed[0][0])
             self._wake = anyio.Event()
             with anyio.move_on_after(max(0.0, min(wakeups) - now) if wakeups else None):
                 await self._wake.wait()
