@@ -1,17 +1,21 @@
 """What client and server sessions share: the policy, silence and lifetime bookkeeping,
-and the way a session's task sleeps until its next deadline or until it is woken.
+and one timer heap per tunnel.
 
-A session's datagrams never pass through its task: the readiness callbacks carry them
-(see :mod:`dtlspipe.udp`). The task only dials, runs the handshake's timers, and ends
-the session when it goes stale, times out or is closed; it sleeps in between and is
-woken by ``wake()`` when something it waits for has happened.
+A session has no task of its own: readiness callbacks carry its datagrams (see
+:mod:`dtlspipe.udp`), and :class:`Timers` calls its ``on_timer`` when its next deadline
+(a handshake retransmission, going stale, its time limit) comes. One task per tunnel
+runs the heap, so a session costs a few objects and a socket, not a task, a coroutine
+frame and cancel scopes; a task is started only to resolve a host name.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -53,7 +57,8 @@ class Session:
         self.carried_left = 0  # datagrams carried left -> right
         self.carried_right = 0
         self.dropped = 0
-        self._event: anyio.Event | None = None
+        #: the deadline this session is scheduled for in its tunnel's Timers (inf: none)
+        self.timer_at = math.inf
 
     def stale_at(self) -> float:
         """When the session becomes stale if nothing more arrives."""
@@ -77,18 +82,68 @@ class Session:
             return f"idle ({self.policy.stale_mode.value} side silent)"
         return None
 
-    def wake(self) -> None:
-        """Wake the session's task (from a readiness callback)."""
-        if self._event is not None:
+    def on_timer(self, now: float) -> None:
+        """Called by :class:`Timers` when ``timer_at`` has come."""
+        raise NotImplementedError  # pragma: no cover - each kind of session has its own
+
+
+class Timers:
+    """A heap of session deadlines and the task that fires them.
+
+    ``schedule`` replaces a session's deadline; entries left behind by a replaced
+    deadline are skipped when they come up, and the heap is rebuilt when they
+    outnumber the live ones, so it stays within twice the number of sessions.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Session]] = []
+        self._order = itertools.count()
+        self._live: set[Session] = set()
+        self._event: anyio.Event | None = None
+        self._next = math.inf
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def schedule(self, session: Session, at: float) -> None:
+        if at == session.timer_at:
+            return
+        session.timer_at = at
+        if math.isinf(at):
+            self._live.discard(session)
+            return
+        self._live.add(session)
+        heapq.heappush(self._heap, (at, next(self._order), session))
+        if len(self._heap) > 2 * len(self._live) + 64:
+            self._heap = [(s.timer_at, next(self._order), s) for s in self._live]
+            heapq.heapify(self._heap)
+        if at < self._next and self._event is not None:
             self._event.set()
 
-    async def sleep_until(self, deadline: float, now: float) -> None:
-        """Sleep until ``deadline`` (a ``time.monotonic`` instant) or ``wake()``."""
-        self._event = event = anyio.Event()
-        delay = deadline - now
-        if delay > 0 and not math.isinf(delay):
-            with anyio.move_on_after(delay):
+    def cancel(self, session: Session) -> None:
+        self.schedule(session, math.inf)
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            now = time.monotonic()
+            heap = self._heap
+            while heap and heap[0][0] <= now:
+                at, _, session = heapq.heappop(heap)
+                if session.timer_at != at:
+                    continue  # replaced or cancelled
+                session.timer_at = math.inf
+                self._live.discard(session)
+                try:
+                    session.on_timer(now)
+                except Exception:  # a bug must end that session only
+                    log.exception("session timer: internal error")
+                heap = self._heap  # on_timer may have rebuilt it
+            self._next = heap[0][0] if heap else math.inf
+            self._event = event = anyio.Event()
+            if math.isinf(self._next):
                 await event.wait()
-        elif delay > 0:
-            await event.wait()
-        self._event = None
+            else:
+                with anyio.move_on_after(max(0.0, self._next - now)):
+                    await event.wait()
+            self._event = None

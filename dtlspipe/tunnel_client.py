@@ -32,12 +32,14 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, fmt
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, Timers, fmt
 from .udp import (
     Address,
     LogThrottle,
     Readers,
+    connect_udp,
     dial,
+    numeric_address,
     recv_batch,
     recv_batch_from,
     send_batch,
@@ -56,7 +58,6 @@ class ClientSession(Session):
         self.conn = DTLSConnection(tunnel.dtls_config, is_client=True, peer=source)
         self.sock: socket.socket | None = None
         self.pending: deque[bytes] = deque()
-        self.scope = anyio.CancelScope()
         self.ready = False  # established, socket open: the fast path applies
         self.closed = False
 
@@ -82,52 +83,68 @@ class ClientSession(Session):
             self.dropped += 1
         return None
 
-    async def run(self) -> None:
-        remote = "?"
+    def start(self, tg: TaskGroup) -> None:
+        """Dial the server (at once for an IP address, in a task for a host name)."""
+        host, port = self.tunnel.choose_remote()
         try:
-            with self.scope:
-                host, port = self.tunnel.choose_remote()
-                remote = f"{host}:{port}"
-                with anyio.fail_after(self.tunnel.dial_timeout):
-                    self.sock = await dial(host, port)
-                remote = fmt(self.sock.getpeername())
-                log.info("session %s -> %s: handshake started", fmt(self.source), remote)
-                self.tunnel.readers.watch(self.sock, self.on_readable)
-                self.conn.connect(time.monotonic())
-                self.flush()
-                await self._lifetime()
-        except TimeoutError:
-            log.warning("session %s -> %s: could not resolve/dial", fmt(self.source), remote)
+            address = numeric_address(host, port)
+            if address is None:
+                tg.start_soon(self._resolve, host, port)
+            else:
+                self._connected(connect_udp(*address))
         except OSError as exc:
-            log.warning("session %s -> %s: %s", fmt(self.source), remote, exc.strerror or exc)
-        except Exception:  # a bug must end this session only, never the process
-            log.exception("session %s -> %s: internal error", fmt(self.source), remote)
-        finally:
-            if not self.conn.is_closed:
-                self.close("shutdown")  # cancelled: still say close_notify
-            self.shutdown()
-            if self.tunnel.sessions.get(self.source) is self:
-                del self.tunnel.sessions[self.source]
+            self._failed_dial(f"{host}:{port}", exc)
 
-    async def _lifetime(self) -> None:
-        """Handshake timers, then staleness; the datagrams are the callbacks' business."""
+    async def _resolve(self, host: str, port: int) -> None:
+        try:
+            with anyio.fail_after(self.tunnel.dial_timeout):
+                sock = await dial(host, port)
+        except TimeoutError:
+            log.warning("session %s -> %s:%d: could not resolve/dial", fmt(self.source), host, port)
+            self._end()
+            return
+        except OSError as exc:
+            self._failed_dial(f"{host}:{port}", exc)
+            return
+        if self.closed:
+            sock.close()
+        else:
+            self._connected(sock)
+
+    def _failed_dial(self, remote: str, exc: OSError) -> None:
+        log.warning("session %s -> %s: %s", fmt(self.source), remote, exc.strerror or exc)
+        self._end()
+
+    def _connected(self, sock: socket.socket) -> None:
+        self.sock = sock
+        log.info("session %s -> %s: handshake started", fmt(self.source), self.peer_name())
+        self.tunnel.readers.watch(sock, self.on_readable)
+        self.conn.connect(time.monotonic())
+        self.flush()
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        """The next deadline: the handshake's timer, or going stale once established."""
+        if self.closed:
+            return
+        at = self.stale_at() if self.ready else math.inf
+        timer = self.conn.get_timer()
+        if timer is not None:
+            at = min(at, timer)
+        self.tunnel.timers.schedule(self, at)
+
+    def on_timer(self, now: float) -> None:
         conn = self.conn
-        while not self.closed:
-            now = time.monotonic()
-            deadline = self.stale_at() if self.ready else math.inf
-            timer = conn.get_timer()
-            if timer is not None:
-                deadline = min(deadline, timer)
-            await self.sleep_until(deadline, now)
-            now = time.monotonic()
-            timer = conn.get_timer()
-            if timer is not None and now >= timer:
-                conn.handle_timer(now)
-                self.after_slow(now)
-            if self.ready:
-                reason = self.end_reason(now)
-                if reason is not None:
-                    self.close(reason)
+        timer = conn.get_timer()
+        if timer is not None and now >= timer:
+            conn.handle_timer(now)
+            self.after_slow(now)
+        if self.ready:
+            reason = self.end_reason(now)
+            if reason is not None:
+                self.close(reason)
+                return
+        self._reschedule()
 
     def on_readable(self) -> None:
         """The server's datagrams: records opened on the fast path, the rest on the
@@ -164,10 +181,13 @@ class ClientSession(Session):
         sendto_batch(self.tunnel.listen, plaintexts, self.source)
 
     def after_slow(self, now: float) -> None:
-        """After the engine's general path: its events, its datagrams, the task woken."""
+        """After the engine's general path: its events, its datagrams, its next timer."""
         self._events(now)
         self.flush()
-        self.wake()
+        if not self.closed:
+            timer = self.conn.get_timer()
+            if timer is not None and timer < self.timer_at:
+                self.tunnel.timers.schedule(self, timer)
 
     def flush(self) -> None:
         if self.sock is not None:
@@ -193,13 +213,14 @@ class ClientSession(Session):
                 )
                 self.last_left = self.last_right = now
                 self.ready = self.sock is not None
+                self._reschedule()  # from the handshake's timers to staleness
                 while self.pending:
                     conn.send(self.pending.popleft())
                     self.carried_left += 1
             elif isinstance(event, ConnectionClosed):
                 self.log_end(event.reason, event.error, conn.handshake is None)
-                self.closed = True
-                self.ready = False
+                self._end()
+                return
 
     def peer_name(self) -> str:
         try:
@@ -224,24 +245,26 @@ class ClientSession(Session):
             )
 
     def close(self, reason: str) -> None:
+        """End the session from our side: close_notify, then ``_end``."""
         if not self.conn.is_closed:
             self.conn.close()
             self.log_end(reason, False, self.conn.handshake is None)
+        self._end()
+
+    def _end(self) -> None:
+        """Send what is queued (a close_notify), release the socket, forget the session."""
         self.closed = True
         self.ready = False
-        self.shutdown()
-        self.wake()
-
-    def shutdown(self) -> None:
-        """Send what is queued (a close_notify) and release the socket."""
+        self.tunnel.timers.cancel(self)
         sock, self.sock = self.sock, None
-        self.ready = False
         if sock is not None:
             self.tunnel.readers.unwatch(sock)
             datagrams = self.conn.datagrams_to_send()
             if datagrams:
                 send_batch(sock, datagrams)
             sock.close()
+        if self.tunnel.sessions.get(self.source) is self:
+            del self.tunnel.sessions[self.source]
 
 
 class TunnelClient:
@@ -267,10 +290,12 @@ class TunnelClient:
         self.throttle = LogThrottle()
         self._tg: TaskGroup | None = None
         self.readers: Readers
+        self.timers = Timers()
 
     async def serve(self, tg: TaskGroup) -> None:
         self._tg = tg
         self.readers = Readers(tg)
+        tg.start_soon(self.timers.run)
         self.readers.watch(self.listen, self._on_listen)
         try:
             while True:
@@ -278,6 +303,7 @@ class TunnelClient:
                 self.throttle.flush()
         finally:
             self.readers.unwatch(self.listen)
+            self.close_all()
 
     def _on_listen(self) -> None:
         batch = recv_batch_from(self.listen)
@@ -317,8 +343,8 @@ class TunnelClient:
         assert self._tg is not None  # serve() is running: it installed this callback
         session = ClientSession(self, source, now)
         self.sessions[source] = session
-        self._tg.start_soon(session.run)
-        return session
+        session.start(self._tg)
+        return session if not session.closed else None
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):

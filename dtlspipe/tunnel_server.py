@@ -34,12 +34,14 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, fmt
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, Timers, fmt
 from .udp import (
     Address,
     LogThrottle,
     Readers,
+    connect_udp,
     dial,
+    numeric_address,
     recv_batch,
     recv_batch_from,
     send_batch,
@@ -58,7 +60,6 @@ class ServerSession(Session):
         self.conn = conn
         self.upstream: socket.socket | None = None
         self.pending: deque[bytes] = deque()
-        self.scope = anyio.CancelScope()
         self.closed = False
 
     def to_service(self, plaintexts: list[bytes], now: float) -> None:
@@ -73,35 +74,53 @@ class ServerSession(Session):
             else:
                 self.dropped += 1
 
-    async def run(self) -> None:
+    def start(self, tg: TaskGroup) -> None:
+        """Dial the service (at once for an IP address, in a task for a host name)."""
         host, port = self.tunnel.remote
         try:
-            with self.scope:
-                with anyio.fail_after(self.tunnel.dial_timeout):
-                    self.upstream = await dial(host, port)
-                self.tunnel.readers.watch(self.upstream, self.on_readable)
-                pending, self.pending = list(self.pending), deque()
-                if pending:
-                    send_batch(self.upstream, pending)
-                    self.carried_left += len(pending)
-                while not self.closed:
-                    now = time.monotonic()
-                    reason = self.end_reason(now)
-                    if reason is not None:
-                        self.close(reason)
-                        break
-                    await self.sleep_until(self.stale_at(), now)
+            address = numeric_address(host, port)
+            if address is None:
+                tg.start_soon(self._resolve, host, port)
+            else:
+                self._connected(connect_udp(*address))
+        except OSError as exc:
+            self._failed_dial(exc)
+
+    async def _resolve(self, host: str, port: int) -> None:
+        try:
+            with anyio.fail_after(self.tunnel.dial_timeout):
+                upstream = await dial(host, port)
         except TimeoutError:
             log.warning("session %s: could not resolve/dial %s", fmt(self.peer), fmt((host, port)))
             self.close("remote unreachable")
+            return
         except OSError as exc:
-            log.warning("session %s: remote %s: %s", fmt(self.peer), fmt((host, port)), exc)
-            self.close("remote unreachable")
-        except Exception:  # a bug must end this session only, never the process
-            log.exception("session %s: internal error", fmt(self.peer))
-            self.close("internal error")
-        finally:
-            self.release()
+            self._failed_dial(exc)
+            return
+        if self.closed:
+            upstream.close()
+        else:
+            self._connected(upstream)
+
+    def _failed_dial(self, exc: OSError) -> None:
+        log.warning("session %s: remote %s: %s", fmt(self.peer), fmt(self.tunnel.remote), exc)
+        self.close("remote unreachable")
+
+    def _connected(self, upstream: socket.socket) -> None:
+        self.upstream = upstream
+        self.tunnel.readers.watch(upstream, self.on_readable)
+        pending, self.pending = list(self.pending), deque()
+        if pending:
+            send_batch(upstream, pending)
+            self.carried_left += len(pending)
+        self.tunnel.timers.schedule(self, self.stale_at())
+
+    def on_timer(self, now: float) -> None:
+        reason = self.end_reason(now)
+        if reason is not None:
+            self.close(reason)
+        else:
+            self.tunnel.timers.schedule(self, self.stale_at())
 
     def on_readable(self) -> None:
         """The service's replies, sealed and sent to the peer in one batch."""
@@ -128,13 +147,8 @@ class ServerSession(Session):
             log.exception("session %s: internal error", fmt(self.peer))
             self.close("internal error")
 
-    def release(self) -> None:
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            self.tunnel.readers.unwatch(upstream)
-            upstream.close()
-
     def close(self, reason: str) -> None:
+        """End the session from our side (idle, time limit, shutdown): close_notify."""
         if self.closed:
             return
         self.closed = True
@@ -142,11 +156,13 @@ class ServerSession(Session):
         self.ended()
 
     def ended(self) -> None:
-        """The connection is over: stop reading the service and let the task finish."""
+        """The connection is over: release the service socket and the timer."""
         self.closed = True
-        if self.upstream is not None:
-            self.tunnel.readers.unwatch(self.upstream)
-        self.scope.cancel()
+        self.tunnel.timers.cancel(self)
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            self.tunnel.readers.unwatch(upstream)
+            upstream.close()
 
 
 class TunnelServer:
@@ -175,7 +191,9 @@ class TunnelServer:
         self.sessions: dict[Address, ServerSession] = {}
         self._tg: TaskGroup | None = None
         self.readers: Readers
+        self.timers = Timers()
         self._timer_event: anyio.Event | None = None
+        self._timer_deadline = 0.0
         self._handshakes = 0
 
     def _admit(self, address: Address, now: float) -> bool:
@@ -193,11 +211,13 @@ class TunnelServer:
         self._tg = tg
         self.readers = Readers(tg)
         tg.start_soon(self._timers)
+        tg.start_soon(self.timers.run)
         self.readers.watch(self.listen, self._on_listen)
         try:
             await anyio.sleep_forever()
         finally:
             self.readers.unwatch(self.listen)
+            self.close_all()
 
     def _on_listen(self) -> None:
         batch = recv_batch_from(self.listen)
@@ -237,10 +257,12 @@ class TunnelServer:
         for datagram, addr in self.endpoint.stateless_datagrams():
             sendto(self.listen, datagram, addr)
         handshakes = self.endpoint.handshakes_in_progress
-        if handshakes != self._handshakes:  # a new timer, maybe the earliest
-            self._handshakes = handshakes
-            if self._timer_event is not None:
+        if handshakes > self._handshakes and self._timer_event is not None:
+            # a new handshake: wake the timer task if its first timer comes before the
+            # task's own wake-up (a flight's timer only ever moves later)
+            if now + self.endpoint.configuration.initial_timeout < self._timer_deadline:
                 self._timer_event.set()
+        self._handshakes = handshakes
 
     def _events(self, now: float) -> None:
         while (item := self.endpoint.next_event()) is not None:
@@ -264,7 +286,7 @@ class TunnelServer:
                 )
                 session = ServerSession(self, peer, conn, now)
                 self.sessions[peer] = session
-                self._tg.start_soon(session.run)
+                session.start(self._tg)
             elif isinstance(event, ConnectionClosed):
                 session = self.sessions.pop(peer, None)
                 if session is None:
@@ -304,6 +326,7 @@ class TunnelServer:
             now = time.monotonic()
             deadline = now + 1.0 if timer is None else min(timer, now + 1.0)
             self._timer_event = event = anyio.Event()
+            self._timer_deadline = deadline
             with anyio.move_on_after(max(0.0, deadline - now)):
                 await event.wait()
             self._timer_event = None

@@ -44,24 +44,37 @@ def nonblocking_udp(family: int) -> socket.socket:
     return sock
 
 
-async def dial(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to host:port (resolved now, per session).
-
-    An IP address is converted on the spot; only a host name costs a resolver call
-    (in a worker thread)."""
-    infos: list[tuple[Any, ...]]
+def numeric_address(host: str, port: int) -> tuple[int, Address] | None:
+    """(family, sockaddr) when host is an IP address literal, else None (a name)."""
     try:
-        infos = list(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST))
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
     except socket.gaierror:
-        infos = list(await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM))
+        return None
     family, _, _, _, sockaddr = infos[0]
-    sock = nonblocking_udp(int(family))
+    return int(family), sockaddr
+
+
+def connect_udp(family: int, sockaddr: Address) -> socket.socket:
+    """A non-blocking UDP socket connected to sockaddr."""
+    sock = nonblocking_udp(family)
     try:
         sock.connect(sockaddr)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+async def dial(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to host:port (resolved now, per session).
+
+    An IP address is converted on the spot; only a host name costs a resolver call
+    (in a worker thread)."""
+    address = numeric_address(host, port)
+    if address is None:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        address = int(infos[0][0]), infos[0][4]
+    return connect_udp(*address)
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
