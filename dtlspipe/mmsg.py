@@ -219,11 +219,14 @@ class _Batcher:
         else:
             return ("?", 0)  # not IP: never sent to (sendto_batch falls back)
         if len(self._to_python) >= _CACHE_LIMIT:
-            self._to_python.clear()
-            self._to_kernel.clear()
+            self.forget_addresses()
         self._to_python[raw] = addr
         self._to_kernel[addr] = raw
         return addr
+
+    def forget_addresses(self) -> None:
+        self._to_python = {}
+        self._to_kernel = {}
 
     def _send(self, sock: socket.socket, datagrams: list[bytes], name: bytes | None) -> None:
         name_addr, name_len = 0, 0
@@ -260,6 +263,12 @@ class _Batcher:
             _sendto_loop(sock, datagrams, addr)
         elif datagrams:
             self._send(sock, datagrams, name)
+
+
+def forget_addresses() -> None:
+    """Empty the address caches (after many peers have gone: see MemoryTrimmer)."""
+    if _batcher is not None:
+        _batcher.forget_addresses()
 
 
 def _linux_batcher() -> _Batcher | None:

@@ -10,16 +10,21 @@ frame and cancel scopes; a task is started only to resolve a host name.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import heapq
 import itertools
 import logging
 import math
 import random
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 
+from . import mmsg
 from .options import StaleMode
 from .udp import Address
 
@@ -123,23 +128,27 @@ class Timers:
     def cancel(self, session: Session) -> None:
         self.schedule(session, math.inf)
 
-    async def run(self) -> None:
+    def fire_due(self, now: float) -> float:
+        """Call ``on_timer`` of every session whose deadline has come (earliest first);
+        returns the next deadline (inf: none)."""
         heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, session = heapq.heappop(heap)
+            if session.timer_at != at:
+                continue  # replaced or cancelled
+            session.timer_at = math.inf
+            self._live.discard(session)
+            try:
+                session.on_timer(now)
+            except Exception:  # a bug must end that session only
+                log.exception("session timer: internal error")
+            heap = self._heap  # on_timer may have rebuilt it
+        return heap[0][0] if heap else math.inf
+
+    async def run(self) -> None:
         while True:
             now = time.monotonic()
-            heap = self._heap
-            while heap and heap[0][0] <= now:
-                at, _, session = heapq.heappop(heap)
-                if session.timer_at != at:
-                    continue  # replaced or cancelled
-                session.timer_at = math.inf
-                self._live.discard(session)
-                try:
-                    session.on_timer(now)
-                except Exception:  # a bug must end that session only
-                    log.exception("session timer: internal error")
-                heap = self._heap  # on_timer may have rebuilt it
-            self._next = heap[0][0] if heap else math.inf
+            self._next = self.fire_due(now)
             self._event = event = anyio.Event()
             if math.isinf(self._next):
                 await event.wait()
@@ -147,3 +156,47 @@ class Timers:
                 with anyio.move_on_after(max(0.0, self._next - now)):
                     await event.wait()
             self._event = None
+
+
+class MemoryTrimmer:
+    """Gives memory back to the system after many sessions have ended.
+
+    Python's allocator returns its arenas once they are empty, but the C allocator
+    (glibc) keeps freed blocks inside its heaps, so a process that held 10 000 sessions
+    would keep their memory for good. A connection and its handshake refer to each
+    other, so ended sessions also wait for the cyclic garbage collector's oldest
+    generation, which runs rarely. When the session count has fallen by a quarter (and by
+    at least ``MIN_DROP``) from its peak, ``check`` runs a full collection and asks glibc
+    to release its free memory (``malloc_trim``, Linux with glibc only).
+    """
+
+    MIN_DROP = 100
+
+    def __init__(self) -> None:
+        self._peak = 0
+        self._trim = _malloc_trim()
+
+    def check(self, sessions: int) -> bool:
+        """Called about once a second with the number of live sessions; True if it
+        trimmed."""
+        if sessions > self._peak:
+            self._peak = sessions
+            return False
+        drop = self._peak - sessions
+        if self._trim is None or drop < self.MIN_DROP or drop * 4 < self._peak:
+            return False
+        self._peak = sessions
+        mmsg.forget_addresses()  # small, but scattered among the sessions' memory
+        gc.collect()
+        self._trim(0)
+        return True
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    return trim

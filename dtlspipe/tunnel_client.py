@@ -32,7 +32,7 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, Timers, fmt
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, MemoryTrimmer, Session, SessionPolicy, Timers, fmt
 from .udp import (
     Address,
     LogThrottle,
@@ -291,6 +291,7 @@ class TunnelClient:
         self._tg: TaskGroup | None = None
         self.readers: Readers
         self.timers = Timers()
+        self.trimmer = MemoryTrimmer()
 
     async def serve(self, tg: TaskGroup) -> None:
         self._tg = tg
@@ -301,6 +302,7 @@ class TunnelClient:
             while True:
                 await anyio.sleep(1.0)
                 self.throttle.flush()
+                self.trimmer.check(len(self.sessions))
         finally:
             self.readers.unwatch(self.listen)
             self.close_all()

@@ -34,7 +34,7 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, Timers, fmt
+from .sessions import MAX_PENDING, MAX_PLAINTEXT, MemoryTrimmer, Session, SessionPolicy, Timers, fmt
 from .udp import (
     Address,
     LogThrottle,
@@ -192,6 +192,7 @@ class TunnelServer:
         self._tg: TaskGroup | None = None
         self.readers: Readers
         self.timers = Timers()
+        self.trimmer = MemoryTrimmer()
         self._timer_event: anyio.Event | None = None
         self._timer_deadline = 0.0
         self._handshakes = 0
@@ -334,6 +335,7 @@ class TunnelServer:
             endpoint.handle_timer(now)
             self._events(now)
             self.throttle.flush()
+            self.trimmer.check(len(endpoint.connections))
             for datagram, addr in endpoint.stateless_datagrams():
                 sendto(self.listen, datagram, addr)
 
