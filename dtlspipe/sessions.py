@@ -143,6 +143,8 @@ class Timers:
             except Exception:  # a bug must end that session only
                 log.exception("session timer: internal error")
             heap = self._heap  # on_timer may have rebuilt it
+        while heap and heap[0][2].timer_at != heap[0][0]:
+            heapq.heappop(heap)  # a stale entry must not wake the task for nothing
         return heap[0][0] if heap else math.inf
 
     async def run(self) -> None:
