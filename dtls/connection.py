@@ -47,8 +47,9 @@ from .handshake import (
     State,
 )
 from .keyschedule import KeyBlock
+from .protection import RECORD_HEADER as HEADER
 from .protection import RecordProtection, make_protection
-from .record import HEADER, ReadEpoch, Record, WriteEpoch, iter_records
+from .record import ReadEpoch, Record, WriteEpoch, iter_records
 from .suites import CipherSuite
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
@@ -100,9 +101,10 @@ class DTLSConnection:
         self._reacted_at = float("-inf")  # last reactive resend
         self._auth_failures = 0
         self._now = 0.0
-        # set while established: the read epoch and its protection for the fast path
+        # set while established: the epochs (and read protection) of the fast paths
         self._app_read: ReadEpoch | None = None
         self._app_protection: RecordProtection | None = None
+        self._app_write: WriteEpoch | None = None
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
 
@@ -191,6 +193,9 @@ class DTLSConnection:
         closed, for more than 2^14 bytes, and when the sequence numbers run out; in that
         last case the connection has closed and queued its close_notify.
         """
+        write = self._app_write
+        if write is not None and len(data) <= MAX_PLAINTEXT and write.next_seq < MAX_SEQUENCE:
+            return write.protect(ContentType.application_data, data)
         if self._hs.state is not State.ESTABLISHED:
             if self._hs.state is State.CLOSED:
                 raise LocalProtocolError("the connection is closed")
@@ -231,9 +236,7 @@ class DTLSConnection:
                 if not read.window.is_fresh(seq):
                     return None
                 try:
-                    plaintext = protection.open(
-                        epoch_seq.to_bytes(8, "big"), content_type, datagram[HEADER.size :]
-                    )
+                    plaintext = protection.open_record(epoch_seq, content_type, datagram)
                 except BadRecordError:
                     self._auth_failures += 1
                     return None
@@ -489,6 +492,7 @@ class DTLSConnection:
         self.handshake = event
         read = self._read_epochs[self._read_epoch]
         self._app_read, self._app_protection = read, read.protection
+        self._app_write = self._write_epochs[self._write_epoch]
         self._events.append(event)
         early, self._early_data = self._early_data, []
         for data in early:
@@ -566,5 +570,5 @@ class DTLSConnection:
         self._read_epochs = {}
         self._write_epochs = {}
         self._pending_read = None
-        self._app_read = self._app_protection = None
+        self._app_read = self._app_protection = self._app_write = None
         self._events.append(ConnectionClosed(reason, error, by_peer, alert))

@@ -26,6 +26,12 @@ _VERSION = DTLS1_2.to_bytes(2, "big")
 _BLOCK = 16
 #: seq_num(8) + type(1) + version(2) + length(2)
 _AAD = struct.Struct(">8sB2sH")
+_AAD_INT = struct.Struct(">QBHH")  # the same, from the 64-bit epoch || sequence number
+#: RFC 6347 §4.1 record header: type(1) version(2) epoch(2) || sequence_number(6) length(2)
+RECORD_HEADER = struct.Struct(">BHQH")
+_HEADER_LEN = RECORD_HEADER.size
+_HEADER_NONCE = struct.Struct(">BHQHQ")  # a header, then an 8-byte explicit nonce
+_SALT_NONCE = struct.Struct(">4sQ")
 # RFC 2104 §2: the inner and outer pads, as byte translation tables
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
@@ -80,6 +86,17 @@ class RecordProtection:
     def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def seal_record(self, epoch_seq: int, content_type: int, plaintext: bytes) -> bytes:
+        """A whole DTLS 1.2 record: header and ``seal``'s fragment. ``epoch_seq`` is the
+        64-bit epoch || sequence number. AEAD classes build it in fewer steps."""
+        fragment = self.seal(epoch_seq.to_bytes(8, "big"), content_type, plaintext)
+        return RECORD_HEADER.pack(content_type, DTLS1_2, epoch_seq, len(fragment)) + fragment
+
+    def open_record(self, epoch_seq: int, content_type: int, record: bytes) -> bytes:
+        """``open`` the fragment of a whole record whose header the caller has checked
+        (its length field covers exactly the rest of ``record``)."""
+        return self.open(epoch_seq.to_bytes(8, "big"), content_type, record[_HEADER_LEN:])
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} (keys hidden)>"
 
@@ -115,6 +132,26 @@ class ExplicitNonceAEAD(RecordProtection):
         except InvalidTag:
             raise BadRecordError("bad record MAC") from None
 
+    def seal_record(self, epoch_seq: int, content_type: int, plaintext: bytes) -> bytes:
+        length = len(plaintext)
+        aad = _AAD_INT.pack(epoch_seq, content_type, DTLS1_2, length)
+        nonce = _SALT_NONCE.pack(self._salt, epoch_seq)
+        header = _HEADER_NONCE.pack(
+            content_type, DTLS1_2, epoch_seq, length + self.overhead, epoch_seq
+        )
+        return header + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open_record(self, epoch_seq: int, content_type: int, record: bytes) -> bytes:
+        length = len(record) - _HEADER_LEN - self.overhead
+        if length < 0:
+            raise BadRecordError("record shorter than nonce and tag")
+        aad = _AAD_INT.pack(epoch_seq, content_type, DTLS1_2, length)
+        nonce = self._salt + record[_HEADER_LEN : _HEADER_LEN + 8]  # the explicit nonce sent
+        try:
+            return self._aead.decrypt(nonce, record[_HEADER_LEN + 8 :], aad)
+        except InvalidTag:
+            raise BadRecordError("bad record MAC") from None
+
 
 class ChaChaAEAD(RecordProtection):
     """RFC 7905 §2: nonce = write_IV xor (64-bit sequence left-padded to 12 bytes)."""
@@ -138,6 +175,24 @@ class ChaChaAEAD(RecordProtection):
         aad = additional_data(seq8, content_type, length)
         try:
             return self._aead.decrypt(self._nonce(seq8), fragment, aad)
+        except InvalidTag:
+            raise BadRecordError("bad record MAC") from None
+
+    def seal_record(self, epoch_seq: int, content_type: int, plaintext: bytes) -> bytes:
+        length = len(plaintext)
+        aad = _AAD_INT.pack(epoch_seq, content_type, DTLS1_2, length)
+        nonce = (self._iv ^ epoch_seq).to_bytes(12, "big")
+        header = RECORD_HEADER.pack(content_type, DTLS1_2, epoch_seq, length + 16)
+        return header + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open_record(self, epoch_seq: int, content_type: int, record: bytes) -> bytes:
+        length = len(record) - _HEADER_LEN - 16
+        if length < 0:
+            raise BadRecordError("record shorter than tag")
+        aad = _AAD_INT.pack(epoch_seq, content_type, DTLS1_2, length)
+        nonce = (self._iv ^ epoch_seq).to_bytes(12, "big")
+        try:
+            return self._aead.decrypt(nonce, record[_HEADER_LEN:], aad)
         except InvalidTag:
             raise BadRecordError("bad record MAC") from None
 

@@ -7,7 +7,6 @@ authenticates mark its sequence number as seen.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,12 +18,11 @@ from .constants import (
     RECORD_HEADER_LEN,
     ContentType,
 )
+from .protection import RECORD_HEADER as HEADER
 from .protection import RecordProtection
 
 REPLAY_WINDOW = 256  # RFC 6347 §4.1.2.6 asks for at least 32; 64 is the usual minimum
 _CONTENT_TYPES = frozenset(int(t) for t in ContentType)
-#: RFC 6347 §4.1 header: type(1) version(2) epoch(2) || sequence_number(6) length(2)
-HEADER = struct.Struct(">BHQH")
 
 
 @dataclass(frozen=True)
@@ -154,7 +152,8 @@ class WriteEpoch:
         self.next_seq = seq + 1
         epoch_seq = self.epoch << 48 | seq
         if self.protection is None:
-            fragment = plaintext
-        else:
-            fragment = self.protection.seal(epoch_seq.to_bytes(8, "big"), content_type, plaintext)
+            return HEADER.pack(content_type, version, epoch_seq, len(plaintext)) + plaintext
+        if version == DTLS1_2:
+            return self.protection.seal_record(epoch_seq, content_type, plaintext)
+        fragment = self.protection.seal(epoch_seq.to_bytes(8, "big"), content_type, plaintext)
         return HEADER.pack(content_type, version, epoch_seq, len(fragment)) + fragment
