@@ -171,6 +171,9 @@ class _Batcher:
         self._smsgs_addr = ctypes.addressof(self._smsgs)
         self._sname = ctypes.create_string_buffer(_NAME_SIZE)
         self._sname_addr = ctypes.addressof(self._sname)
+        self._last_name = b""
+        self._names_len = -1  # what the slots' msg_name fields hold, up to _names_upto
+        self._names_upto = 0
         self._to_python: dict[bytes, Address] = {}
         self._to_kernel: dict[Address, bytes] = {}
 
@@ -229,20 +232,27 @@ class _Batcher:
         self._to_kernel = {}
 
     def _send(self, sock: socket.socket, datagrams: list[bytes], name: bytes | None) -> None:
-        name_addr, name_len = 0, 0
+        name_len = 0
         if name is not None:
-            ctypes.memmove(self._sname_addr, name, len(name))
-            name_addr, name_len = self._sname_addr, len(name)
-        vec, words, quads = self._svec_words, self._swords, self._squads
+            name_len = len(name)
+            if name != self._last_name:
+                ctypes.memmove(self._sname_addr, name, name_len)
+                self._last_name = name
+        vec, address_of = self._svec_words, _address_of
         fd, total, done = sock.fileno(), len(datagrams), 0
         while done < total:
             count = min(BATCH, total - done)
+            if name_len != self._names_len or count > self._names_upto:
+                # the slots' msg_name fields: rewritten only when they change
+                name_addr = self._sname_addr if name_len else 0
+                for i in range(count):
+                    self._squads[i * _STRIDE // 2] = name_addr
+                    self._swords[i * _STRIDE + _NAMELEN] = name_len
+                self._names_len, self._names_upto = name_len, count
             for i in range(count):
                 data = datagrams[done + i]
-                vec[i * _IOV_STRIDE] = _address_of(data)
+                vec[i * _IOV_STRIDE] = address_of(data)
                 vec[i * _IOV_STRIDE + 1] = len(data)
-                quads[i * _STRIDE // 2] = name_addr  # msg_name
-                words[i * _STRIDE + _NAMELEN] = name_len
             sent = self._sendmmsg(fd, self._smsgs_addr, count, _MSG_DONTWAIT)
             if sent > 0:
                 done += sent
