@@ -1,0 +1,230 @@
+"""The benchmark's table (console and Markdown), its targets, and the output files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# throughput targets: (floor in datagrams/s, share of the bare relays)
+THROUGHPUT_TARGET = {100: (60_000, 0.75), 1200: (36_000, 0.75)}
+RTT_MARGIN = 120.0  # µs over the direct round trip
+SESSIONS_TARGET = {"one at a time": 700, "in flight": 1800}
+RSS_LIMIT = 80.0  # MB per process with the memory figure's sessions open
+
+
+@dataclass
+class Row:
+    figure: str
+    unit: str
+    ours: dict[str, Any] | None
+    bare: dict[str, Any] | None = None
+    target: str = ""
+    verdict: str = ""  # PASS, FAIL or ""
+
+    def ratio(self) -> str:
+        if not (self.ours and self.bare) or "median" not in self.ours:
+            return ""
+        ours, bare = self.ours["median"], self.bare.get("median")
+        if not bare:
+            return ""
+        return f"{ours / bare:.2f}x"
+
+
+def num(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}".replace(",", " ")
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return ""
+    if entry.get("error") and "median" not in entry:
+        return "FAILED: " + entry["error"].splitlines()[0][:60]
+    text = num(entry["median"])
+    if len(entry["values"]) > 1:
+        text += f" [{num(entry['min'])}-{num(entry['max'])}]"
+    if any(rep.get("sender_short") for rep in entry.get("reps", [])):
+        text += " ^"
+    if entry.get("noisy"):
+        text += " *"
+    if entry.get("error"):
+        text += " (FAILED: " + entry["error"].splitlines()[0][:40] + ")"
+    return text
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _median(entry: dict[str, Any] | None) -> float | None:
+    if entry is None or "median" not in entry or entry.get("error"):
+        return None
+    return float(entry["median"])
+
+
+def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
+    """Every figure of ours, next to the bare relays' and its target."""
+    rows: list[Row] = []
+
+    def get(figure: str, variant: str, config: str) -> dict[str, Any] | None:
+        return figures.get(figure, {}).get(variant, {}).get(config)
+
+    def label(suite: Any) -> str:
+        return suite.label.split(" ")[0]
+
+    # throughput
+    for variant in figures.get("throughput", {}):
+        size = int(variant.split()[1])
+        floor, share = THROUGHPUT_TARGET.get(size, (0, 0.75))
+        bare = get("throughput", variant, "bare")
+        for suite in suites:
+            ours = get("throughput", variant, suite.key)
+            if ours is None:
+                continue
+            m, b = _median(ours), _median(bare)
+            ok = None if m is None else m >= floor and (b is None or m >= share * b)
+            target = f">= {num(floor)}/s and >= {share:.0%} of bare"
+            rows.append(
+                Row(f"{variant} [{label(suite)}]", "datagrams/s", ours, bare, target, _verdict(ok))
+            )
+    # round trips
+    for figure in ("rtt_p50", "rtt_p99"):
+        for variant in figures.get(figure, {}):
+            direct = get(figure, variant, "direct")
+            name = f"RTT {figure[-3:]} {variant}"
+            if direct is not None:
+                rows.append(Row(f"{name} [direct, no relay]", "µs", direct))
+            d = _median(direct)
+            for suite in suites:
+                ours = get(figure, variant, suite.key)
+                if ours is None:
+                    continue
+                target, ok = "", None
+                if figure == "rtt_p50" and d is not None:
+                    target = f"<= {num(d + RTT_MARGIN)} (direct + {RTT_MARGIN:.0f})"
+                    m = _median(ours)
+                    ok = None if m is None else m <= d + RTT_MARGIN
+                bare = get(figure, variant, "bare")
+                rows.append(Row(f"{name} [{label(suite)}]", "µs", ours, bare, target, _verdict(ok)))
+    # CPU
+    for variant in figures.get("cpu", {}):
+        for suite in suites:
+            ours = get("cpu", variant, suite.key)
+            if ours is not None:
+                bare = get("cpu", variant, "bare")
+                rows.append(Row(f"CPU {variant} [{label(suite)}]", "µs/datagram", ours, bare))
+    # sessions, memory, 10k: the default suite (or whichever suite has them)
+    for figure in ("sessions", "rss", "check10k"):
+        for variant, configs in figures.get(figure, {}).items():
+            for suite in suites:
+                ours = configs.get(suite.key)
+                if ours is None:
+                    continue
+                bare = configs.get("bare")
+                target, ok = "", None
+                m = _median(ours)
+                if figure == "sessions":
+                    floor = next(v for k, v in SESSIONS_TARGET.items() if k in variant)
+                    target = f">= {floor}/s"
+                    ok = None if m is None else m >= floor
+                elif (
+                    figure == "rss"
+                    and "sessions" in variant
+                    and not variant.endswith(", 1 session")
+                ):
+                    target = f"<= {RSS_LIMIT:.0f} MB"
+                    ok = None if m is None else m <= RSS_LIMIT
+                elif figure == "check10k" and variant == "sessions ok":
+                    want = max([r.get("requested", 0) for r in ours["reps"]] + [0])
+                    target = f"all {num(want)}" if want else "all"
+                    ok = m is not None and m >= want
+                name = {"sessions": "sessions/s", "rss": "RSS", "check10k": "10k check"}[figure]
+                unit = ours.get("unit") or ""
+                rows.append(
+                    Row(
+                        f"{name} {variant} [{label(suite)}]", unit, ours, bare, target, _verdict(ok)
+                    )
+                )
+    for row in rows:  # a measurement that could not be made does not meet its target
+        if row.target and not row.verdict and row.ours and _median(row.ours) is None:
+            row.verdict = "FAIL"
+    return rows
+
+
+HEADER = ["figure", "unit", "ours: median [min-max]", "bare", "ratio", "target", "verdict"]
+
+
+def table_cells(rows: list[Row]) -> list[list[str]]:
+    return [
+        [r.figure, r.unit, cell(r.ours), cell(r.bare), r.ratio(), r.target, r.verdict] for r in rows
+    ]
+
+
+def console_table(rows: list[Row]) -> str:
+    cells = [HEADER, *table_cells(rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    out = [
+        f"# dtlspipe benchmark: {meta['date']} on {m['hostname']}",
+        "",
+        f"- machine: {m['cpu_model']}, {m['nproc']} CPUs, Linux {m['kernel']}",
+        f"- Python {m['python']}, cryptography {m['cryptography']}, "
+        f"uvloop {m['uvloop'] or 'not installed'} (tunnel processes: "
+        f"{meta.get('tunnel_uvloop', '?')}), fd limit {m['fd_limit_bench']}",
+        f"- code: {m['git_commit'][:12]}{' (uncommitted changes)' if m['git_dirty'] else ''}"
+        + (
+            "; **the code changed while the benchmark ran**"
+            if meta.get("code_changed_during_run")
+            else ""
+        ),
+        f"- mode: {meta['mode']}, {meta['settings']['reps']} repetition(s), "
+        f"run time {meta['duration_s']:.0f} s",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for row in table_cells(rows):
+        out.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    out += [
+        "",
+        "`*`: the machine was busy with other processes during at least one repetition "
+        "(see `noisy` in the JSON). `^`: in at least one repetition the sender could not "
+        "reach the offered rate (the machine, with sender, relays and receiver on its cores, "
+        "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians). "
+        "How each figure is measured: docs/benchmark.md.",
+    ]
+    if meta.get("errors"):
+        out += ["", "Failed measurements:", ""] + [f"- {e}" for e in meta["errors"]]
+    return "\n".join(out) + "\n"
+
+
+def write_outputs(out_dir: Path, data: dict[str, Any], rows: list[Row], svg: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = data["date"]
+    host = data["machine"]["hostname"]
+    results = out_dir / f"results-{stamp}-{host}.json"
+    results.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    latest = out_dir / "latest.json"
+    shutil.copyfile(results, latest)
+    md = out_dir / "latest.md"
+    md.write_text(markdown(rows, data))
+    plot = out_dir / "rate-loss.svg"
+    plot.write_text(svg)
+    return [results, latest, md, plot]

@@ -1,0 +1,340 @@
+"""Traffic for the benchmark: the agents, the relay pairs under test, one paced trial,
+and the search for the highest rate carried with < 1 % loss.
+
+Topology: APP (agent "app") -> client listen port -> [tunnel] -> server listen port ->
+SERVICE (agent "svc", on a fixed port: the server's REMOTE). "up" = app sends, svc counts;
+"down" = app's hello makes the session and tells svc the server's per-session upstream
+address, then svc sends there and app counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import select
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from procs import HOST, BenchError, Proc, ProcSet, cpu_ticks, fmt, free_udp_port, loads_library
+
+HERE = Path(__file__).resolve().parent
+PSK = "00112233445566778899aabbccddeeff"
+START_DEADLINE = 15.0
+LOSS_LIMIT = 0.01  # a rate is carried when less than this share is lost
+TUNNEL_PATTERNS = {
+    "listening": "listening on",
+    "established": ": established (",
+    "started": ": started",
+    "ended": ": ended: ",
+    "emfile": "Too many open files",
+    "error": " ERROR ",
+    "traceback": "Traceback",
+}
+
+
+class AgentClient:
+    """One traffic agent process (tests/bench/agent.py) and its command channel."""
+
+    def __init__(self, procs: ProcSet, name: str) -> None:
+        self.procs = procs
+        self.name = name
+        self.proc = procs.start(name, [sys.executable, str(HERE / "agent.py")], pipes=True)
+        self._buf = b""
+        self.addr: tuple[str, int] | None = None
+        self.info: dict[str, Any] = {}
+
+    def request(self, op: str, **kwargs: Any) -> None:
+        stdin = self.proc.popen.stdin
+        assert stdin is not None
+        try:
+            stdin.write((json.dumps({"op": op, **kwargs}) + "\n").encode())
+            stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"agent {self.name}: {exc}\n{self.proc.describe()}") from None
+
+    def response(self, timeout: float) -> dict[str, Any]:
+        stdout = self.proc.popen.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"agent {self.name}: no answer within {timeout:g} s")
+            ready, _, _ = select.select([stdout], [], [], left)
+            if ready:
+                chunk = os.read(stdout.fileno(), 65536)
+                if not chunk:
+                    raise BenchError(f"agent {self.name} exited\n{self.proc.describe()}")
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        answer = dict(json.loads(line))
+        if "error" in answer and answer["error"] and "ok" not in answer:
+            raise BenchError(f"agent {self.name}: {answer['error']}")
+        return answer
+
+    def call(self, op: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+        self.request(op, **kwargs)
+        return self.response(timeout)
+
+    def bind(self, port: int = 0) -> tuple[str, int]:
+        self.info = self.call("bind", host=HOST, port=port)
+        self.addr = (self.info["addr"][0], self.info["addr"][1])
+        return self.addr
+
+
+class Agents:
+    """The app and svc agents; ``restart`` brings them back on the same service port
+    after a measurement went wrong (an agent stuck in a mode, or dead)."""
+
+    def __init__(self, procs: ProcSet) -> None:
+        self.procs = procs
+        self.service_port = free_udp_port()
+        self.app, self.svc = self._start()
+
+    def _start(self) -> tuple[AgentClient, AgentClient]:
+        app, svc = AgentClient(self.procs, "app"), AgentClient(self.procs, "svc")
+        app.bind()
+        svc.bind(self.service_port)
+        return app, svc
+
+    @property
+    def service(self) -> tuple[str, int]:
+        return (HOST, self.service_port)
+
+    def restart(self) -> None:
+        self.procs.stop(self.app.proc, self.svc.proc)
+        self.app, self.svc = self._start()
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+@dataclass
+class Config:
+    """What is measured: the bare relays, or the tunnel with one cipher suite."""
+
+    key: str  # "bare", "gcm", ...
+    label: str
+    suite: str | None = None  # -ciphers NAME (None: bare relays)
+
+    @property
+    def bare(self) -> bool:
+        return self.suite is None
+
+
+BARE = Config("bare", "bare relays")
+SUITES = [
+    Config("gcm", "PSK-AES128-GCM", "TLS-PSK-WITH-AES-128-GCM-SHA256"),
+    Config("chacha", "ECDHE-PSK-CHACHA20", "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256"),
+    Config("cbc", "ECDHE-PSK-AES128-CBC (default)", "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256"),
+]
+DEFAULT_SUITE = SUITES[2]
+
+
+@dataclass
+class Pair:
+    config: Config
+    client: Proc
+    server: Proc
+    entry: tuple[str, int]  # where the app sends: the client's listen address
+
+    @property
+    def procs(self) -> list[Proc]:
+        return [self.client, self.server]
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise BenchError(f"{proc.name} died\n{proc.describe()}")
+
+    def describe(self) -> str:
+        return "\n".join(p.describe() for p in self.procs)
+
+    def info(self) -> dict[str, Any]:
+        listening = self.client.first.get("listening", "")
+        return {
+            "uvloop": {p.name.split("-")[-1]: loads_library(p.pid, "uvloop") for p in self.procs},
+            "suite_established": self.client.first.get("established", "").split("(")[-1][:-1],
+            "bare_io": listening.rpartition("(io ")[2][:-1] if "(io " in listening else None,
+        }
+
+
+BARE_IO = "auto"  # bare_relay.py -io (run.py --bare-io)
+
+
+def relay_argv(config: Config, role: str, bind: str, remote: str, options: list[str]) -> list[str]:
+    if config.bare:
+        script = str(HERE / "bare_relay.py")
+        return [sys.executable, script, "-io", BARE_IO, *options, role, bind, remote]
+    suite = ["-ciphers", config.suite] if config.suite else []
+    return [sys.executable, "-m", "dtlspipe", "-psk", PSK, *suite, *options, role, bind, remote]
+
+
+def start_pair(
+    procs: ProcSet, config: Config, service: tuple[str, int], idle: str | None = None
+) -> Pair:
+    """A server forwarding to ``service`` and a client in front of it, both listening.
+
+    The tunnel runs with ``-rate-limit ""`` (no per-IP limit: the benchmark makes all its
+    sessions from 127.0.0.1) and the suite on both sides (the server's default list does
+    not include every suite)."""
+    options: list[str] = []
+    if idle is not None:
+        options += ["-idle-time", idle]
+    if not config.bare:
+        options += ["-rate-limit", ""]
+    sport, cport = free_udp_port(), free_udp_port()
+    started: list[Proc] = []
+    try:
+        for role, port, remote in (("server", sport, service), ("client", cport, (HOST, sport))):
+            argv = relay_argv(config, role, fmt((HOST, port)), fmt(remote), options)
+            proc = procs.start(f"{config.key}-{role}", argv, patterns=TUNNEL_PATTERNS)
+            started.append(proc)
+            if not proc.wait_count("listening", 1, START_DEADLINE):
+                raise BenchError(f"{proc.name} did not start listening\n{proc.describe()}")
+    except BaseException:
+        procs.stop(*started)
+        raise
+    server, client = started
+    return Pair(config, client, server, (HOST, cport))
+
+
+# --------------------------------------------------------------------------- trials
+
+_run_ids = itertools.count(int(time.time()) % 100_000 * 1000)
+
+
+def next_run() -> int:
+    return next(_run_ids)
+
+
+def prime(agents: Agents, pair: Pair, run: int, timeout: float = 10.0) -> None:
+    """A hello from app through the pair and back: the session exists, both of its sides
+    are fresh (no idle end mid-trial), and svc knows the server's upstream address."""
+    tag = str(run)
+    for _attempt in range(2):
+        agents.svc.request("learn", tag=tag, wait=timeout)
+        hello = agents.app.call(
+            "hello", timeout=timeout + 5, dest=list(pair.entry), tag=tag, wait=timeout
+        )
+        learned = agents.svc.response(timeout + 5)
+        if hello["ok"] and learned["ok"]:
+            return
+        pair.check_alive()
+    raise BenchError(f"no hello round trip through {pair.config.key}\n{pair.describe()}")
+
+
+@dataclass
+class Trial:
+    direction: str
+    size: int
+    offered: float
+    achieved: float = 0.0
+    sent: int = 0
+    distinct: int = 0
+    dups: int = 0
+    delivered: float = 0.0  # datagrams/s that arrived (distinct / send time)
+    loss: float = 1.0
+    sender_short: bool = False  # the sender fell > 3 % short of the offered rate
+    cpu_ticks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.sent > 0 and self.loss < LOSS_LIMIT
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("cpu_ticks")
+        for key in ("offered", "achieved", "delivered"):
+            data[key] = round(data[key], 1)
+        data["loss"] = round(data["loss"], 5)
+        return data
+
+
+def trial(
+    agents: Agents,
+    pair: Pair,
+    direction: str,
+    size: int,
+    rate: float,
+    duration: float,
+    cpu_pids: dict[str, int] | None = None,
+) -> Trial:
+    """One paced run: the sender agent offers ``rate``/s for ``duration`` s, the other
+    agent counts; CPU ticks of ``cpu_pids`` are read around it when given."""
+    run = next_run()
+    prime(agents, pair, run)
+    up = direction == "up"
+    sender, sink = (agents.app, agents.svc) if up else (agents.svc, agents.app)
+    before = {k: cpu_ticks(p) for k, p in (cpu_pids or {}).items()}
+    sink.call("sink", timeout=10, run=run)
+    sent = sender.call(
+        "send",
+        timeout=duration * 3 + 10,
+        dest=list(pair.entry) if up else None,
+        rate=rate,
+        duration=duration,
+        size=size,
+        run=run,
+    )
+    got = sink.call("stop", timeout=10, sent=sent["sent"])
+    after = {k: cpu_ticks(p) for k, p in (cpu_pids or {}).items()}
+    result = Trial(direction, size, rate, sent["achieved"], sent["sent"], got["distinct"])
+    result.dups = got["dups"]
+    result.delivered = got["distinct"] / sent["elapsed"]
+    result.loss = 1 - got["distinct"] / sent["sent"] if sent["sent"] else 1.0
+    result.sender_short = sent["achieved"] < 0.97 * rate
+    result.cpu_ticks = {k: after[k] - before[k] for k in before}
+    return result
+
+
+@dataclass
+class SearchPlan:
+    duration: float  # seconds per trial
+    tolerance: float  # stop bisecting when the bracket is this narrow (relative)
+    max_trials: int
+    start: float = 16_000.0
+    cap: float = 400_000.0
+    floor: float = 250.0
+
+
+def find_rate(
+    run_trial: Any, plan: SearchPlan, previous: float | None = None
+) -> tuple[Trial | None, list[Trial]]:
+    """The highest offered rate with < 1 % loss: from ``previous`` (an earlier
+    repetition's answer) in steps of 15 %, else from ``plan.start`` doubling, until a
+    pass and a fail bracket it; then bisection (geometric) to ``plan.tolerance``.
+
+    A passing trial whose sender fell short ends the search: the sender's ceiling (or the
+    machine's) is reached, and its achieved rate is what is reported."""
+    trials: list[Trial] = []
+    best: Trial | None = None
+    lo = hi = None
+    rate, factor = (previous, 1.15) if previous else (plan.start, 2.0)
+    while len(trials) < plan.max_trials:
+        if lo is not None and hi is not None:
+            if hi / lo <= 1 + plan.tolerance:
+                break
+            rate = math.sqrt(lo * hi)
+        t = run_trial(rate)
+        trials.append(t)
+        if t.ok:
+            lo = rate
+            if best is None or t.achieved > best.achieved:
+                best = t
+            if t.sender_short or rate >= plan.cap:
+                break
+            if hi is None:
+                rate = min(plan.cap, rate * factor)
+        else:
+            hi = rate
+            if lo is None:
+                rate /= factor
+                if rate < plan.floor:
+                    break
+    return best, trials

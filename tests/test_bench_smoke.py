@@ -1,0 +1,60 @@
+"""Smoke test of the benchmark (tests/bench/, docs/benchmark.md): a very short run of the
+throughput and round-trip figures through the real ``dtlspipe`` processes and the bare
+relays, checked for the figures, positive numbers, and a plot that parses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
+def test_bench_smoke(tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        str(REPO_ROOT / "tests" / "bench" / "run.py"),
+        "--quick",
+        "--smoke",
+        "--only",
+        "throughput,rtt",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+
+    results = list(tmp_path.glob("results-*.json"))
+    assert len(results) == 1
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data == json.loads(results[0].read_text())
+    assert data["errors"] == []
+    configs = list(data["configs"])
+    assert "bare" in configs and len(configs) >= 2
+    figures = data["figures"]
+    for variant in ("up 100 B", "down 100 B", "up 1200 B", "down 1200 B"):
+        for config in configs:
+            entry = figures["throughput"][variant][config]
+            assert entry["median"] > 0 and all(v > 0 for v in entry["values"]), entry
+    for figure in ("rtt_p50", "rtt_p99"):
+        for variant in ("100 B", "1200 B"):
+            for config in [*configs, "direct"]:
+                assert figures[figure][variant][config]["median"] > 0
+    assert data["trials"]
+    for t in data["trials"]:
+        assert t["offered"] > 0 and t["achieved"] > 0 and 0 <= t["loss"] <= 1
+    assert any(row["verdict"] in ("PASS", "FAIL") for row in data["rows"])
+
+    root = ET.parse(tmp_path / "rate-loss.svg").getroot()
+    assert root.tag == f"{SVG}svg"
+    assert root.findall(f".//{SVG}circle"), "no trial drawn"
+    table = (tmp_path / "latest.md").read_text()
+    assert table.startswith("# dtlspipe benchmark") and "| up 100 B" in table
+    assert "up 100 B" in proc.stdout  # the table is printed
