@@ -35,8 +35,8 @@ _SALT_NONCE = struct.Struct(">4sQ")
 # RFC 2104 §2: the inner and outer pads, as byte translation tables
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
-#: bytes of IV-masking randomness fetched at a time (see CBCHMAC)
-_RANDOM_POOL = 4096
+#: bytes of IV-masking randomness fetched at a time (see CBCHMAC): 16 records
+_RANDOM_POOL = 256
 
 
 def additional_data(seq8: bytes, content_type: int, length: int) -> bytes:
@@ -219,7 +219,7 @@ class CBCHMAC(RecordProtection):
     Opening decrypts IV || ciphertext on the long-lived context and drops the first
     output block: every following block is D(C_i) xor C_{i-1} with C_0 = IV, the
     record's own CBC decryption whatever the context held before. The random blocks are
-    drawn from the configuration's source 4 KiB at a time.
+    drawn from the configuration's source 256 bytes (16 records) at a time.
     """
 
     def __init__(
