@@ -47,6 +47,7 @@ from .handshake import (
     State,
 )
 from .keyschedule import KeyBlock
+from .messages import ClientHello
 from .protection import RECORD_HEADER as HEADER
 from .protection import RecordProtection, make_protection
 from .record import ReadEpoch, Record, WriteEpoch, iter_records
@@ -247,6 +248,12 @@ class DTLSConnection:
                 return plaintext
         self.receive_datagram(datagram, now)
         return None
+
+    def reuse_client_hello(self, body: bytes, hello: ClientHello) -> None:
+        """Server: the ClientHello (its body, parsed) that the endpoint already read from
+        this connection's first datagram, so that it is parsed once, not twice."""
+        if isinstance(self._hs, ServerHandshake):
+            self._hs.parsed_hello = (body, hello)
 
     def close(self) -> None:
         """Send close_notify and end the connection (idempotent)."""

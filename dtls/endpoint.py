@@ -164,7 +164,7 @@ class DTLSServer:
         """RFC 6347 §4.2.8: a new handshake beside a live connection."""
         candidate = self._candidates.get(address)
         if candidate is None:
-            hello, _, _ = self._first_client_hello(data)
+            hello, _, _, _ = self._first_client_hello(data)
             if hello is None or hello.random == self._hello_random.get(conn):
                 return  # not a ClientHello, or a stray copy of the one already served
             candidate = self._new_peer(data, address, now, second=True)
@@ -176,7 +176,7 @@ class DTLSServer:
     def _new_peer(
         self, data: bytes, address: Address, now: float, second: bool = False
     ) -> DTLSConnection | None:
-        hello, record_seq, message_seq = self._first_client_hello(data)
+        hello, body, record_seq, message_seq = self._first_client_hello(data)
         if hello is None:
             self.stats["dropped"] += 1
             return None
@@ -218,6 +218,7 @@ class DTLSServer:
             self.stats["refused"] += 1
             return None
         conn = DTLSConnection(cfg, is_client=False, peer=address)
+        conn.reuse_client_hello(body, hello)
         self._hello_random[conn] = hello.random
         if second:
             self._candidates[address] = conn
@@ -228,26 +229,27 @@ class DTLSServer:
         return conn
 
     @staticmethod
-    def _first_client_hello(data: bytes) -> tuple[ClientHello | None, int, int]:
-        """The unfragmented ClientHello in the datagram's first record, or None."""
+    def _first_client_hello(data: bytes) -> tuple[ClientHello | None, bytes, int, int]:
+        """The unfragmented ClientHello in the datagram's first record (parsed, its body,
+        the record's and the message's sequence numbers), or None."""
         for record in iter_records(data):
             if record.epoch != 0 or record.content_type != ContentType.handshake:
-                return None, 0, 0
+                break
             fragments = parse_fragments(record.fragment)
             if not fragments:
-                return None, 0, 0
+                break
             frag = fragments[0]
             if (
                 frag.msg_type != HandshakeType.client_hello
                 or frag.offset != 0
                 or len(frag.body) != frag.length
             ):
-                return None, 0, 0
+                break
             try:
-                return ClientHello.parse(frag.body), record.seq, frag.message_seq
+                return ClientHello.parse(frag.body), frag.body, record.seq, frag.message_seq
             except DTLSError:
-                return None, 0, 0
-        return None, 0, 0
+                break
+        return None, b"", 0, 0
 
     def _collect(self, address: Address, conn: DTLSConnection) -> None:
         while (event := conn.next_event()) is not None:

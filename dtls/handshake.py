@@ -359,6 +359,8 @@ class ServerHandshake(Handshake):
     def __init__(self, conn: DTLSConnection) -> None:
         super().__init__(conn)
         self.state = State.SERVER_WAIT_CH
+        #: (body, parsed) of a ClientHello the endpoint has already parsed
+        self.parsed_hello: tuple[bytes, ClientHello] | None = None
 
     def _choose_suite(self, ch: ClientHello, groups: list[int] | None) -> CipherSuite:
         ours = self.config.cipher_suites
@@ -384,7 +386,8 @@ class ServerHandshake(Handshake):
         return None
 
     def on_client_hello(self, body: bytes) -> None:
-        ch = ClientHello.parse(body)
+        known, self.parsed_hello = self.parsed_hello, None
+        ch = known[1] if known is not None and known[0] == body else ClientHello.parse(body)
         # RFC 6347 §4.2.2: the server's first message_seq follows the ClientHello's
         self.conn.start_message_seq(self.current_seq)
         self.conn.flight_answered()
