@@ -240,6 +240,7 @@ class _Batcher:
                 self._last_name = name
         vec, address_of = self._svec_words, _address_of
         fd, total, done = sock.fileno(), len(datagrams), 0
+        keep: list[bytes] = []
         while done < total:
             count = min(BATCH, total - done)
             if name_len != self._names_len or count > self._names_upto:
@@ -251,6 +252,9 @@ class _Batcher:
                 self._names_len, self._names_upto = name_len, count
             for i in range(count):
                 data = datagrams[done + i]
+                if type(data) is not bytes:  # the address trick holds for bytes only
+                    data = bytes(data)
+                    keep.append(data)  # alive until the call is made
                 vec[i * _IOV_STRIDE] = address_of(data)
                 vec[i * _IOV_STRIDE + 1] = len(data)
             sent = self._sendmmsg(fd, self._smsgs_addr, count, _MSG_DONTWAIT)
