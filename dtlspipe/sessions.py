@@ -17,16 +17,18 @@ import itertools
 import logging
 import math
 import random
+import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
+from anyio.abc import TaskGroup
 
 from . import mmsg
 from .options import StaleMode
-from .udp import Address
+from .udp import Address, connect_udp, dial, numeric_address
 
 log = logging.getLogger("dtlspipe")
 
@@ -64,6 +66,7 @@ class Session:
         self.dropped = 0
         #: the deadline this session is scheduled for in its tunnel's Timers (inf: none)
         self.timer_at = math.inf
+        self.closed = False
 
     def stale_at(self) -> float:
         """When the session becomes stale if nothing more arrives."""
@@ -89,6 +92,40 @@ class Session:
 
     def on_timer(self, now: float) -> None:
         """Called by :class:`Timers` when ``timer_at`` has come."""
+        raise NotImplementedError  # pragma: no cover - each kind of session has its own
+
+    def dial(self, tg: TaskGroup, host: str, port: int, timeout: float) -> None:
+        """Connect this session's UDP socket to host:port, at once for an IP address, in a
+        task (at most ``timeout`` seconds) for a host name; then ``connected(sock)`` or
+        ``dial_failed(remote, why)``."""
+        try:
+            address = numeric_address(host, port)
+            if address is None:
+                tg.start_soon(self._resolve, host, port, timeout)
+            else:
+                self.connected(connect_udp(*address))
+        except OSError as exc:
+            self.dial_failed(fmt((host, port)), str(exc.strerror or exc))
+
+    async def _resolve(self, host: str, port: int, timeout: float) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                sock = await dial(host, port)
+        except TimeoutError:
+            self.dial_failed(fmt((host, port)), "could not resolve/dial")
+            return
+        except OSError as exc:
+            self.dial_failed(fmt((host, port)), str(exc.strerror or exc))
+            return
+        if self.closed:
+            sock.close()
+        else:
+            self.connected(sock)
+
+    def connected(self, sock: socket.socket) -> None:
+        raise NotImplementedError  # pragma: no cover - each kind of session has its own
+
+    def dial_failed(self, remote: str, why: str) -> None:
         raise NotImplementedError  # pragma: no cover - each kind of session has its own
 
 

@@ -37,9 +37,6 @@ from .udp import (
     Address,
     LogThrottle,
     Readers,
-    connect_udp,
-    dial,
-    numeric_address,
     recv_batch,
     recv_batch_from,
     send_batch,
@@ -59,7 +56,6 @@ class ClientSession(Session):
         self.sock: socket.socket | None = None
         self.pending: deque[bytes] = deque()
         self.ready = False  # established, socket open: the fast path applies
-        self.closed = False
 
     def seal(self, data: bytes, now: float) -> bytes | None:
         """A datagram from the source: its record to send now, or None (queued until the
@@ -86,36 +82,13 @@ class ClientSession(Session):
     def start(self, tg: TaskGroup) -> None:
         """Dial the server (at once for an IP address, in a task for a host name)."""
         host, port = self.tunnel.choose_remote()
-        try:
-            address = numeric_address(host, port)
-            if address is None:
-                tg.start_soon(self._resolve, host, port)
-            else:
-                self._connected(connect_udp(*address))
-        except OSError as exc:
-            self._failed_dial(f"{host}:{port}", exc)
+        self.dial(tg, host, port, self.tunnel.dial_timeout)
 
-    async def _resolve(self, host: str, port: int) -> None:
-        try:
-            with anyio.fail_after(self.tunnel.dial_timeout):
-                sock = await dial(host, port)
-        except TimeoutError:
-            log.warning("session %s -> %s:%d: could not resolve/dial", fmt(self.source), host, port)
-            self._end()
-            return
-        except OSError as exc:
-            self._failed_dial(f"{host}:{port}", exc)
-            return
-        if self.closed:
-            sock.close()
-        else:
-            self._connected(sock)
-
-    def _failed_dial(self, remote: str, exc: OSError) -> None:
-        log.warning("session %s -> %s: %s", fmt(self.source), remote, exc.strerror or exc)
+    def dial_failed(self, remote: str, why: str) -> None:
+        log.warning("session %s -> %s: %s", fmt(self.source), remote, why)
         self._end()
 
-    def _connected(self, sock: socket.socket) -> None:
+    def connected(self, sock: socket.socket) -> None:
         self.sock = sock
         log.info("session %s -> %s: handshake started", fmt(self.source), self.peer_name())
         self.tunnel.readers.watch(sock, self.on_readable)

@@ -39,9 +39,6 @@ from .udp import (
     Address,
     LogThrottle,
     Readers,
-    connect_udp,
-    dial,
-    numeric_address,
     recv_batch,
     recv_batch_from,
     send_batch,
@@ -60,7 +57,6 @@ class ServerSession(Session):
         self.conn = conn
         self.upstream: socket.socket | None = None
         self.pending: deque[bytes] = deque()
-        self.closed = False
 
     def to_service(self, plaintexts: list[bytes], now: float) -> None:
         self.last_left = now
@@ -77,36 +73,13 @@ class ServerSession(Session):
     def start(self, tg: TaskGroup) -> None:
         """Dial the service (at once for an IP address, in a task for a host name)."""
         host, port = self.tunnel.remote
-        try:
-            address = numeric_address(host, port)
-            if address is None:
-                tg.start_soon(self._resolve, host, port)
-            else:
-                self._connected(connect_udp(*address))
-        except OSError as exc:
-            self._failed_dial(exc)
+        self.dial(tg, host, port, self.tunnel.dial_timeout)
 
-    async def _resolve(self, host: str, port: int) -> None:
-        try:
-            with anyio.fail_after(self.tunnel.dial_timeout):
-                upstream = await dial(host, port)
-        except TimeoutError:
-            log.warning("session %s: could not resolve/dial %s", fmt(self.peer), fmt((host, port)))
-            self.close("remote unreachable")
-            return
-        except OSError as exc:
-            self._failed_dial(exc)
-            return
-        if self.closed:
-            upstream.close()
-        else:
-            self._connected(upstream)
-
-    def _failed_dial(self, exc: OSError) -> None:
-        log.warning("session %s: remote %s: %s", fmt(self.peer), fmt(self.tunnel.remote), exc)
+    def dial_failed(self, remote: str, why: str) -> None:
+        log.warning("session %s: remote %s: %s", fmt(self.peer), remote, why)
         self.close("remote unreachable")
 
-    def _connected(self, upstream: socket.socket) -> None:
+    def connected(self, upstream: socket.socket) -> None:
         self.upstream = upstream
         self.tunnel.readers.watch(upstream, self.on_readable)
         pending, self.pending = list(self.pending), deque()
