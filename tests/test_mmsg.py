@@ -443,13 +443,19 @@ def test_icmp_error_gives_an_empty_batch_and_the_next_datagram_arrives(
     assert got == ([b"back"] if method == "recv" else [(b"back", dead)])
 
 
-def test_icmp_error_with_datagrams_queued_loses_none(impl: Impl, udp: SocketFactory) -> None:
-    """A pending error and queued datagrams: the error costs at most one empty batch."""
+def errored(udp: SocketFactory) -> tuple[socket.socket, Address]:
+    """A socket connected to a closed port, with the ICMP error of a send pending."""
     dead = closed_port()
     sock = udp()
     sock.connect(dead)
     sock.send(b"into the void")
     wait_for_error(sock)
+    return sock, dead
+
+
+def test_icmp_error_with_datagrams_queued_loses_none(impl: Impl, udp: SocketFactory) -> None:
+    """A pending error and queued datagrams: the error costs at most one empty batch."""
+    sock, dead = errored(udp)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as revived:
         revived.bind(dead)
         for i in range(5):
@@ -459,11 +465,7 @@ def test_icmp_error_with_datagrams_queued_loses_none(impl: Impl, udp: SocketFact
 
 def test_send_batch_after_an_icmp_error_goes_on(impl: Impl, udp: SocketFactory) -> None:
     """The pending error fails one send (Linux reports it there); the rest is sent."""
-    dead = closed_port()
-    sock = udp()
-    sock.connect(dead)
-    sock.send(b"into the void")
-    wait_for_error(sock)
+    sock, dead = errored(udp)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as revived:
         revived.bind(dead)
         revived.setblocking(False)
