@@ -75,6 +75,16 @@ class DTLSConfiguration:
     cookie_secret_lifetime: float = 60.0
     #: called with NSS key log lines (``CLIENT_RANDOM ...``) when set
     keylog: Callable[[str], None] | None = None
+    #: RFC 9146 connection IDs. None: neither offer nor accept the extension. 0: take
+    #: part, but ask the peer to send without a CID (it may still ask us for one: the Go
+    #: dtlspipe client). n > 0: ask the peer to put n random bytes, drawn per connection,
+    #: in every protected record it sends (the Go dtlspipe server uses 8), so that its
+    #: records find the connection after its address changes.
+    connection_id_length: int | None = None
+    #: RFC 9853 return routability check, offered and accepted along with connection IDs:
+    #: a peer whose address changes is answered at the new address only after it proves
+    #: it can receive there (see docs/engine.md, "Connection IDs and roaming")
+    return_routability_check: bool = True
 
     def __post_init__(self) -> None:
         if not self.cipher_suites:
@@ -95,6 +105,8 @@ class DTLSConfiguration:
             raise ConfigurationError("max_handshakes and max_connections must be positive")
         if self.handshake_timeout <= 0:
             raise ConfigurationError("handshake_timeout must be positive")
+        if self.connection_id_length is not None and not 0 <= self.connection_id_length <= 255:
+            raise ConfigurationError("connection_id_length must be between 0 and 255")
 
     def __repr__(self) -> str:
         suites = ",".join(f"{s.code:04X}" for s in self.cipher_suites)

@@ -16,12 +16,12 @@ role's state machine in :mod:`dtls.handshake`. Output is queued as whole datagra
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
+from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
     DTLS1_2,
-    HANDSHAKE_HEADER_LEN,
-    MAX_CIPHERTEXT,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
     AlertDescription,
@@ -37,20 +37,17 @@ from .events import (
     Event,
     HandshakeCompleted,
 )
-from .fragment import Reassembler, encode_header, parse_fragments
-from .handshake import (
-    CCS_STATES,
-    HANDSHAKING,
-    ClientHandshake,
-    FlightItem,
-    ServerHandshake,
-    State,
-)
+from .fastpath import FastPath
+from .flight import pack_flight
+from .fragment import Reassembler, parse_fragments
+from .handshake import CCS_STATES, HANDSHAKING, FlightItem, State
 from .keyschedule import KeyBlock
 from .messages import ClientHello
-from .protection import RECORD_HEADER as HEADER
+from .path import PeerPath
 from .protection import RecordProtection, make_protection
-from .record import ReadEpoch, Record, WriteEpoch, iter_records
+from .record import ReadEpoch, Record, WriteEpoch, iter_records, open_cid_record
+from .roaming import Roaming
+from .server_handshake import ServerHandshake
 from .suites import CipherSuite
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
@@ -65,7 +62,7 @@ _MAX_FOLLOWED_RECORD_SEQ = 1024
 MAX_HELD_BYTES = 32768
 
 
-class DTLSConnection:
+class DTLSConnection(FastPath, Roaming):
     """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
 
     def __init__(
@@ -102,6 +99,16 @@ class DTLSConnection:
         self._reacted_at = float("-inf")  # last reactive resend
         self._auth_failures = 0
         self._now = 0.0
+        # connection IDs (RFC 9146): the peer's address and its checks (see dtls.path),
+        # where the datagram being read came from, whether it carried an authentic
+        # record, and a newer one than any before; datagrams for other addresses
+        self._path: PeerPath | None = None
+        self._source: object = None
+        self._authentic = self._newest = False
+        self._addressed: list[tuple[bytes, object]] = []
+        #: may the peer move to this address? (a server endpoint says no to an address
+        #: another connection uses)
+        self.address_available: Callable[[object], bool] = lambda address: True
         # set while established: the epochs (and read protection) of the fast paths
         self._app_read: ReadEpoch | None = None
         self._app_protection: RecordProtection | None = None
@@ -136,18 +143,27 @@ class DTLSConnection:
         self._deadline = now + self.configuration.handshake_timeout
         self.send_flight(self._hs.start(), final=False)
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
-        """Feed one datagram from the peer. Invalid records are silently dropped."""
+    def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
+        """Feed one datagram from the peer. Invalid records are silently dropped.
+
+        ``address`` is where it came from: with connection IDs the peer may send from a
+        new one (see :mod:`dtls.path`); None means ``peer``.
+        """
         if self._hs.state is State.CLOSED:
             return
         self._now = now
         if self._deadline is None and self._hs.state is State.SERVER_WAIT_CH:
             self._deadline = now + self.configuration.handshake_timeout
         self._resent = False
-        for record in iter_records(data):
+        self._source = address
+        self._authentic = self._newest = False
+        own_cid = self._hs.own_cid
+        for record in iter_records(data, len(own_cid) if own_cid else 0):
             self._process_record(record)
             if self.is_closed:
                 break
+        if address is not None and self._path is not None and self._authentic:
+            self._path_update(address, len(data), now)
 
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
         """Datagrams queued since the last call, each ready for one ``sendto``."""
@@ -212,43 +228,6 @@ class DTLSConnection:
             raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
         return write.protect(ContentType.application_data, data)
 
-    def receive_application_datagram(self, datagram: bytes, now: float) -> bytes | None:
-        """``receive_datagram`` with a fast path for the common case of an established
-        connection: a datagram that is exactly one application_data record of the current
-        epoch has its plaintext returned instead of queued as an ApplicationData event.
-
-        Such a record goes through the same checks in the same order as in
-        ``receive_datagram`` (RFC 6347 §4.1.2.6: the replay window is consulted, the
-        record authenticated, and only then marked as seen); an invalid one is dropped
-        and None returned. Any other datagram goes to ``receive_datagram`` and None is
-        returned: look at ``next_event`` as usual.
-        """
-        read, protection = self._app_read, self._app_protection
-        if read is not None and protection is not None and len(datagram) > HEADER.size:
-            content_type, version, epoch_seq, length = HEADER.unpack_from(datagram)
-            if (
-                content_type == ContentType.application_data
-                and version == DTLS1_2
-                and epoch_seq >> 48 == read.epoch
-                and length == len(datagram) - HEADER.size
-                and length <= MAX_CIPHERTEXT
-            ):
-                seq = epoch_seq & MAX_SEQUENCE
-                if not read.window.is_fresh(seq):
-                    return None
-                try:
-                    plaintext = protection.open_record(epoch_seq, content_type, datagram)
-                except BadRecordError:
-                    self._auth_failures += 1
-                    return None
-                if len(plaintext) > MAX_PLAINTEXT:
-                    return None
-                read.window.mark(seq)
-                self._flight = None  # as in _on_application_data
-                return plaintext
-        self.receive_datagram(datagram, now)
-        return None
-
     def reuse_client_hello(self, body: bytes, hello: ClientHello) -> None:
         """Server: the ClientHello (its body, parsed) that the endpoint already read from
         this connection's first datagram, so that it is parsed once, not twice."""
@@ -269,6 +248,11 @@ class DTLSConnection:
     def _process_record(self, record: Record) -> None:
         epoch = record.epoch
         read = self._read_epochs.get(epoch)
+        if read is not None and (
+            (record.content_type == ContentType.tls12_cid) != (read.cid is not None and epoch != 0)
+            or record.cid != (read.cid or b"")
+        ):
+            return  # RFC 9146 §3: protected records carry our CID if, and only if, agreed
         if read is None or (epoch != 0 and epoch != self._read_epoch):
             if epoch == 1 and self._read_epoch == 0 and self._hs.state in HANDSHAKING:
                 # RFC 6347 §4.1: records of the next epoch may arrive before the
@@ -289,17 +273,23 @@ class DTLSConnection:
         # handshake layer drops repeated messages by message_seq.
         if epoch != 0 and not read.window.is_fresh(record.seq):
             return  # duplicate or too old
+        content_type = record.content_type
         if read.protection is None:
             plaintext = record.fragment
         else:
             try:
-                plaintext = read.protection.open(record.seq8, record.content_type, record.fragment)
+                if record.cid:
+                    content_type, plaintext = open_cid_record(read.protection, record)
+                else:
+                    plaintext = read.protection.open(record.seq8, content_type, record.fragment)
             except BadRecordError:
                 self._auth_failures += 1
                 return  # RFC 6347 §4.1.2.7: invalid records are silently discarded
         if len(plaintext) > MAX_PLAINTEXT:
             return
         if epoch != 0:
+            self._authentic = True
+            self._newest = self._newest or record.seq > read.window.top
             read.window.mark(record.seq)  # only now: the record is authentic
         if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
@@ -310,7 +300,7 @@ class DTLSConnection:
             if record.seq <= _MAX_FOLLOWED_RECORD_SEQ:
                 write0.next_seq = max(write0.next_seq, record.seq)
         try:
-            self._dispatch(record.content_type, epoch, plaintext)
+            self._dispatch(content_type, epoch, plaintext)
         except ProtocolError as exc:
             self._fail(exc)
 
@@ -323,6 +313,8 @@ class DTLSConnection:
             self._on_alert(epoch, data)
         elif content_type == ContentType.change_cipher_spec:
             self._on_change_cipher_spec(epoch, data)
+        elif content_type == ContentType.return_routability_check:
+            self._on_rrc(epoch, data)
 
     def _on_handshake(self, epoch: int, data: bytes) -> None:
         fragments = parse_fragments(data)
@@ -486,8 +478,9 @@ class DTLSConnection:
         client = make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac, rnd, etm)
         server = make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac, rnd, etm)
         mine, theirs = (client, server) if self.is_client else (server, client)
-        self._write_epochs[1] = WriteEpoch(1, mine)
-        self._pending_read = ReadEpoch(1, theirs)
+        # RFC 9146 §3: once encryption starts, records carry the CID of their receiver
+        self._write_epochs[1] = WriteEpoch(1, mine, self._hs.peer_cid or None)
+        self._pending_read = ReadEpoch(1, theirs, self._hs.own_cid or None)
 
     def handshake_complete(self, event: HandshakeCompleted, keep_flight: bool) -> None:
         self._retransmit_at = None
@@ -500,6 +493,8 @@ class DTLSConnection:
         read = self._read_epochs[self._read_epoch]
         self._app_read, self._app_protection = read, read.protection
         self._app_write = self._write_epochs[self._write_epoch]
+        if event.connection_id:
+            self._path = PeerPath(self.peer, event.return_routability_check, self.address_available)
         self._events.append(event)
         early, self._early_data = self._early_data, []
         for data in early:
@@ -508,48 +503,11 @@ class DTLSConnection:
     # -- output -------------------------------------------------------------------------
 
     def _transmit_flight(self) -> None:
-        """Pack the flight into datagrams of at most ``mtu`` bytes (RFC 6347 §4.1.1.1)."""
         assert self._flight is not None
-        mtu = self.configuration.mtu
-        out: list[bytes] = []
-        current = bytearray()
-        for item in self._flight:
-            write = self._write_epochs[item.epoch]
-            if write.next_seq + 64 > MAX_SEQUENCE:
-                # RFC 6347 §4.1: never wrap; a flight this late cannot be sent safely
-                self._close("sequence numbers exhausted", error=True, by_peer=False)
-                return
-            if item.content_type != ContentType.handshake:
-                record = write.protect(item.content_type, item.body)
-                if current and len(current) + len(record) > mtu:
-                    out.append(bytes(current))
-                    current = bytearray()
-                current += record
-                continue
-            overhead = write.overhead() + HANDSHAKE_HEADER_LEN
-            if current and mtu - len(current) - overhead < min(len(item.body), 64):
-                out.append(bytes(current))
-                current = bytearray()
-            body, offset = item.body, 0
-            while True:
-                room = mtu - len(current) - overhead
-                if item.msg_type == HandshakeType.client_hello:
-                    # Never fragmented (mbedTLS makes the same choice): a server must
-                    # check the cookie of a whole ClientHello before it keeps any state
-                    # (RFC 6347 §4.2.1). One over the MTU leaves as one larger datagram.
-                    room = max(room, len(body))
-                piece = body[offset : offset + room]
-                header = encode_header(
-                    item.msg_type, len(body), item.message_seq, offset, len(piece)
-                )
-                current += write.protect(ContentType.handshake, header + piece)
-                offset += len(piece)
-                if offset >= len(body):
-                    break
-                out.append(bytes(current))
-                current = bytearray()
-        if current:
-            out.append(bytes(current))
+        out = pack_flight(self._flight, self._write_epochs, self.configuration.mtu)
+        if out is None:
+            self._close("sequence numbers exhausted", error=True, by_peer=False)
+            return
         self._out.extend(out)
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:

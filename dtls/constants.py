@@ -25,6 +25,8 @@ class ContentType(IntEnum):
     alert = 21
     handshake = 22
     application_data = 23
+    tls12_cid = 25  # RFC 9146 §4: the outer type of a record carrying a connection ID
+    return_routability_check = 27  # RFC 9853 §4
 
 
 class HandshakeType(IntEnum):
@@ -82,6 +84,8 @@ class ExtensionType(IntEnum):
     encrypt_then_mac = 22  # RFC 7366 §2
     extended_master_secret = 23  # RFC 7627 §5.1
     session_ticket = 35  # RFC 5077
+    connection_id = 54  # RFC 9146 §3
+    rrc = 61  # RFC 9853 §3
     renegotiation_info = 0xFF01  # RFC 5746 §3.2
 
 

@@ -19,6 +19,21 @@ class HandshakeCompleted(Event):
     psk_identity: bytes
     extended_master_secret: bool
     encrypt_then_mac: bool
+    #: RFC 9146: the CID the peer puts in its records (None: not negotiated; b"": the
+    #: peer sends without one) and the one we put in ours
+    connection_id: bytes | None = None
+    peer_connection_id: bytes | None = None
+    #: RFC 9853 negotiated: a peer's new address is checked before it is used
+    return_routability_check: bool = False
+
+
+@dataclass(frozen=True)
+class PeerAddressChanged(Event):
+    """A connection with a connection ID now sends to ``new`` (RFC 9146 §6; after a
+    return routability check when one was negotiated, RFC 9853)."""
+
+    old: object
+    new: object
 
 
 @dataclass(frozen=True)

@@ -308,6 +308,20 @@ def parse_point_formats(data: bytes) -> bytes:
     return formats
 
 
+def parse_connection_id(data: bytes) -> bytes:
+    """RFC 9146 §3: ``opaque cid<0..2^8-1>``, the CID the sender wants to receive."""
+    r = Reader(data)
+    value = r.vector(1, "cid")
+    r.expect_end("connection_id")
+    return value
+
+
+def encode_connection_id(cid: bytes) -> bytes:
+    w = Writer()
+    w.vector(1, cid)
+    return w.getvalue()
+
+
 def parse_renegotiation_info(data: bytes) -> bytes:
     """RFC 5746 §3.2: ``opaque renegotiated_connection<0..255>``."""
     r = Reader(data)

@@ -27,6 +27,12 @@ _BLOCK = 16
 #: seq_num(8) + type(1) + version(2) + length(2)
 _AAD = struct.Struct(">8sB2sH")
 _AAD_INT = struct.Struct(">QBHH")  # the same, from the 64-bit epoch || sequence number
+_PREFIX = struct.Struct(">QBH")  # the same without the length
+#: RFC 9146 §5: placeholder(8) tls12_cid(1) cid_length(1) tls12_cid(1) version(2) epoch||seq(8)
+_CID_PREFIX = struct.Struct(">QBBBHQ")
+_SEQ_PLACEHOLDER = 0xFFFFFFFFFFFFFFFF
+TLS12_CID = 25  # RFC 9146 §4 content type
+_LEN = struct.Struct(">H")
 #: RFC 6347 §4.1 record header: type(1) version(2) epoch(2) || sequence_number(6) length(2)
 RECORD_HEADER = struct.Struct(">BHQH")
 _HEADER_LEN = RECORD_HEADER.size
@@ -42,6 +48,21 @@ _RANDOM_POOL = 256
 def additional_data(seq8: bytes, content_type: int, length: int) -> bytes:
     """RFC 5246 §6.2.3.3: seq_num + type + version + length (of the plaintext)."""
     return _AAD.pack(seq8, content_type, _VERSION, length)
+
+
+def record_prefix(epoch_seq: int, content_type: int) -> bytes:
+    """``additional_data`` without its length: what every construction below covers in
+    front of the length of the data it protects (RFC 5246 §6.2.3.1, §6.2.3.3; RFC 7366 §3)."""
+    return _PREFIX.pack(epoch_seq, content_type, DTLS1_2)
+
+
+def cid_prefix(epoch_seq: int, cid: bytes) -> bytes:
+    """The same for a ``tls12_cid`` record (RFC 9146 §5): seq_num_placeholder (eight 0xFF
+    bytes), tls12_cid, cid_length, tls12_cid, version, epoch, sequence_number, cid.
+    The length that follows is the DTLSInnerPlaintext's (AEAD and MAC-then-encrypt) or
+    the record's (encrypt-then-MAC): whatever the construction protects."""
+    fixed = _CID_PREFIX.pack(_SEQ_PLACEHOLDER, TLS12_CID, len(cid), TLS12_CID, DTLS1_2, epoch_seq)
+    return fixed + cid
 
 
 class HMAC:
@@ -76,15 +97,28 @@ class HMAC:
 
 
 class RecordProtection:
-    """Interface: ``seal`` and ``open`` a record fragment; ``overhead`` is the expansion."""
+    """Interface: ``seal`` and ``open`` a record fragment; ``overhead`` is the expansion.
+
+    ``seal_with``/``open_with`` are the constructions themselves: ``prefix`` is what the
+    AEAD's additional data or the MAC covers before the length, :func:`record_prefix`
+    for a plain record and :func:`cid_prefix` for a ``tls12_cid`` one.
+    """
 
     overhead: int
 
-    def seal(self, seq8: bytes, content_type: int, plaintext: bytes) -> bytes:
+    def seal_with(self, epoch_seq: int, prefix: bytes, plaintext: bytes) -> bytes:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def open_with(self, epoch_seq: int, prefix: bytes, fragment: bytes) -> bytes:
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def seal(self, seq8: bytes, content_type: int, plaintext: bytes) -> bytes:
+        epoch_seq = int.from_bytes(seq8, "big")
+        return self.seal_with(epoch_seq, record_prefix(epoch_seq, content_type), plaintext)
+
+    def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+        epoch_seq = int.from_bytes(seq8, "big")
+        return self.open_with(epoch_seq, record_prefix(epoch_seq, content_type), fragment)
 
     def seal_record(self, epoch_seq: int, content_type: int, plaintext: bytes) -> bytes:
         """A whole DTLS 1.2 record: header and ``seal``'s fragment. ``epoch_seq`` is the
@@ -118,15 +152,16 @@ class ExplicitNonceAEAD(RecordProtection):
         self._tag_len = suite.tag_len
         self.overhead = 8 + suite.tag_len
 
-    def seal(self, seq8: bytes, content_type: int, plaintext: bytes) -> bytes:
-        aad = additional_data(seq8, content_type, len(plaintext))
+    def seal_with(self, epoch_seq: int, prefix: bytes, plaintext: bytes) -> bytes:
+        seq8 = epoch_seq.to_bytes(8, "big")
+        aad = prefix + _LEN.pack(len(plaintext))
         return seq8 + self._aead.encrypt(self._salt + seq8, plaintext, aad)
 
-    def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def open_with(self, epoch_seq: int, prefix: bytes, fragment: bytes) -> bytes:
         length = len(fragment) - self.overhead
         if length < 0:
             raise BadRecordError("record shorter than nonce and tag")
-        aad = additional_data(seq8, content_type, length)
+        aad = prefix + _LEN.pack(length)
         try:
             return self._aead.decrypt(self._salt + fragment[:8], fragment[8:], aad)
         except InvalidTag:
@@ -161,20 +196,20 @@ class ChaChaAEAD(RecordProtection):
         self._iv = int.from_bytes(iv, "big")
         self.overhead = 16
 
-    def _nonce(self, seq8: bytes) -> bytes:
-        return (self._iv ^ int.from_bytes(seq8, "big")).to_bytes(12, "big")
+    def _nonce(self, epoch_seq: int) -> bytes:
+        return (self._iv ^ epoch_seq).to_bytes(12, "big")
 
-    def seal(self, seq8: bytes, content_type: int, plaintext: bytes) -> bytes:
-        aad = additional_data(seq8, content_type, len(plaintext))
-        return self._aead.encrypt(self._nonce(seq8), plaintext, aad)
+    def seal_with(self, epoch_seq: int, prefix: bytes, plaintext: bytes) -> bytes:
+        aad = prefix + _LEN.pack(len(plaintext))
+        return self._aead.encrypt(self._nonce(epoch_seq), plaintext, aad)
 
-    def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def open_with(self, epoch_seq: int, prefix: bytes, fragment: bytes) -> bytes:
         length = len(fragment) - 16
         if length < 0:
             raise BadRecordError("record shorter than tag")
-        aad = additional_data(seq8, content_type, length)
+        aad = prefix + _LEN.pack(length)
         try:
-            return self._aead.decrypt(self._nonce(seq8), fragment, aad)
+            return self._aead.decrypt(self._nonce(epoch_seq), fragment, aad)
         except InvalidTag:
             raise BadRecordError("bad record MAC") from None
 
@@ -249,14 +284,15 @@ class CBCHMAC(RecordProtection):
         self._length_field = 8 if self._hash_block == 64 else 16
         self._zeros = bytes(self._hash_block * (256 // self._hash_block + 3))
 
-    def _inner_blocks(self, content_len: int) -> int:
-        """Compression blocks of the inner HMAC hash: key block, 13-byte header, content,
-        then the 0x80 byte and the length field rounded up to a block."""
-        hashed = self._hash_block + 13 + content_len + 1 + self._length_field
+    def _inner_blocks(self, header_len: int, content_len: int) -> int:
+        """Compression blocks of the inner HMAC hash: key block, header (13 bytes, or
+        more with a CID), content, then the 0x80 byte and the length field rounded up to a
+        block."""
+        hashed = self._hash_block + header_len + content_len + 1 + self._length_field
         return -(-hashed // self._hash_block)
 
-    def _mac(self, seq8: bytes, content_type: int, data: bytes) -> bytes:
-        return self._hmac.digest(additional_data(seq8, content_type, len(data)), data)
+    def _mac(self, prefix: bytes, data: bytes) -> bytes:
+        return self._hmac.digest(prefix + _LEN.pack(len(data)), data)
 
     def _random_block(self) -> bytes:
         pos = self._pool_pos
@@ -282,26 +318,26 @@ class CBCHMAC(RecordProtection):
         pad = _BLOCK - 1 - length % _BLOCK
         return bytes((pad,)) * (pad + 1)
 
-    def seal(self, seq8: bytes, content_type: int, plaintext: bytes) -> bytes:
+    def seal_with(self, epoch_seq: int, prefix: bytes, plaintext: bytes) -> bytes:
         # RFC 5246 §6.2.3.2: an unpredictable IV per record (see the class docstring)
         if self._etm:
             body = self._encrypt(plaintext + self._pad(len(plaintext)))
-            return body + self._mac(seq8, content_type, body)
-        inner = plaintext + self._mac(seq8, content_type, plaintext)
+            return body + self._mac(prefix, body)
+        inner = plaintext + self._mac(prefix, plaintext)
         return self._encrypt(inner + self._pad(len(inner)))
 
-    def open(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def open_with(self, epoch_seq: int, prefix: bytes, fragment: bytes) -> bytes:
         if self._etm:
-            return self._open_etm(seq8, content_type, fragment)
-        return self._open_mte(seq8, content_type, fragment)
+            return self._open_etm(prefix, fragment)
+        return self._open_mte(prefix, fragment)
 
-    def _open_etm(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def _open_etm(self, prefix: bytes, fragment: bytes) -> bytes:
         body_len = len(fragment) - self._mac_len
         # publicly invalid: the lengths are visible on the wire
         if body_len < 2 * _BLOCK or body_len % _BLOCK:
             raise BadRecordError("bad CBC record length")
         body, tag = fragment[:body_len], fragment[body_len:]
-        if not hmac.compare_digest(self._mac(seq8, content_type, body), tag):
+        if not hmac.compare_digest(self._mac(prefix, body), tag):
             raise BadRecordError("bad record MAC")
         padded = self._decrypt(body)
         pad = padded[-1]
@@ -309,7 +345,7 @@ class CBCHMAC(RecordProtection):
             raise BadRecordError("bad padding")
         return padded[: -1 - pad]
 
-    def _open_mte(self, seq8: bytes, content_type: int, fragment: bytes) -> bytes:
+    def _open_mte(self, prefix: bytes, fragment: bytes) -> bytes:
         # publicly invalid: IV + enough blocks for the MAC and one padding byte
         min_len = _BLOCK + (self._mac_len + 1 + _BLOCK - 1) // _BLOCK * _BLOCK
         if len(fragment) < min_len or len(fragment) % _BLOCK:
@@ -331,10 +367,11 @@ class CBCHMAC(RecordProtection):
             content_len = 0
         content = padded[:content_len]
         tag = padded[content_len : content_len + self._mac_len]
-        expected = self._mac(seq8, content_type, content)
+        expected = self._mac(prefix, content)
         # Top up to the blocks the longest possible content (no padding) would cost.
         longest = max(total - self._mac_len, 0)
-        extra = self._inner_blocks(longest) - self._inner_blocks(content_len)
+        header = len(prefix) + 2
+        extra = self._inner_blocks(header, longest) - self._inner_blocks(header, content_len)
         hashlib.new(self._hash, self._zeros[: self._hash_block * extra]).digest()
         mac_ok = hmac.compare_digest(expected, tag)
         if not (mac_ok and good):

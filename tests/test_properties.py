@@ -18,7 +18,7 @@ formats, not of the code, and are checked precisely instead of skipped:
 running a real handshake record by record; then one handshake message of every type
 (every ``HandshakeType`` and a few unassigned numbers) is injected as an epoch-0
 plaintext record with a valid header and the next expected message_seq. The expected
-answer follows from the role's transition table in dtls/handshake.py:
+answer follows from the role's transition table (dtls/client_handshake.py, server_handshake.py):
 
 - (state, type) not in the table, or a Finished (epoch 0 is never right for it while
   handshaking): the connection closes with ConnectionClosed(error=True), a fatal
@@ -51,6 +51,7 @@ from dtls import (
     State,
     suite_by_name,
 )
+from dtls.client_handshake import ClientHandshake
 from dtls.constants import (
     DTLS1_2,
     AlertDescription,
@@ -61,7 +62,7 @@ from dtls.constants import (
     NamedGroup,
 )
 from dtls.fragment import encode_header
-from dtls.handshake import HANDSHAKING, ClientHandshake, ServerHandshake
+from dtls.handshake import HANDSHAKING
 from dtls.messages import (
     ClientHello,
     ClientKeyExchange,
@@ -70,6 +71,7 @@ from dtls.messages import (
     ServerKeyExchange,
 )
 from dtls.record import encode_record, iter_records
+from dtls.server_handshake import ServerHandshake
 from dtls.suites import CipherSuite, KeyExchange
 
 CODEC_SETTINGS = settings(

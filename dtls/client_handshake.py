@@ -1,0 +1,182 @@
+"""The client side of the handshake (RFC 6347 §4.2, RFC 5246 §7.3): flights 1, 3 and 5.
+
+The legal (state, message) pairs are ``ClientHandshake.table``; see :mod:`dtls.handshake`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from .config import EMSMode
+from .constants import (
+    DTLS1_0,
+    DTLS1_2,
+    EC_POINT_UNCOMPRESSED,
+    AlertDescription,
+    NamedGroup,
+)
+from .groups import EphemeralKey
+from .handshake import EXT, HT, FlightItem, Handshake, State, proto
+from .messages import (
+    ClientHello,
+    ClientKeyExchange,
+    Extensions,
+    HelloVerifyRequest,
+    ServerHello,
+    ServerKeyExchange,
+    encode_connection_id,
+    encode_supported_groups,
+    parse_connection_id,
+    parse_empty,
+    parse_point_formats,
+    parse_renegotiation_info,
+)
+from .suites import SUITES_BY_CODE, CipherKind, KeyExchange
+
+if TYPE_CHECKING:
+    from .connection import DTLSConnection
+
+
+class ClientHandshake(Handshake):
+    table: ClassVar[dict[State, dict[int, str]]] = {
+        State.CLIENT_WAIT_HELLO: {
+            HT.hello_verify_request: "on_hello_verify_request",
+            HT.server_hello: "on_server_hello",
+        },
+        State.CLIENT_WAIT_SKE: {HT.server_key_exchange: "on_server_key_exchange"},
+        State.CLIENT_WAIT_SKE_OR_SHD: {
+            HT.server_key_exchange: "on_server_key_exchange",
+            HT.server_hello_done: "on_server_hello_done",
+        },
+        State.CLIENT_WAIT_SHD: {HT.server_hello_done: "on_server_hello_done"},
+        State.CLIENT_WAIT_FINISHED: {HT.finished: "on_finished"},
+    }
+
+    def __init__(self, conn: DTLSConnection) -> None:
+        super().__init__(conn)
+        self.state = State.CLIENT_START
+        self.hello: ClientHello | None = None
+        self.offered_extensions: set[int] = set()
+        self.hello_verify_rounds = 0
+        self.identity = self.config.psk_identity
+        self.server_public: bytes | None = None
+
+    def start(self) -> list[FlightItem]:
+        cfg = self.config
+        self.client_random = cfg.random(32)
+        suites = [s.code for s in cfg.cipher_suites]
+        extensions: Extensions = [(EXT.renegotiation_info, b"\x00")]  # RFC 5746 §3.4
+        if cfg.extended_master_secret is not EMSMode.OFF:
+            extensions.append((EXT.extended_master_secret, b""))
+        if cfg.encrypt_then_mac and any(s.kind is CipherKind.CBC for s in cfg.cipher_suites):
+            extensions.append((EXT.encrypt_then_mac, b""))
+        if any(s.kx is KeyExchange.ECDHE_PSK for s in cfg.cipher_suites):
+            extensions.append((EXT.supported_groups, encode_supported_groups(cfg.groups)))
+            extensions.append((EXT.ec_point_formats, b"\x01" + bytes((EC_POINT_UNCOMPRESSED,))))
+        if cfg.connection_id_length is not None:
+            # RFC 9146 §3: the CID we want to receive; RFC 9853 §3 rides along with it
+            self.own_cid = cfg.random(cfg.connection_id_length)
+            extensions.append((EXT.connection_id, encode_connection_id(self.own_cid)))
+            if cfg.return_routability_check:
+                extensions.append((EXT.rrc, b""))
+        self.offered_extensions = {t for t, _ in extensions}
+        self.hello = ClientHello(DTLS1_2, self.client_random, b"", b"", suites, b"\x00", extensions)
+        self.state = State.CLIENT_WAIT_HELLO
+        return [self.message(HT.client_hello, self.hello.encode())]
+
+    def on_hello_verify_request(self, body: bytes) -> None:
+        hvr = HelloVerifyRequest.parse(body)
+        # RFC 6347 §4.2.1: the HVR's version need not be 1.2; DTLS 1.0 is usual.
+        if hvr.server_version not in (DTLS1_0, DTLS1_2):
+            raise proto(AlertDescription.protocol_version, "HelloVerifyRequest version")
+        self.hello_verify_rounds += 1
+        if self.hello_verify_rounds > self.config.max_hello_verify:
+            raise proto(AlertDescription.handshake_failure, "too many HelloVerifyRequests")
+        assert self.hello is not None
+        self.hello.cookie = hvr.cookie
+        self.conn.flight_answered()
+        self.conn.reset_read_window()
+        self.transcript = bytearray()  # RFC 6347 §4.2.6: the first ClientHello is not hashed
+        self.conn.send_flight([self.message(HT.client_hello, self.hello.encode())], final=False)
+
+    def on_server_hello(self, body: bytes) -> None:
+        sh = ServerHello.parse(body)
+        if sh.server_version != DTLS1_2:
+            raise proto(AlertDescription.protocol_version, "server did not choose DTLS 1.2")
+        suite = SUITES_BY_CODE.get(sh.cipher_suite)
+        if suite is None or suite not in self.config.cipher_suites:
+            raise proto(AlertDescription.illegal_parameter, "server chose a suite not offered")
+        if sh.compression_method != 0:
+            raise proto(AlertDescription.illegal_parameter, "server chose compression")
+        self.suite = suite
+        self.server_random = sh.random
+        seen: set[int] = set()
+        for ext_type, data in sh.extensions:
+            if ext_type not in self.offered_extensions:
+                # RFC 5246 §7.4.1.4: only extensions the client offered may come back
+                raise proto(AlertDescription.unsupported_extension, f"extension {ext_type}")
+            seen.add(ext_type)
+            if ext_type == EXT.renegotiation_info and parse_renegotiation_info(data):
+                raise proto(AlertDescription.handshake_failure, "non-empty renegotiation_info")
+            elif ext_type in (EXT.extended_master_secret, EXT.encrypt_then_mac) and data:
+                raise proto(AlertDescription.decode_error, f"extension {ext_type} not empty")
+            elif ext_type == EXT.ec_point_formats:
+                if EC_POINT_UNCOMPRESSED not in parse_point_formats(data):
+                    raise proto(AlertDescription.illegal_parameter, "no uncompressed points")
+            elif ext_type == EXT.connection_id:
+                self.peer_cid = parse_connection_id(data)
+            elif ext_type == EXT.rrc and data:
+                raise proto(AlertDescription.decode_error, "rrc extension not empty")
+        if EXT.connection_id not in seen:
+            self.own_cid = None  # RFC 9146 §3: not negotiated, plain records both ways
+        elif EXT.rrc in seen:
+            self.rrc = True
+        self.ems = EXT.extended_master_secret in seen
+        if not self.ems and self.config.extended_master_secret is EMSMode.REQUIRE:
+            raise proto(
+                AlertDescription.handshake_failure, "server does not support extended master secret"
+            )
+        self.etm = EXT.encrypt_then_mac in seen
+        if self.etm and suite.kind is not CipherKind.CBC:
+            # RFC 7366 §3: never negotiated with an AEAD suite
+            raise proto(AlertDescription.illegal_parameter, "encrypt_then_mac with an AEAD suite")
+        self.conn.flight_answered()
+        if suite.kx is KeyExchange.ECDHE_PSK:
+            self.state = State.CLIENT_WAIT_SKE
+        else:
+            self.state = State.CLIENT_WAIT_SKE_OR_SHD
+
+    def on_server_key_exchange(self, body: bytes) -> None:
+        assert self.suite is not None
+        ecdhe = self.suite.kx is KeyExchange.ECDHE_PSK
+        ske = ServerKeyExchange.parse(body, ecdhe)
+        if ecdhe:
+            if ske.group not in self.config.groups:
+                raise proto(AlertDescription.illegal_parameter, "server chose a group not offered")
+            self.group = NamedGroup(ske.group)
+            self.ephemeral = EphemeralKey(self.group, self.config.random)
+            self.server_public = ske.public
+        self.state = State.CLIENT_WAIT_SHD
+
+    def on_server_hello_done(self, body: bytes) -> None:
+        parse_empty(body, "ServerHelloDone")
+        psk = self.config.psk
+        if psk is None:
+            raise proto(AlertDescription.internal_error, "no PSK configured")
+        premaster = self.premaster(psk, self.server_public)
+        own_public = self.ephemeral.public if self.ephemeral else None
+        cke = self.message(
+            HT.client_key_exchange, ClientKeyExchange(self.identity, own_public).encode()
+        )
+        self.derive_keys(premaster)
+        finished = self.message(HT.finished, self.finished_data(True), epoch=1)
+        self.state = State.CLIENT_WAIT_CCS
+        self.conn.send_flight([cke, self.ccs(), finished], final=False)
+
+    def on_change_cipher_spec(self) -> None:
+        self.state = State.CLIENT_WAIT_FINISHED
+
+    def on_finished(self, body: bytes) -> None:
+        self.check_finished(body, from_client=False)
+        self.state = State.ESTABLISHED
+        self.conn.handshake_complete(self.completed(), keep_flight=False)

@@ -1,0 +1,53 @@
+"""A flight's records, packed into datagrams (RFC 6347 §4.1.1.1, §4.2.3)."""
+
+from __future__ import annotations
+
+from .constants import HANDSHAKE_HEADER_LEN, MAX_SEQUENCE, ContentType, HandshakeType
+from .fragment import encode_header
+from .handshake import FlightItem
+from .record import WriteEpoch
+
+
+def pack_flight(
+    flight: list[FlightItem], write_epochs: dict[int, WriteEpoch], mtu: int
+) -> list[bytes] | None:
+    """The flight's records, packed into datagrams of at most ``mtu`` bytes (RFC 6347
+    §4.1.1.1), handshake messages fragmented to fit. None when an epoch's sequence
+    numbers are nearly used up: RFC 6347 §4.1 forbids wrapping, and a flight this late
+    cannot be sent safely."""
+    out: list[bytes] = []
+    current = bytearray()
+    for item in flight:
+        write = write_epochs[item.epoch]
+        if write.next_seq + 64 > MAX_SEQUENCE:
+            return None
+        if item.content_type != ContentType.handshake:
+            record = write.protect(item.content_type, item.body)
+            if current and len(current) + len(record) > mtu:
+                out.append(bytes(current))
+                current = bytearray()
+            current += record
+            continue
+        overhead = write.overhead() + HANDSHAKE_HEADER_LEN
+        if current and mtu - len(current) - overhead < min(len(item.body), 64):
+            out.append(bytes(current))
+            current = bytearray()
+        body, offset = item.body, 0
+        while True:
+            room = mtu - len(current) - overhead
+            if item.msg_type == HandshakeType.client_hello:
+                # Never fragmented (mbedTLS makes the same choice): a server must
+                # check the cookie of a whole ClientHello before it keeps any state
+                # (RFC 6347 §4.2.1). One over the MTU leaves as one larger datagram.
+                room = max(room, len(body))
+            piece = body[offset : offset + room]
+            header = encode_header(item.msg_type, len(body), item.message_seq, offset, len(piece))
+            current += write.protect(ContentType.handshake, header + piece)
+            offset += len(piece)
+            if offset >= len(body):
+                break
+            out.append(bytes(current))
+            current = bytearray()
+    if current:
+        out.append(bytes(current))
+    return out

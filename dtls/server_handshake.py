@@ -1,0 +1,185 @@
+"""The server side of the handshake (RFC 6347 §4.2, RFC 5246 §7.3): flights 4 and 6.
+
+Flight 2 (HelloVerifyRequest) is sent statelessly by :mod:`dtls.endpoint`. The legal
+(state, message) pairs are ``ServerHandshake.table``; see :mod:`dtls.handshake`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from .config import EMSMode
+from .constants import (
+    DTLS1_2,
+    EC_POINT_UNCOMPRESSED,
+    EMPTY_RENEGOTIATION_INFO_SCSV,
+    AlertDescription,
+    NamedGroup,
+)
+from .groups import EphemeralKey
+from .handshake import EXT, HT, Handshake, State, proto
+from .messages import (
+    ClientHello,
+    ClientKeyExchange,
+    Extensions,
+    ServerHello,
+    ServerKeyExchange,
+    encode_connection_id,
+    parse_connection_id,
+    parse_point_formats,
+    parse_renegotiation_info,
+    parse_supported_groups,
+)
+from .suites import SUITES_BY_CODE, CipherKind, CipherSuite, KeyExchange
+
+if TYPE_CHECKING:
+    from .connection import DTLSConnection
+
+
+class ServerHandshake(Handshake):
+    table: ClassVar[dict[State, dict[int, str]]] = {
+        State.SERVER_WAIT_CH: {HT.client_hello: "on_client_hello"},
+        State.SERVER_WAIT_CKE: {HT.client_key_exchange: "on_client_key_exchange"},
+        State.SERVER_WAIT_FINISHED: {HT.finished: "on_finished"},
+    }
+
+    def __init__(self, conn: DTLSConnection) -> None:
+        super().__init__(conn)
+        self.state = State.SERVER_WAIT_CH
+        #: (body, parsed) of a ClientHello the endpoint has already parsed
+        self.parsed_hello: tuple[bytes, ClientHello] | None = None
+
+    def _choose_suite(self, ch: ClientHello, groups: list[int] | None) -> CipherSuite:
+        ours = self.config.cipher_suites
+        # Client preference order, as pion and Go's crypto/tls do by default.
+        for code in ch.cipher_suites:
+            suite = SUITES_BY_CODE.get(code)
+            if suite is None or suite not in ours:
+                continue
+            if suite.kx is KeyExchange.ECDHE_PSK:
+                group = self._choose_group(groups)
+                if group is None:
+                    continue
+                self.group = group
+            return suite
+        raise proto(AlertDescription.handshake_failure, "no cipher suite in common")
+
+    def _choose_group(self, offered: list[int] | None) -> NamedGroup | None:
+        if offered is None:  # RFC 8422 §4: no extension, any curve the server likes
+            return self.config.groups[0]
+        for code in offered:
+            if code in NamedGroup._value2member_map_ and NamedGroup(code) in self.config.groups:
+                return NamedGroup(code)
+        return None
+
+    def on_client_hello(self, body: bytes) -> None:
+        known, self.parsed_hello = self.parsed_hello, None
+        ch = known[1] if known is not None and known[0] == body else ClientHello.parse(body)
+        # RFC 6347 §4.2.2: the server's first message_seq follows the ClientHello's
+        self.conn.start_message_seq(self.current_seq)
+        self.conn.flight_answered()
+        # DTLS versions count down: 0xFEFD (1.2) < 0xFEFF (1.0).
+        if ch.client_version > DTLS1_2:
+            raise proto(AlertDescription.protocol_version, "client does not offer DTLS 1.2")
+        if 0 not in ch.compression_methods:
+            raise proto(AlertDescription.illegal_parameter, "null compression not offered")
+        exts = dict(ch.extensions)
+        for ext_type in (EXT.extended_master_secret, EXT.encrypt_then_mac):
+            if exts.get(ext_type):
+                # RFC 7627 §5.1, RFC 7366 §2: the extension_data is empty
+                raise proto(AlertDescription.decode_error, f"extension {ext_type} not empty")
+        secure_reneg = EMPTY_RENEGOTIATION_INFO_SCSV in ch.cipher_suites
+        if EXT.renegotiation_info in exts:
+            if parse_renegotiation_info(exts[EXT.renegotiation_info]):
+                raise proto(AlertDescription.handshake_failure, "non-empty renegotiation_info")
+            secure_reneg = True
+        groups = None
+        if EXT.supported_groups in exts:
+            groups = parse_supported_groups(exts[EXT.supported_groups])
+        point_formats = None
+        if EXT.ec_point_formats in exts:
+            point_formats = parse_point_formats(exts[EXT.ec_point_formats])
+        self.client_random = ch.random
+        suite = self._choose_suite(ch, groups)
+        self.suite = suite
+        ems_mode = self.config.extended_master_secret
+        self.ems = EXT.extended_master_secret in exts and ems_mode is not EMSMode.OFF
+        if not self.ems and ems_mode is EMSMode.REQUIRE:
+            raise proto(
+                AlertDescription.handshake_failure, "client does not offer extended master secret"
+            )
+        self.etm = (
+            EXT.encrypt_then_mac in exts
+            and suite.kind is CipherKind.CBC
+            and self.config.encrypt_then_mac
+        )
+        extensions: Extensions = []
+        if secure_reneg:
+            extensions.append((EXT.renegotiation_info, b"\x00"))
+        if self.ems:
+            extensions.append((EXT.extended_master_secret, b""))
+        if self.etm:
+            extensions.append((EXT.encrypt_then_mac, b""))
+        extensions += self._connection_id(exts)
+        ecdhe = suite.kx is KeyExchange.ECDHE_PSK
+        if ecdhe and point_formats is not None:
+            if EC_POINT_UNCOMPRESSED not in point_formats:
+                raise proto(AlertDescription.illegal_parameter, "no uncompressed points")
+            extensions.append((EXT.ec_point_formats, b"\x01\x00"))
+        self.server_random = self.config.random(32)
+        sh = ServerHello(DTLS1_2, self.server_random, b"", suite.code, 0, extensions)
+        flight = [self.message(HT.server_hello, sh.encode())]
+        hint = self.config.psk_identity_hint
+        if ecdhe:
+            assert self.group is not None
+            self.ephemeral = EphemeralKey(self.group, self.config.random)
+            ske = ServerKeyExchange(hint or b"", self.group, self.ephemeral.public)
+            flight.append(self.message(HT.server_key_exchange, ske.encode()))
+        elif hint is not None:
+            flight.append(self.message(HT.server_key_exchange, ServerKeyExchange(hint).encode()))
+        flight.append(self.message(HT.server_hello_done, b""))
+        self.state = State.SERVER_WAIT_CKE
+        self.conn.send_flight(flight, final=False)
+
+    def _connection_id(self, exts: dict[int, bytes]) -> Extensions:
+        """RFC 9146 §3 and RFC 9853 §3: our answer to the client's connection_id and rrc."""
+        length = self.config.connection_id_length
+        if EXT.connection_id not in exts:
+            if exts.get(EXT.rrc):
+                raise proto(AlertDescription.decode_error, "rrc extension not empty")
+            return []  # RFC 9853 §3: no rrc in the ServerHello without connection_id
+        self.peer_cid = parse_connection_id(exts[EXT.connection_id])
+        if length is None:
+            self.peer_cid = None
+            return []
+        self.own_cid = self.config.random(length)
+        answer: Extensions = [(EXT.connection_id, encode_connection_id(self.own_cid))]
+        if EXT.rrc in exts:
+            if exts[EXT.rrc]:
+                raise proto(AlertDescription.decode_error, "rrc extension not empty")
+            if self.config.return_routability_check:
+                self.rrc = True
+                answer.append((EXT.rrc, b""))
+        return answer
+
+    def on_client_key_exchange(self, body: bytes) -> None:
+        assert self.suite is not None
+        cke = ClientKeyExchange.parse(body, self.suite.kx is KeyExchange.ECDHE_PSK)
+        self.conn.flight_answered()
+        psk = self.config.key_for(cke.identity)
+        if psk is None:
+            raise proto(AlertDescription.unknown_psk_identity, "unknown PSK identity")
+        self.identity = cke.identity
+        self.derive_keys(self.premaster(psk, cke.public))
+        self.state = State.SERVER_WAIT_CCS
+
+    def on_change_cipher_spec(self) -> None:
+        self.state = State.SERVER_WAIT_FINISHED
+
+    def on_finished(self, body: bytes) -> None:
+        self.check_finished(body, from_client=True)
+        finished = self.message(HT.finished, self.finished_data(False), epoch=1)
+        self.state = State.ESTABLISHED
+        # The final flight is kept: a repeated client flight 5 gets it again (§4.2.4).
+        self.conn.send_flight([self.ccs(), finished], final=True)
+        self.conn.handshake_complete(self.completed(), keep_flight=True)
