@@ -14,6 +14,12 @@ until the new one completes, and only then is it replaced (its caller sees a
 ``ConnectionClosed`` for it, then the new one's ``HandshakeCompleted``). A new handshake
 that fails vanishes silently, so a replayed or forged ClientHello cannot end a session.
 
+With connection IDs (``connection_id_length``, RFC 9146) a ``tls12_cid`` record from an
+unknown address finds its connection by CID; the connection decides whether its peer has
+moved (RFC 9146 §6, RFC 9853: see :mod:`dtls.path`), and the endpoint files it under
+the new address and reports a ``PeerAddressChanged``. A connection never moves onto an
+address another connection uses.
+
 Bounds: ``max_connections`` live connections, ``max_handshakes`` handshakes in progress
 (second handshakes included) and ``max_handshakes_per_host`` of them from one IPv4 host
 or IPv6 /64; a new peer beyond any is dropped. A
@@ -33,12 +39,13 @@ from .connection import DTLSConnection
 from .constants import DTLS1_0, ContentType, HandshakeType
 from .cookie import CookieJar
 from .errors import DTLSError
-from .events import ConnectionClosed, Event, HandshakeCompleted
+from .events import ConnectionClosed, Event, HandshakeCompleted, PeerAddressChanged
 from .fragment import full_message, parse_fragments
 from .messages import ClientHello, HelloVerifyRequest
 from .record import encode_record, iter_records
 
 Address = tuple[Any, ...]  # a socket address: (host, port, ...)
+_FAST_TYPES = (b"\x17", b"\x19")  # application_data, tls12_cid
 
 
 def address_bytes(address: Address) -> bytes:
@@ -86,6 +93,9 @@ class DTLSServer:
         # retransmission, anything else is a new handshake
         self._hello_random: dict[DTLSConnection, bytes] = {}
         self._events: deque[tuple[Address, Event]] = deque()
+        # RFC 9146: established connections by the CID their peer sends
+        self._by_cid: dict[bytes, DTLSConnection] = {}
+        self._cid_length = configuration.connection_id_length or 0
         # when recent handshakes failed: they count towards cookie_under_load for a
         # handshake_timeout, so ClientHellos that fail at once are load too
         self._failures: deque[float] = deque(maxlen=configuration.cookie_under_load or 1)
@@ -122,6 +132,12 @@ class DTLSServer:
         """
         self._now = now
         conn = self.connections.get(address)
+        roaming = self._by_cid_of(data)
+        if roaming is not None and roaming is not conn:
+            key = roaming.peer
+            roaming.receive_datagram(data, now, address)
+            self._after_roaming(key, roaming)
+            return roaming
         if conn is None:
             conn = self._new_peer(data, address, now)
             if conn is None:
@@ -132,7 +148,7 @@ class DTLSServer:
             second = address in self._candidates or (
                 data[:1] == b"\x16" and data[3:5] == b"\0\0" and conn.is_established
             )
-        conn.receive_datagram(data, now)
+        conn.receive_datagram(data, now, address)
         self._collect(address, conn)
         if second and self.connections.get(address) is conn:
             self._second_handshake(data, address, conn, now)
@@ -149,14 +165,54 @@ class DTLSServer:
         ``connections.get(address)``, then ``stateless_datagrams``.
         """
         conn = self.connections.get(address)
-        if conn is None or data[:1] != b"\x17" or address in self._candidates:
+        roaming = self._by_cid_of(data)
+        if roaming is not None and roaming is not conn:
+            # RFC 9146: the CID names the connection, whatever the address
+            self._now = now
+            key = roaming.peer
+            plaintext = roaming.receive_application_datagram(data, now, address)
+            self._after_roaming(key, roaming)
+            return plaintext
+        if conn is None or data[:1] not in _FAST_TYPES or address in self._candidates:
             self.receive_datagram(data, address, now)  # handshakes, alerts, §4.2.8
             return None
         self._now = now
-        plaintext = conn.receive_application_datagram(data, now)
+        plaintext = conn.receive_application_datagram(data, now, address)
         if plaintext is None:
             self._collect(address, conn)
         return plaintext
+
+    def _by_cid_of(self, data: bytes) -> DTLSConnection | None:
+        """The connection whose CID a ``tls12_cid`` record carries (RFC 9146 §4)."""
+        n = self._cid_length
+        if not n or data[:1] != b"\x19" or len(data) < 13 + n:
+            return None
+        return self._by_cid.get(data[11 : 11 + n])
+
+    def _after_roaming(self, key: object, conn: DTLSConnection) -> None:
+        """After a datagram from an address other than ``key``, the connection's: file the
+        connection under its new address if it moved."""
+        new: Address = conn.peer  # type: ignore[assignment]
+        old: Address = key  # type: ignore[assignment]
+        if new != old and not conn.is_closed:
+            if self.connections.get(old) is conn:
+                del self.connections[old]
+            self.connections[new] = conn
+            self._drop_candidate(old)
+        self._collect(new, conn)
+
+    def _address_free(self, address: object) -> bool:
+        return address not in self.connections and address not in self._candidates
+
+    def _register_cid(self, conn: DTLSConnection) -> None:
+        cid = conn.handshake.connection_id if conn.handshake else None
+        if cid and cid not in self._by_cid:  # a 2^-64 collision: that one goes unrouted
+            self._by_cid[cid] = conn
+
+    def _unregister_cid(self, conn: DTLSConnection) -> None:
+        cid = conn.handshake.connection_id if conn.handshake else None
+        if cid and self._by_cid.get(cid) is conn:
+            del self._by_cid[cid]
 
     def _second_handshake(
         self, data: bytes, address: Address, conn: DTLSConnection, now: float
@@ -218,6 +274,7 @@ class DTLSServer:
             self.stats["refused"] += 1
             return None
         conn = DTLSConnection(cfg, is_client=False, peer=address)
+        conn.address_available = self._address_free
         conn.reuse_client_hello(body, hello)
         self._hello_random[conn] = hello.random
         if second:
@@ -252,11 +309,17 @@ class DTLSServer:
         return None, b"", 0, 0
 
     def _collect(self, address: Address, conn: DTLSConnection) -> None:
+        self._stateless_out.extend(conn.addressed_datagrams())  # type: ignore[arg-type]
         while (event := conn.next_event()) is not None:
+            if isinstance(event, PeerAddressChanged):
+                self._events.append((event.new, event))  # type: ignore[arg-type]
+                continue
             self._events.append((address, event))
             if isinstance(event, HandshakeCompleted):
                 self._handshaking.discard(address)
+                self._register_cid(conn)
             if isinstance(event, ConnectionClosed):
+                self._unregister_cid(conn)
                 if address in self._handshaking:
                     self._failures.append(self._now)
                 self._handshaking.discard(address)
@@ -286,6 +349,9 @@ class DTLSServer:
         del self._candidates[address]
         old = self.connections.get(address)
         self.connections[address] = candidate
+        if old is not None:
+            self._unregister_cid(old)
+        self._register_cid(candidate)
         if old is not None and not old.is_closed:
             self._hello_random.pop(old, None)
             self.stats["replaced"] += 1
