@@ -41,7 +41,7 @@ from .fastpath import FastPath
 from .flight import pack_flight
 from .fragment import Reassembler, parse_fragments
 from .handshake import CCS_STATES, HANDSHAKING, FlightItem, State
-from .keyschedule import KeyBlock
+from .keyschedule import RESERVED_LABELS, KeyBlock, export_keying_material
 from .messages import ClientHello
 from .path import PeerPath
 from .protection import RecordProtection, make_protection
@@ -115,6 +115,8 @@ class DTLSConnection(FastPath, Roaming):
         self._app_write: WriteEpoch | None = None
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
+        # RFC 5705: (PRF hash, master secret, client random, server random) while open
+        self._exporter: tuple[str, bytes, bytes, bytes] | None = None
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
@@ -227,6 +229,28 @@ class DTLSConnection(FastPath, Roaming):
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
         return write.protect(ContentType.application_data, data)
+
+    def export_keying_material(
+        self, label: bytes, length: int, context: bytes | None = None
+    ) -> bytes:
+        """RFC 5705 keying material: ``length`` bytes bound to this connection's master
+        secret and randoms, ``label`` and ``context`` (None: no context, which RFC 5705
+        §4 keeps apart from an empty one). Both ends compute the same bytes.
+
+        Raises LocalProtocolError before the handshake completes, after the connection
+        closed (its secrets are gone), for a label the key schedule itself uses, and
+        for a length outside 1..65535 or a context of 2^16 bytes or more.
+        """
+        if self._exporter is None:
+            raise LocalProtocolError("keying material exists only while established")
+        if label in RESERVED_LABELS:
+            raise LocalProtocolError(f"exporter label {label!r} is reserved (RFC 5705 §4)")
+        if not 1 <= length <= 0xFFFF or (context is not None and len(context) > 0xFFFF):
+            raise LocalProtocolError("exporter length or context out of range")
+        hash_name, master, client_random, server_random = self._exporter
+        return export_keying_material(
+            hash_name, master, client_random, server_random, label, length, context
+        )
 
     def reuse_client_hello(self, body: bytes, hello: ClientHello) -> None:
         """Server: the ClientHello (its body, parsed) that the endpoint already read from
@@ -488,7 +512,10 @@ class DTLSConnection(FastPath, Roaming):
         if not keep_flight:
             self._flight = None
         self._reassembler.clear()
-        self._hs.forget()
+        hs = self._hs
+        assert hs.suite is not None
+        self._exporter = (hs.suite.prf_hash, hs.master, hs.client_random, hs.server_random)
+        hs.forget()
         self.handshake = event
         read = self._read_epochs[self._read_epoch]
         self._app_read, self._app_protection = read, read.protection
@@ -526,6 +553,7 @@ class DTLSConnection(FastPath, Roaming):
         """Enter CLOSED and forget every key, buffer and timer."""
         self._hs.state = State.CLOSED
         self._hs.forget()
+        self._exporter = None
         self._flight = None
         self._retransmit_at = None
         self._deadline = None

@@ -99,6 +99,36 @@ def key_block(
     return KeyBlock(*parts)
 
 
+#: RFC 5705 §4: labels the TLS 1.2 key schedule itself uses (RFC 5246 §8.1, §7.4.9,
+#: §6.3; RFC 7627 §4) cannot be exporter labels
+RESERVED_LABELS = frozenset(
+    {
+        b"client finished",
+        b"server finished",
+        b"master secret",
+        b"key expansion",
+        b"extended master secret",
+    }
+)
+
+
+def export_keying_material(
+    hash_name: str,
+    master: bytes,
+    client_random: bytes,
+    server_random: bytes,
+    label: bytes,
+    length: int,
+    context: bytes | None,
+) -> bytes:
+    """RFC 5705 §4: PRF(master, label, client_random + server_random [+ context_length
+    (2 bytes) + context]). No context and an empty one give different output."""
+    seed = client_random + server_random
+    if context is not None:
+        seed += len(context).to_bytes(2, "big") + context
+    return prf(hash_name, master, label, seed, length)
+
+
 def keylog_line(client_random: bytes, master: bytes) -> str:
     """NSS key log format, as read by Wireshark: ``CLIENT_RANDOM <hex> <hex>``."""
     return f"CLIENT_RANDOM {client_random.hex()} {master.hex()}"

@@ -364,6 +364,7 @@ def assert_no_keys(conn: DTLSConnection) -> None:
     assert conn._read_epochs == {} and conn._write_epochs == {}
     assert conn._pending_read is None
     assert conn._hs.master == b"" and conn.get_timer() is None
+    assert conn._exporter is None
 
 
 # -- driving attack scenarios (added for the attack tests) ---------------------------------
