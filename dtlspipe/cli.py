@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import cProfile
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -12,12 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
 
 from dtls import DTLSConfiguration
 
 from . import __version__
 from .demo import run_demo
 from .endpoints import choose
+from .keyfile import KeyFileError, KeyStore, key_file_line
+from .keylog import KeyLogFile
 from .options import (
     SUPPORTED_CIPHERS,
     SUPPORTED_CURVES,
@@ -47,7 +53,42 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         mtu=opts.mtu,
         hello_verify=not opts.skip_hello_verify,
         handshake_timeout=opts.timeout,
+        keylog=_keylog(opts.keylog),
     )
+
+
+@functools.cache
+def _keylog(path: str | None) -> KeyLogFile | None:
+    """``-keylog`` or SSLKEYLOGFILE, opened (and warned about) once per process; a file
+    that cannot be opened is an error of use."""
+    if path is None:
+        return None
+    try:
+        keylog = KeyLogFile(path)
+    except OSError as exc:
+        raise UsageError(f"cannot open key log file {path}: {exc.strerror or exc}") from None
+    keylog.warn()
+    return keylog
+
+
+def _key_store(opts: Options) -> KeyStore | None:
+    """The server's ``-keyfile``, read at startup: one that cannot be used is an error
+    of use (one line, status 2)."""
+    if opts.keyfile is None:
+        return None
+    try:
+        store = KeyStore.load(opts.keyfile)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
+    log.info("key file %s: %d identities", store.path, len(store))
+    return store
+
+
+def _server_config(opts: Options, store: KeyStore | None) -> DTLSConfiguration:
+    config = _dtls_config(opts, False)
+    if store is None:
+        return config
+    return dataclasses.replace(config, psk=None, psk_lookup=store.lookup)
 
 
 def _policy(opts: Options) -> SessionPolicy:
@@ -77,17 +118,20 @@ def _bind(opts: Options) -> socket.socket:
 
 
 async def _run_tunnel(opts: Options) -> None:
+    _keylog(opts.keylog)  # first: a file that cannot be opened is then the only line
+    store = _key_store(opts)
     listen = _bind(opts)
     tunnel: TunnelClient | TunnelServer
     if opts.command is Command.SERVER:
         assert opts.remote is not None
         tunnel = TunnelServer(
-            _dtls_config(opts, False),
+            _server_config(opts, store),
             listen,
             (opts.remote.host, opts.remote.port),
             _policy(opts),
             admit=_admit(opts),
             dial_timeout=opts.timeout,
+            summary=opts.summary,
         )
         target = str(opts.remote)
     else:
@@ -113,11 +157,12 @@ async def _run_tunnel(opts: Options) -> None:
             _policy(opts),
             admit=_admit(opts),
             dial_timeout=opts.timeout,
+            summary=opts.summary,
         )
     log.info("%s listening on %s, forwarding to %s", opts.command.value, opts.bind, target)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, tg.cancel_scope)
+            await tg.start(_watch_signals, tg.cancel_scope, store)
             await tunnel.serve(tg)
     finally:
         tunnel.close_all()  # close_notify to every peer
@@ -125,9 +170,23 @@ async def _run_tunnel(opts: Options) -> None:
         log.info("shut down")
 
 
-async def _watch_signals(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _watch_signals(
+    scope: anyio.CancelScope,
+    store: KeyStore | None = None,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """SIGINT, SIGTERM: close every session and exit. SIGHUP, only with a key file:
+    re-read it (in a worker thread, so a large file does not stall traffic); without
+    one SIGHUP keeps its default action."""
+    reload_on = (signal.SIGHUP,) if store is not None else ()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *reload_on) as signals:
+        task_status.started()  # the handlers are in place
         async for signum in signals:
+            if store is not None and signum == signal.SIGHUP:
+                log.info("received SIGHUP, reloading key file %s", store.path)
+                await anyio.to_thread.run_sync(store.reload)
+                continue
             log.info("received %s, closing sessions", signal.Signals(signum).name)
             scope.cancel()
             return
@@ -135,7 +194,9 @@ async def _watch_signals(scope: anyio.CancelScope) -> None:
 
 def _run(opts: Options) -> int:
     if opts.command is Command.GENPSK:
-        print(genpsk(opts.key_length, os.urandom))
+        key = genpsk(opts.key_length, os.urandom)
+        # with -identity, a ready -keyfile line (parse_args checked the identity)
+        print(key_file_line(opts.identity.decode(), key) if opts.identity else key)
     elif opts.command is Command.CIPHERS:
         print("\n".join(cipher_name(s) for s in SUPPORTED_CIPHERS))
     elif opts.command is Command.CURVES:
@@ -200,11 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dtlspipe: {exc}", file=sys.stderr)
         return 2
     no_core_dumps()
+    level = logging.WARNING if opts.command is Command.DEMO else logging.INFO
+    if opts.verbose or opts.quiet:  # -v: per-session details; -q: warnings and errors
+        level = logging.DEBUG if opts.verbose else logging.WARNING
     logging.basicConfig(
-        level=logging.WARNING if opts.command is Command.DEMO else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(message)s",
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(message)s"
     )
+    logging.getLogger("asyncio").setLevel(max(level, logging.INFO))  # not the loop's debug
     profiler = cProfile.Profile() if opts.cpuprofile else None
     try:
         if profiler is not None:

@@ -33,16 +33,19 @@ from .goflag import (
     parse_int,
     scan_flags,
 )
+from .keyfile import identity_problem
 from .psk import MAX_KEY_LENGTH, decode_psk
 
 __all__ = [
-    "DEFAULT_CIPHERS", "DEFAULT_CURVES", "PSK_ENV_VAR", "SUPPORTED_CIPHERS", "SUPPORTED_CURVES",
+    "DEFAULT_CIPHERS", "DEFAULT_CURVES", "KEYLOG_ENV_VAR", "PSK_ENV_VAR", "SUPPORTED_CIPHERS",
+    "SUPPORTED_CURVES",
     "Command", "HelpRequested", "HostPort", "Options", "RateLimit", "StaleMode", "TimeLimit",
     "UsageError", "cipher_name", "curve_name", "format_duration", "parse_args",
     "parse_duration", "parse_rate_limit", "parse_time_limit", "usage",
 ]  # fmt: skip
 
 PSK_ENV_VAR = "DTLSPIPE_PSK"
+KEYLOG_ENV_VAR = "SSLKEYLOGFILE"  # -keylog's fallback, as in browsers and curl
 MAX_PSK_LENGTH = 512  # the engine's limit (dtls.config)
 
 # ciphers/ciphers.go FullCipherList = DefaultCipherList, in this order.
@@ -185,6 +188,13 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
+def _summary_interval(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds < 0:
+        raise ValueError("must not be negative (0 turns the summary off)")
+    return seconds
+
+
 def _mtu(text: str) -> int:
     value = parse_int(text, signed=True)
     if not MIN_MTU <= value <= 65507:
@@ -222,11 +232,20 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
     "curves": ("value", "curves", _list(parse_group_list, DEFAULT_CURVES),
                ":".join(map(curve_name, DEFAULT_CURVES)),
                "colon-separated elliptic curves for ECDHE_PSK suites, in order of preference"),
-    "identity": ("string", "identity", str, "", "PSK identity the client sends to the server"),
+    "identity": ("string", "identity", str, "",
+                 "PSK identity the client sends to the server; with genpsk, print a "
+                 "-keyfile line for it"),
     "idle-time": ("duration", "idle_time", _positive_duration, "30s",
                   "a session whose traffic stops for this long ends (see -stale-mode)"),
     "key-length": ("uint", "key_length", lambda t: parse_int(t, signed=False), "16",
                    f"length in bytes of the key genpsk makes (at most {MAX_KEY_LENGTH})"),
+    "keyfile": ("string", "keyfile", str, "",
+                "(server only) file of IDENTITY:HEXKEY lines, a key per client identity, "
+                "instead of -psk; re-read on SIGHUP"),
+    "keylog": ("string", "keylog", str, "",
+               f"append each session's master secret to this file (NSS key log format, for "
+               f"Wireshark); the {KEYLOG_ENV_VAR} environment variable is used when this is "
+               "not given"),
     "mtu": ("int", "mtu", _mtu, "1400", "largest datagram a DTLS handshake flight is cut to"),
     "psk": ("string", "psk_hex", str, "",
             f"pre-shared key in hex (make one with genpsk); the {PSK_ENV_VAR} environment "
@@ -234,16 +253,20 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
     "rate-limit": ("value", "rate_limit", parse_rate_limit, "20/1m0s",
                    "new sessions allowed per source IP address, as <limit>/<duration>; "
                    "an empty string disables the limit"),
+    "q": ("bool", "quiet", parse_bool, "", "log warnings and errors only"),
     "skip-hello-verify": ("bool", "skip_hello_verify", parse_bool, "true",
                           "(server only) answer a ClientHello without the HelloVerifyRequest "
                           "cookie round trip, which some DPI equipment blocks"),
     "stale-mode": ("value", "stale_mode", _stale_mode, "either",
                    "whose silence makes a session stale: both, either, left, right"),
+    "summary": ("duration", "summary", _summary_interval, "1m0s",
+                "log a one-line traffic summary this often; 0 turns it off"),
     "time-limit": ("duration", "time_limit", parse_time_limit, "",
                    "maximum lifetime of each session: X fixed, or X-Y drawn uniformly per "
                    "session; none by default"),
     "timeout": ("duration", "timeout", _positive_duration, "10s",
                 "time allowed for a handshake and for dialing"),
+    "v": ("bool", "verbose", parse_bool, "", "verbose: log per-session details (debug)"),
 }  # fmt: skip
 _SPECS = {name: FlagSpec(name, kind, conv) for name, (kind, _, conv, _, _) in _FLAGS.items()}
 
@@ -280,6 +303,7 @@ class Options:
     remote: HostPort | None = None
     endpoint_groups: tuple[EndpointGroup, ...] = ()
     psk: bytes | None = field(default=None, repr=False)
+    keyfile: str | None = None  # server: the -keyfile path (read by the CLI, not here)
     identity: bytes = b""
     ciphers: tuple[CipherSuite, ...] = DEFAULT_CIPHERS
     curves: tuple[NamedGroup, ...] = DEFAULT_CURVES
@@ -292,6 +316,10 @@ class Options:
     stale_mode: StaleMode = StaleMode.EITHER
     time_limit: TimeLimit | None = None
     timeout: float = 10.0
+    keylog: str | None = None  # -keylog, else $SSLKEYLOGFILE (opened by the CLI, not here)
+    summary: float = 60.0  # seconds between summary lines; 0: none
+    verbose: bool = False  # -v: DEBUG
+    quiet: bool = False  # -q: WARNING
 
 
 def _hostport(text: str, what: str, *, bind: bool) -> HostPort:
@@ -361,8 +389,15 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     _check_arity(command, rest)
 
     psk_hex = values.pop("psk_hex", "")
-    if command in _ARITY:
+    keyfile = values["keyfile"] = values.get("keyfile") or None
+    if keyfile is not None and command in (Command.CLIENT, Command.HOPPINGCLIENT, Command.DEMO):
+        raise UsageError(f"-keyfile is for the server only; a {command.value} takes -psk")
+    if keyfile is not None and command is Command.SERVER:
+        if psk_hex:  # DTLSPIPE_PSK, on the other hand, is ignored
+            raise UsageError("give -psk or -keyfile, not both")
+    elif command in _ARITY:
         values["psk"] = _psk(psk_hex, environ, required=True)
+    if command in _ARITY:
         values["bind"] = _hostport(rest[0], "bind address", bind=True)
         if command is Command.HOPPINGCLIENT:
             try:
@@ -375,9 +410,18 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
         values["psk"] = _psk(psk_hex, environ, required=False)
     if command is Command.GENPSK and not 1 <= values.get("key_length", 16) <= MAX_KEY_LENGTH:
         raise UsageError(f"-key-length must be between 1 and {MAX_KEY_LENGTH}")
+    if command is Command.GENPSK and values.get("identity"):
+        problem = identity_problem(values["identity"])
+        if problem is not None:
+            raise UsageError(f"-identity {problem}, so it cannot go in a -keyfile line")
     identity = values.get("identity", "").encode("utf-8", "surrogateescape")
     if len(identity) > 0xFFFF:
         raise UsageError("-identity is longer than 65535 bytes")
     values["identity"] = identity
     values["cpuprofile"] = values.get("cpuprofile") or None
+    if values.get("verbose") and values.get("quiet"):
+        raise UsageError("-v and -q cannot be used together")
+    keylog = values.pop("keylog", "") or environ.get(KEYLOG_ENV_VAR, "")  # -keylog wins
+    if command in _ARITY and keylog:
+        values["keylog"] = keylog
     return Options(command=command, **values)

@@ -49,6 +49,14 @@ def fmt(addr: Address) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def local_name(sock: socket.socket) -> str:
+    """A socket's own address for the log, or "?"."""
+    try:
+        return fmt(sock.getsockname())
+    except OSError:
+        return "?"
+
+
 class Session:
     """Bookkeeping common to client and server sessions: silence and lifetime."""
 

@@ -32,7 +32,17 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, MemoryTrimmer, Session, SessionPolicy, Timers, fmt
+from .sessions import (
+    MAX_PENDING,
+    MAX_PLAINTEXT,
+    MemoryTrimmer,
+    Session,
+    SessionPolicy,
+    Timers,
+    fmt,
+    local_name,
+)
+from .stats import SummaryLog, TunnelStats
 from .udp import (
     Address,
     LogThrottle,
@@ -63,12 +73,14 @@ class ClientSession(Session):
         self.last_left = now
         if len(data) > MAX_PLAINTEXT:
             self.dropped += 1  # cannot travel in one DTLS record (RFC 6347 §4.1)
+            self.tunnel.stats.drop("oversize")
             log.debug("session %s: dropped a %d-byte datagram", fmt(self.source), len(data))
             return None
         if self.ready:
             try:
                 record = self.conn.seal_application_data(data)
             except LocalProtocolError:  # sequence numbers exhausted: the connection ended
+                self.tunnel.stats.drop("closed")
                 self.after_slow(now)
                 return None
             self.carried_left += 1
@@ -77,6 +89,7 @@ class ClientSession(Session):
             self.pending.append(data)
         else:
             self.dropped += 1
+            self.tunnel.stats.drop("closed" if self.closed else "queue_full")
         return None
 
     def start(self, tg: TaskGroup) -> None:
@@ -86,11 +99,18 @@ class ClientSession(Session):
 
     def dial_failed(self, remote: str, why: str) -> None:
         log.warning("session %s -> %s: %s", fmt(self.source), remote, why)
+        self.tunnel.stats.failed += 1
         self._end()
 
     def connected(self, sock: socket.socket) -> None:
         self.sock = sock
-        log.info("session %s -> %s: handshake started", fmt(self.source), self.peer_name())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "session %s -> %s: handshake started from %s",
+                fmt(self.source),
+                self.peer_name(),
+                local_name(sock),
+            )
         self.tunnel.readers.watch(sock, self.on_readable)
         self.conn.connect(time.monotonic())
         self.flush()
@@ -129,6 +149,7 @@ class ClientSession(Session):
             batch = recv_batch(sock)
             if not batch:
                 return
+            self.tunnel.stats.peer_in(batch)
             now = time.monotonic()
             conn, out = self.conn, []
             for data in batch:
@@ -152,6 +173,7 @@ class ClientSession(Session):
         self.last_right = now
         self.carried_right += len(plaintexts)
         sendto_batch(self.tunnel.listen, plaintexts, self.source)
+        self.tunnel.stats.plain_out(plaintexts)
 
     def after_slow(self, now: float) -> None:
         """After the engine's general path: its events, its datagrams, its next timer."""
@@ -167,15 +189,19 @@ class ClientSession(Session):
             datagrams = self.conn.datagrams_to_send()
             if datagrams:
                 send_batch(self.sock, datagrams)
+                self.tunnel.stats.peer_out(datagrams)
 
     def _events(self, now: float) -> None:
-        conn, listen = self.conn, self.tunnel.listen
+        conn, listen, stats = self.conn, self.tunnel.listen, self.tunnel.stats
         while (event := conn.next_event()) is not None:
             if isinstance(event, ApplicationData):
                 self.last_right = now
                 self.carried_right += 1
                 sendto(listen, event.data, self.source)
+                stats.to_plain += 1
+                stats.to_plain_bytes += len(event.data)
             elif isinstance(event, HandshakeCompleted):
+                stats.handshakes += 1
                 group = event.group.name if event.group else "-"
                 log.info(
                     "session %s -> %s: established (%s %s)",
@@ -203,6 +229,7 @@ class ClientSession(Session):
 
     def log_end(self, reason: str, error: bool, in_handshake: bool) -> None:
         if in_handshake:
+            self.tunnel.stats.failed += 1
             log.warning(
                 "session %s -> %s: handshake failed: %s", fmt(self.source), self.peer_name(), reason
             )
@@ -229,12 +256,16 @@ class ClientSession(Session):
         self.closed = True
         self.ready = False
         self.tunnel.timers.cancel(self)
+        if self.pending:  # the handshake or dial failed: what waited for it is lost
+            self.tunnel.stats.drop("unsent", len(self.pending))
+            self.pending.clear()
         sock, self.sock = self.sock, None
         if sock is not None:
             self.tunnel.readers.unwatch(sock)
             datagrams = self.conn.datagrams_to_send()
             if datagrams:
                 send_batch(sock, datagrams)
+                self.tunnel.stats.peer_out(datagrams)
             sock.close()
         if self.tunnel.sessions.get(self.source) is self:
             del self.tunnel.sessions[self.source]
@@ -251,6 +282,7 @@ class TunnelClient:
         admit: Callable[[Address, float], bool] | None = None,
         dial_timeout: float = 10.0,
         rng: random.Random | None = None,
+        summary: float = 0.0,
     ) -> None:
         self.dtls_config = dtls_config
         self.listen = listen
@@ -265,6 +297,10 @@ class TunnelClient:
         self.readers: Readers
         self.timers = Timers()
         self.trimmer = MemoryTrimmer()
+        self.stats = TunnelStats()
+        self.summary = SummaryLog(
+            "client", summary, self.stats.snapshot, lambda: len(self.sessions), time.monotonic()
+        )
 
     async def serve(self, tg: TaskGroup) -> None:
         self._tg = tg
@@ -276,14 +312,19 @@ class TunnelClient:
                 await anyio.sleep(1.0)
                 self.throttle.flush()
                 self.trimmer.check(len(self.sessions))
+                self.summary.tick(time.monotonic())
         finally:
             self.readers.unwatch(self.listen)
             self.close_all()
+            self.summary.final(time.monotonic())
 
     def _on_listen(self) -> None:
         batch = recv_batch_from(self.listen)
         if not batch:
             return
+        stats = self.stats
+        stats.from_plain += len(batch)
+        stats.from_plain_bytes += sum([len(data) for data, _ in batch])
         now = time.monotonic()
         sends: dict[ClientSession, list[bytes]] = {}
         for data, source in batch:
@@ -292,7 +333,7 @@ class TunnelClient:
                 if session is None:
                     session = self._new_session(source, now)
                     if session is None:
-                        continue
+                        continue  # counted as dropped by _new_session
                 record = session.seal(data, now)
                 if record is not None:
                     records = sends.get(session)
@@ -305,21 +346,27 @@ class TunnelClient:
         for session, records in sends.items():
             if session.sock is not None:
                 send_batch(session.sock, records)
+                stats.peer_out(records)
 
     def _new_session(self, source: Address, now: float) -> ClientSession | None:
         if len(self.sessions) >= self.policy.max_sessions:
             self.throttle.warning(
                 "limit", "drop from %s: session limit %d", fmt(source), self.policy.max_sessions
             )
+            self.stats.drop("session_limit")
             return None
         if self.admit is not None and not self.admit(source, now):
             self.throttle.warning("rate", "drop from %s: rate limit", fmt(source))
+            self.stats.drop("rate_limited")
             return None
         assert self._tg is not None  # serve() is running: it installed this callback
         session = ClientSession(self, source, now)
         self.sessions[source] = session
         session.start(self._tg)
-        return session if not session.closed else None
+        if session.closed:  # its socket could not be opened
+            self.stats.drop("dial_failed")
+            return None
+        return session
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):

@@ -34,7 +34,17 @@ from dtls import (
     LocalProtocolError,
 )
 
-from .sessions import MAX_PENDING, MAX_PLAINTEXT, MemoryTrimmer, Session, SessionPolicy, Timers, fmt
+from .sessions import (
+    MAX_PENDING,
+    MAX_PLAINTEXT,
+    MemoryTrimmer,
+    Session,
+    SessionPolicy,
+    Timers,
+    fmt,
+    local_name,
+)
+from .stats import Snapshot, SummaryLog, TunnelStats
 from .udp import (
     Address,
     LogThrottle,
@@ -63,12 +73,14 @@ class ServerSession(Session):
         if self.upstream is not None:
             send_batch(self.upstream, plaintexts)
             self.carried_left += len(plaintexts)
+            self.tunnel.stats.plain_out(plaintexts)
             return
         for data in plaintexts:
             if len(self.pending) < MAX_PENDING:
                 self.pending.append(data)
             else:
                 self.dropped += 1
+                self.tunnel.stats.drop("queue_full")
 
     def start(self, tg: TaskGroup) -> None:
         """Dial the service (at once for an IP address, in a task for a host name)."""
@@ -81,11 +93,14 @@ class ServerSession(Session):
 
     def connected(self, upstream: socket.socket) -> None:
         self.upstream = upstream
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("session %s: service socket %s", fmt(self.peer), local_name(upstream))
         self.tunnel.readers.watch(upstream, self.on_readable)
         pending, self.pending = list(self.pending), deque()
         if pending:
             send_batch(upstream, pending)
             self.carried_left += len(pending)
+            self.tunnel.stats.plain_out(pending)
         self.tunnel.timers.schedule(self, self.stale_at())
 
     def on_timer(self, now: float) -> None:
@@ -104,16 +119,20 @@ class ServerSession(Session):
             batch = recv_batch(upstream)
             if not batch or self.closed:
                 return
+            stats = self.tunnel.stats
+            stats.plain_in(batch)
             now = time.monotonic()
             self.last_right = now
             seal, records = self.conn.seal_application_data, []
             for data in batch:
                 if len(data) > MAX_PLAINTEXT:
                     self.dropped += 1  # cannot travel in one DTLS record
+                    stats.drop("oversize")
                     continue
                 records.append(seal(data))
             self.carried_right += len(records)
             sendto_batch(self.tunnel.listen, records, self.peer)
+            stats.peer_out(records)
         except LocalProtocolError:  # the connection ended (sequence numbers exhausted)
             self.close("sequence numbers exhausted")
         except Exception:  # a bug must end this session only, never the process
@@ -132,6 +151,9 @@ class ServerSession(Session):
         """The connection is over: release the service socket and the timer."""
         self.closed = True
         self.tunnel.timers.cancel(self)
+        if self.pending:  # the dial failed: what waited for it is lost
+            self.tunnel.stats.drop("unsent", len(self.pending))
+            self.pending.clear()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             self.tunnel.readers.unwatch(upstream)
@@ -149,6 +171,7 @@ class TunnelServer:
         admit: Callable[[Address, float], bool] | None = None,
         dial_timeout: float = 10.0,
         rng: random.Random | None = None,
+        summary: float = 0.0,
     ) -> None:
         self.listen = listen
         self.remote = remote
@@ -169,15 +192,37 @@ class TunnelServer:
         self._timer_event: anyio.Event | None = None
         self._timer_deadline = 0.0
         self._handshakes = 0
+        self.stats = TunnelStats()
+        self.summary = SummaryLog(
+            "server", summary, self.snapshot, lambda: len(self.sessions), time.monotonic()
+        )
+
+    def snapshot(self) -> Snapshot:
+        """The tunnel's counters with the engine's (failed second handshakes, cookies sent,
+        datagrams it dropped)."""
+        engine = self.endpoint.stats
+        return self.stats.snapshot(
+            failed=engine["second_handshakes_failed"],
+            cookies=engine["hello_verify_sent"],
+            drops={"unknown": engine["dropped"], "busy": engine["busy"]},
+        )
+
+    def _send_peer(self, datagram: bytes, addr: Address) -> None:
+        """The general path's datagrams (handshakes, alerts, cookies)."""
+        sendto(self.listen, datagram, addr)
+        self.stats.to_peer += 1
+        self.stats.to_peer_bytes += len(datagram)
 
     def _admit(self, address: Address, now: float) -> bool:
         if len(self.endpoint.connections) >= self.policy.max_sessions:
             self.throttle.warning(
                 "limit", "refused %s: session limit %d", fmt(address), self.policy.max_sessions
             )
+            self.stats.drop("session_limit")
             return False
         if self._user_admit is not None and not self._user_admit(address, now):
             self.throttle.warning("rate", "refused %s: rate limit", fmt(address))
+            self.stats.drop("rate_limited")
             return False
         return True
 
@@ -192,11 +237,15 @@ class TunnelServer:
         finally:
             self.readers.unwatch(self.listen)
             self.close_all()
+            self.summary.final(time.monotonic())
 
     def _on_listen(self) -> None:
         batch = recv_batch_from(self.listen)
         if not batch:
             return
+        stats = self.stats
+        stats.from_peer += len(batch)
+        stats.from_peer_bytes += sum([len(data) for data, _ in batch])
         now = time.monotonic()
         endpoint, sessions = self.endpoint, self.sessions
         sends: dict[ServerSession, list[bytes]] = {}
@@ -211,6 +260,8 @@ class TunnelServer:
                             sends[session] = [plaintext]
                         else:
                             plaintexts.append(plaintext)
+                    else:
+                        stats.drop("no_session")
                     continue
                 for session, plaintexts in sends.items():  # in order with the slow path
                     session.to_service(plaintexts, now)
@@ -227,9 +278,9 @@ class TunnelServer:
         conn = self.endpoint.connections.get(peer)
         if conn is not None:
             for datagram in conn.datagrams_to_send():
-                sendto(self.listen, datagram, peer)
+                self._send_peer(datagram, peer)
         for datagram, addr in self.endpoint.stateless_datagrams():
-            sendto(self.listen, datagram, addr)
+            self._send_peer(datagram, addr)
         handshakes = self.endpoint.handshakes_in_progress
         if handshakes > self._handshakes and self._timer_event is not None:
             # a new handshake: wake the timer task if its first timer comes before the
@@ -245,10 +296,13 @@ class TunnelServer:
                 session = self.sessions.get(peer)
                 if session is not None:
                     session.to_service([event.data], now)
+                else:
+                    self.stats.drop("no_session")
             elif isinstance(event, HandshakeCompleted):
                 conn = self.endpoint.connections.get(peer)
                 if conn is None or self._tg is None:
                     continue
+                self.stats.handshakes += 1
                 group = event.group.name if event.group else "-"
                 log.info(
                     "session %s -> %s: established (%s %s, identity %r)",
@@ -264,6 +318,7 @@ class TunnelServer:
             elif isinstance(event, ConnectionClosed):
                 session = self.sessions.pop(peer, None)
                 if session is None:
+                    self.stats.failed += 1
                     self.throttle.warning(
                         "failed", "handshake from %s failed: %s", fmt(peer), event.reason
                     )
@@ -275,7 +330,7 @@ class TunnelServer:
         """Close a session from our side (idle, time limit, shutdown): close_notify."""
         self.endpoint.close(session.peer)
         for datagram, addr in self.endpoint.stateless_datagrams():
-            sendto(self.listen, datagram, addr)
+            self._send_peer(datagram, addr)
         self._events(time.monotonic())  # consumes the ConnectionClosed quietly
         if self.sessions.get(session.peer) is session:
             del self.sessions[session.peer]
@@ -309,12 +364,13 @@ class TunnelServer:
             self._events(now)
             self.throttle.flush()
             self.trimmer.check(len(endpoint.connections))
+            self.summary.tick(now)
             for datagram, addr in endpoint.stateless_datagrams():
-                sendto(self.listen, datagram, addr)
+                self._send_peer(datagram, addr)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.close("shutdown")
         self.endpoint.close_all()
         for datagram, addr in self.endpoint.datagrams_to_send():
-            sendto(self.listen, datagram, addr)
+            self._send_peer(datagram, addr)

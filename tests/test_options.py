@@ -568,6 +568,7 @@ def test_usage_text() -> None:
         "  -ciphers value",
         "  -idle-time duration",
         "  -key-length uint",
+        "  -keyfile string",
         "  -mtu int",
         "  -psk string",
         "  -skip-hello-verify",
@@ -579,4 +580,4 @@ def test_usage_text() -> None:
     assert "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256:TLS-PSK-WITH-AES-128-CCM:" in text
     assert "-cid" not in text
     options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
-    assert options == sorted(options) and len(options) == 13
+    assert options == sorted(options) and len(options) == 18  # 14 + -keylog -q -summary -v
