@@ -21,6 +21,7 @@ from .events import (
     ConnectionClosed,
     Event,
     HandshakeCompleted,
+    PeerAddressChanged,
 )
 from .groups import parse_group_list
 from .handshake import State
@@ -45,6 +46,7 @@ __all__ = [
     "HandshakeCompleted",
     "LocalProtocolError",
     "NamedGroup",
+    "PeerAddressChanged",
     "ProtocolError",
     "State",
     "parse_group_list",

@@ -96,6 +96,9 @@ class DTLSServer:
         # RFC 9146: established connections by the CID their peer sends
         self._by_cid: dict[bytes, DTLSConnection] = {}
         self._cid_length = configuration.connection_id_length or 0
+        #: the connection the last datagram went to, if any (with connection IDs it may
+        #: not be the one filed under the datagram's address)
+        self.last_connection: DTLSConnection | None = None
         # when recent handshakes failed: they count towards cookie_under_load for a
         # handshake_timeout, so ClientHellos that fail at once are load too
         self._failures: deque[float] = deque(maxlen=configuration.cookie_under_load or 1)
@@ -134,12 +137,13 @@ class DTLSServer:
         conn = self.connections.get(address)
         roaming = self._by_cid_of(data)
         if roaming is not None and roaming is not conn:
+            self.last_connection = roaming
             key = roaming.peer
             roaming.receive_datagram(data, now, address)
             self._after_roaming(key, roaming)
             return roaming
         if conn is None:
-            conn = self._new_peer(data, address, now)
+            conn = self.last_connection = self._new_peer(data, address, now)
             if conn is None:
                 return None
             second = False
@@ -148,6 +152,7 @@ class DTLSServer:
             second = address in self._candidates or (
                 data[:1] == b"\x16" and data[3:5] == b"\0\0" and conn.is_established
             )
+            self.last_connection = conn
         conn.receive_datagram(data, now, address)
         self._collect(address, conn)
         if second and self.connections.get(address) is conn:
@@ -169,6 +174,7 @@ class DTLSServer:
         if roaming is not None and roaming is not conn:
             # RFC 9146: the CID names the connection, whatever the address
             self._now = now
+            self.last_connection = roaming
             key = roaming.peer
             plaintext = roaming.receive_application_datagram(data, now, address)
             self._after_roaming(key, roaming)
@@ -177,6 +183,7 @@ class DTLSServer:
             self.receive_datagram(data, address, now)  # handshakes, alerts, §4.2.8
             return None
         self._now = now
+        self.last_connection = conn
         plaintext = conn.receive_application_datagram(data, now, address)
         if plaintext is None:
             self._collect(address, conn)

@@ -30,6 +30,11 @@ class Roaming:
     _write_epochs: dict[int, WriteEpoch]
     _write_epoch: int
 
+    @property
+    def path_check_pending(self) -> bool:
+        """Is a new peer address being checked (RFC 9853)? Then ask ``send_address``."""
+        return self._path is not None and self._path.pending is not None
+
     def send_address(self, size: int, now: float) -> object:
         """Where to send the next ``size`` bytes of this connection's records: ``peer``,
         or while a new address is being checked (RFC 9853) that one, within its limit."""

@@ -41,6 +41,7 @@ from .ratelimit import RateLimiter
 from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
 
 log = logging.getLogger("dtlspipe")
+SERVER_CID_LENGTH = 8
 
 
 def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
@@ -54,6 +55,9 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         hello_verify=not opts.skip_hello_verify,
         handshake_timeout=opts.timeout,
         keylog=_keylog(opts.keylog),
+        # -cid as in the Go program: its server hands out 8 random bytes
+        # (dtls.RandomCIDGenerator(8)), its client only sends (OnlySendCIDGenerator)
+        connection_id_length=(0 if is_client else SERVER_CID_LENGTH) if opts.cid else None,
     )
 
 

@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dtls import (
@@ -25,11 +26,14 @@ from dtls import (
     EMSMode,
     Event,
     HandshakeCompleted,
+    LocalProtocolError,
     parse_group_list,
     parse_suite_list,
 )
+from dtls.keyschedule import RESERVED_LABELS
 
 LINGER = 0.5  # seconds the client waits for replies after stdin ends
+EXPORT_LENGTH = 20  # --export-length when only --export-label is given (as OpenSSL's)
 
 
 class UsageError(Exception):
@@ -91,6 +95,65 @@ def build_config(args: argparse.Namespace, is_client: bool) -> DTLSConfiguration
         raise UsageError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class Export:
+    """What --export-label/--export-length/--export-context ask for (RFC 5705)."""
+
+    label: bytes
+    length: int
+    context: bytes | None  # None: no context, which differs from an empty one
+
+
+def parse_export(args: argparse.Namespace) -> Export | None:
+    """The exporter options, checked before any packet is sent; None without a label."""
+    if args.export_label is None:
+        if args.export_length is not None or args.export_context is not None:
+            raise UsageError("--export-length and --export-context need --export-label")
+        return None
+    try:
+        label = args.export_label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("--export-label must be valid text") from None
+    if label in RESERVED_LABELS:
+        raise UsageError(
+            f"--export-label {args.export_label!r} is reserved: the TLS key schedule "
+            "uses it (RFC 5705 section 4)"
+        )
+    length = EXPORT_LENGTH
+    if args.export_length is not None:
+        try:
+            length = int(args.export_length)
+        except ValueError:
+            length = 0
+        if not 1 <= length <= 0xFFFF:
+            raise UsageError(
+                f"--export-length must be a number from 1 to 65535, not {args.export_length!r}"
+            )
+    context = None
+    if args.export_context is not None:
+        try:
+            context = bytes.fromhex(args.export_context)
+        except ValueError:
+            raise UsageError("--export-context must be hex (an even number of digits)") from None
+        if len(context) > 0xFFFF:
+            raise UsageError("--export-context must be at most 65535 bytes")
+    return Export(label, length, context)
+
+
+def say_keying_material(conn: DTLSConnection | None, export: Export | None) -> None:
+    """After ``handshake ok``: ``Keying material: <upper-case hex>``, as OpenSSL prints it."""
+    if export is None:
+        return
+    try:
+        if conn is None:
+            raise LocalProtocolError("the connection is gone")
+        material = conn.export_keying_material(export.label, export.length, export.context)
+    except LocalProtocolError as exc:
+        say(f"keying material unavailable: {exc}")
+        return
+    say(f"Keying material: {material.hex().upper()}")
+
+
 def describe(event: HandshakeCompleted) -> str:
     group = event.group.name if event.group is not None else "-"
     return f"handshake ok: {event.cipher_suite.name} {group}"
@@ -123,6 +186,7 @@ class LineReader:
 def run_client(args: argparse.Namespace) -> int:
     host, port = parse_hostport(args.connect)
     config = build_config(args, is_client=True)
+    export = parse_export(args)
     family, addr = resolve(host, port)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.connect(addr)
@@ -136,7 +200,7 @@ def run_client(args: argparse.Namespace) -> int:
     status = 0
     try:
         while True:
-            done, status = _client_events(conn, sel, stdin)
+            done, status = _client_events(conn, sel, stdin, export)
             if done:
                 return status
             for datagram in conn.datagrams_to_send():
@@ -181,15 +245,21 @@ def _drain(sock: socket.socket, conn: DTLSConnection) -> None:
             return
         except OSError:
             return  # e.g. ECONNREFUSED from an ICMP port unreachable
+        was_established = conn.is_established
         conn.receive_datagram(data, now)
+        if conn.is_established and not was_established:
+            # Handle HandshakeCompleted before reading on: a close_notify queued behind the
+            # server's Finished would wipe the secrets that --export-label needs.
+            return
 
 
 def _client_events(
-    conn: DTLSConnection, sel: selectors.BaseSelector, stdin: LineReader
+    conn: DTLSConnection, sel: selectors.BaseSelector, stdin: LineReader, export: Export | None
 ) -> tuple[bool, int]:
     while (event := conn.next_event()) is not None:
         if isinstance(event, HandshakeCompleted):
             say(describe(event))
+            say_keying_material(conn, export)
             try:
                 sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
             except (PermissionError, ValueError):
@@ -209,6 +279,7 @@ def _client_events(
 def run_server(args: argparse.Namespace) -> int:
     host, port = parse_hostport(args.accept)
     config = build_config(args, is_client=False)
+    export = parse_export(args)
     family, addr = resolve(host, port, passive=True)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -228,7 +299,7 @@ def run_server(args: argparse.Namespace) -> int:
     try:
         while True:
             while (item := server.next_event()) is not None:
-                finished = _server_event(server, args, established, *item)
+                finished = _server_event(server, args, export, established, *item)
                 if finished is not None:
                     return finished  # the finally clause sends what is queued
             for datagram, peer in server.datagrams_to_send():
@@ -271,6 +342,7 @@ def run_server(args: argparse.Namespace) -> int:
 def _server_event(
     server: DTLSServer,
     args: argparse.Namespace,
+    export: Export | None,
     established: set[tuple[Any, ...]],
     peer: tuple[Any, ...],
     event: Event,
@@ -278,6 +350,7 @@ def _server_event(
     if isinstance(event, HandshakeCompleted):
         established.add(peer)
         say(describe(event))
+        say_keying_material(server.connections.get(peer), export)
     elif isinstance(event, ApplicationData):
         sys.stdout.buffer.write(event.data)
         sys.stdout.buffer.flush()
@@ -380,6 +453,10 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-etm", action="store_true")
         sp.add_argument("--keylog")
         sp.add_argument("--timeout", type=float, default=10.0)
+        # Checked by parse_export (one error line, exit 2), hence plain strings here.
+        sp.add_argument("--export-label", metavar="LABEL")
+        sp.add_argument("--export-length", metavar="N")
+        sp.add_argument("--export-context", metavar="HEX")
     sub.add_parser("demo")
     return p
 

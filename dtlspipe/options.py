@@ -2,8 +2,8 @@
 
 Options use Go's ``flag`` syntax (see :mod:`dtlspipe.goflag`) and come before the
 subcommand; the option set, defaults and subcommands are those of the Go program's
-``cmd/dtlspipe/main.go`` (github.com/SenseUnit/dtlspipe), plus ``demo``. The Go program
-also has ``-cid``; it is not offered here yet. :func:`parse_args` is pure: the
+``cmd/dtlspipe/main.go`` (github.com/SenseUnit/dtlspipe), plus ``demo`` and the options
+of docs/manual.md's "Beyond the Go program". :func:`parse_args` is pure: the
 environment comes in as a mapping, and it reads no file, socket, clock or random source.
 """
 
@@ -223,6 +223,10 @@ def _stale_mode(text: str) -> StaleMode:
 
 # name: (kind for usage, Options field, converter, default shown or "", help text)
 _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
+    "cid": ("bool", "cid", parse_bool, "true",
+            "use connection IDs (RFC 9146): the server gives each session an 8-byte ID, so "
+            "a client whose address or port changes keeps its session; as in the Go "
+            "program, the client sends IDs but asks for none"),
     "ciphers": ("value", "ciphers", _list(parse_suite_list, DEFAULT_CIPHERS),
                 ":".join(map(cipher_name, DEFAULT_CIPHERS)),
                 "colon-separated cipher suites in order of preference (Go, IANA or OpenSSL "
@@ -306,6 +310,7 @@ class Options:
     keyfile: str | None = None  # server: the -keyfile path (read by the CLI, not here)
     identity: bytes = b""
     ciphers: tuple[CipherSuite, ...] = DEFAULT_CIPHERS
+    cid: bool = True
     curves: tuple[NamedGroup, ...] = DEFAULT_CURVES
     cpuprofile: str | None = None
     idle_time: float = 30.0

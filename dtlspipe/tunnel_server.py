@@ -32,6 +32,7 @@ from dtls import (
     DTLSServer,
     HandshakeCompleted,
     LocalProtocolError,
+    PeerAddressChanged,
 )
 
 from .sessions import (
@@ -131,7 +132,10 @@ class ServerSession(Session):
                     continue
                 records.append(seal(data))
             self.carried_right += len(records)
-            sendto_batch(self.tunnel.listen, records, self.peer)
+            peer = self.peer
+            if self.conn.path_check_pending:  # RFC 9853: a new address is being checked
+                peer = self.conn.send_address(sum(map(len, records)), now)  # type: ignore[assignment]
+            sendto_batch(self.tunnel.listen, records, peer)
             stats.peer_out(records)
         except LocalProtocolError:  # the connection ended (sequence numbers exhausted)
             self.close("sequence numbers exhausted")
@@ -253,7 +257,7 @@ class TunnelServer:
             try:
                 plaintext = endpoint.receive_application_datagram(data, peer, now)
                 if plaintext is not None:
-                    session = sessions.get(peer)
+                    session = sessions.get(peer) or self._roaming_session(now)
                     if session is not None:
                         plaintexts = sends.get(session)
                         if plaintexts is None:
@@ -271,14 +275,23 @@ class TunnelServer:
                 log.exception("datagram from %s: internal error", fmt(peer))
         for session, plaintexts in sends.items():
             session.to_service(plaintexts, now)
+        for datagram, addr in endpoint.stateless_datagrams():  # return routability checks
+            self._send_peer(datagram, addr)
+
+    def _roaming_session(self, now: float) -> ServerSession | None:
+        """The session of a record that came, by its connection ID, from an address other
+        than its peer's (RFC 9146): the peer may just have moved."""
+        self._events(now)  # a PeerAddressChanged files the session under its new address
+        conn = self.endpoint.last_connection
+        return None if conn is None else self.sessions.get(conn.peer)  # type: ignore[call-overload]
 
     def _after_slow(self, peer: Address, now: float) -> None:
         """After the engine's general path: events, then the datagrams it queued."""
         self._events(now)
-        conn = self.endpoint.connections.get(peer)
+        conn = self.endpoint.last_connection
         if conn is not None:
             for datagram in conn.datagrams_to_send():
-                self._send_peer(datagram, peer)
+                self._send_peer(datagram, conn.peer)  # type: ignore[arg-type]
         for datagram, addr in self.endpoint.stateless_datagrams():
             self._send_peer(datagram, addr)
         handshakes = self.endpoint.handshakes_in_progress
@@ -315,6 +328,15 @@ class TunnelServer:
                 session = ServerSession(self, peer, conn, now)
                 self.sessions[peer] = session
                 session.start(self._tg)
+            elif isinstance(event, PeerAddressChanged):
+                old: Address = event.old  # type: ignore[assignment]
+                moved = self.sessions.pop(old, None)
+                if moved is not None:
+                    moved.peer = peer
+                    self.sessions[peer] = moved
+                    log.info(
+                        "session %s -> %s: peer moved to %s", fmt(old), fmt(self.remote), fmt(peer)
+                    )
             elif isinstance(event, ConnectionClosed):
                 session = self.sessions.pop(peer, None)
                 if session is None:

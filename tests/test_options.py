@@ -115,7 +115,7 @@ def test_options_stop_at_the_subcommand() -> None:
     [
         (["-nope", "version"], "flag provided but not defined: -nope"),
         (["--nope=1", "version"], "flag provided but not defined: -nope"),
-        (["-cid", "version"], "flag provided but not defined: -cid"),
+        (["-nocid", "version"], "flag provided but not defined: -nocid"),
         (["---psk", "x"], "bad flag syntax: ---psk"),
         (["-=x", "version"], "bad flag syntax: -=x"),
         (["-psk"], "flag needs an argument: -psk"),
@@ -567,6 +567,7 @@ def test_usage_text() -> None:
         "dtlspipe ciphers | curves | version",
         "  -ciphers value",
         "  -idle-time duration",
+        "  -cid",
         "  -key-length uint",
         "  -keyfile string",
         "  -mtu int",
@@ -578,6 +579,20 @@ def test_usage_text() -> None:
     for default in ("30s", "10s", "1400", "16", "20/1m0s", "true", "either", "X25519:P-256:P-384"):
         assert f"(default {default})" in text
     assert "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256:TLS-PSK-WITH-AES-128-CCM:" in text
-    assert "-cid" not in text
+    assert "  -cid\n" in text
     options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
-    assert options == sorted(options) and len(options) == 18  # 14 + -keylog -q -summary -v
+    assert options == sorted(options) and len(options) == 19  # 14 + -cid -keylog -q -summary -v
+
+
+@pytest.mark.parametrize(
+    ("argv", "cid"),
+    [
+        (["server", "0.0.0.0:1", "127.0.0.1:2"], True),
+        (["-cid=false", "server", "0.0.0.0:1", "127.0.0.1:2"], False),
+        (["-cid=true", "client", "127.0.0.1:1", "127.0.0.1:2"], True),
+        (["-cid=0", "client", "127.0.0.1:1", "127.0.0.1:2"], False),
+    ],
+)
+def test_cid_flag(argv: list[str], cid: bool) -> None:
+    """Go's -cid (default true): a bool flag, so -cid=false turns it off."""
+    assert parse_args(["-psk", "00ff", *argv], {}).cid is cid

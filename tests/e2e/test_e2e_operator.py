@@ -21,7 +21,8 @@ import pytest
 import tunnelkit as tk
 
 from dtls.keyschedule import key_block
-from dtls.protection import make_protection
+from dtls.protection import cid_prefix, make_protection
+from dtls.record import unwrap_inner
 from dtls.suites import suite_by_name
 
 pytestmark = pytest.mark.e2e
@@ -268,6 +269,20 @@ def records(datagrams: list[bytes], content_type: int) -> list[tuple[int, bytes]
     return out
 
 
+def cid_records(datagrams: list[bytes], cid_length: int = 8) -> list[tuple[int, bytes, bytes]]:
+    """(epoch || sequence number, CID, fragment) of each datagram that is one tls12_cid
+    record (RFC 9146 §4: the CID sits between the sequence number and the length)."""
+    out = []
+    for datagram in datagrams:
+        head = RECORD.size + cid_length
+        if datagram[:1] == b"\x19" and len(datagram) > head:
+            length = int.from_bytes(datagram[head - 2 : head], "big")
+            if length == len(datagram) - head:
+                epoch_seq = int.from_bytes(datagram[3:11], "big")
+                out.append((epoch_seq, datagram[11 : 11 + cid_length], datagram[head:]))
+    return out
+
+
 def hello_random(datagrams: list[bytes], msg_type: int) -> bytes:
     """The random of the first (unfragmented) ClientHello or ServerHello of epoch 0."""
     for epoch_seq, record in records(datagrams, HANDSHAKE):
@@ -344,12 +359,19 @@ def test_keylog_master_secret_decrypts_the_captured_records(
             suite, keys.server_key, keys.server_iv, keys.server_mac, os.urandom, etm
         ),
     }
-    for direction, captured in (("up", up), ("down", down)):
-        opened = [
-            opener[direction].open_record(epoch_seq, APPLICATION_DATA, record)
-            for epoch_seq, record in records(captured, APPLICATION_DATA)
-        ]
-        assert opened == payloads, direction
+    # -cid is on by default: the client's records carry the server's 8-byte CID
+    # (RFC 9146 §5 additional data, the real type inside); the server's are plain
+    inner = [
+        unwrap_inner(opener["up"].open_with(epoch_seq, cid_prefix(epoch_seq, cid), fragment))
+        for epoch_seq, cid, fragment in cid_records(up)
+    ]
+    assert [data for kind, data in inner if kind == APPLICATION_DATA] == payloads
+    assert records(up, APPLICATION_DATA) == []
+    opened = [
+        opener["down"].open_record(epoch_seq, APPLICATION_DATA, record)
+        for epoch_seq, record in records(down, APPLICATION_DATA)
+    ]
+    assert opened == payloads
     app.close()
 
 
