@@ -15,6 +15,7 @@ from .constants import (
     AlertDescription,
     NamedGroup,
 )
+from .ffdhe import DHEKey, check_custom_group, is_ffdhe, named_group_of
 from .groups import EphemeralKey
 from .handshake import EXT, HT, FlightItem, Handshake, State, proto
 from .messages import (
@@ -70,8 +71,16 @@ class ClientHandshake(Handshake):
             extensions.append((EXT.extended_master_secret, b""))
         if cfg.encrypt_then_mac and any(s.kind is CipherKind.CBC for s in cfg.cipher_suites):
             extensions.append((EXT.encrypt_then_mac, b""))
-        if any(s.kx is KeyExchange.ECDHE_PSK for s in cfg.cipher_suites):
-            extensions.append((EXT.supported_groups, encode_supported_groups(cfg.groups)))
+        kinds = {s.kx for s in cfg.cipher_suites}
+        # RFC 8422 §5.1 curves for ECDHE_PSK, RFC 7919 §3 groups for DHE_PSK
+        offered = tuple(
+            g
+            for g in cfg.groups
+            if (KeyExchange.DHE_PSK if is_ffdhe(g) else KeyExchange.ECDHE_PSK) in kinds
+        )
+        if offered:
+            extensions.append((EXT.supported_groups, encode_supported_groups(offered)))
+        if KeyExchange.ECDHE_PSK in kinds:
             extensions.append((EXT.ec_point_formats, b"\x01" + bytes((EC_POINT_UNCOMPRESSED,))))
         if cfg.connection_id_length is not None:
             # RFC 9146 §3: the CID we want to receive; RFC 9853 §3 rides along with it
@@ -141,7 +150,7 @@ class ClientHandshake(Handshake):
             # RFC 7366 §3: never negotiated with an AEAD suite
             raise proto(AlertDescription.illegal_parameter, "encrypt_then_mac with an AEAD suite")
         self.conn.flight_answered()
-        if suite.kx is KeyExchange.ECDHE_PSK:
+        if suite.kx is not KeyExchange.PSK:
             self.state = State.CLIENT_WAIT_SKE
         else:
             self.state = State.CLIENT_WAIT_SKE_OR_SHD
@@ -149,12 +158,22 @@ class ClientHandshake(Handshake):
     def on_server_key_exchange(self, body: bytes) -> None:
         assert self.suite is not None
         ecdhe = self.suite.kx is KeyExchange.ECDHE_PSK
-        ske = ServerKeyExchange.parse(body, ecdhe)
+        dhe = self.suite.kx is KeyExchange.DHE_PSK
+        ske = ServerKeyExchange.parse(body, ecdhe, dhe)
         if ecdhe:
-            if ske.group not in self.config.groups:
+            if ske.group not in self.config.groups or is_ffdhe(ske.group or 0):
                 raise proto(AlertDescription.illegal_parameter, "server chose a group not offered")
             self.group = NamedGroup(ske.group)
             self.ephemeral = EphemeralKey(self.group, self.config.random)
+            self.server_public = ske.public
+        elif dhe:
+            assert ske.dh_params is not None
+            p, g = (int.from_bytes(v, "big") for v in ske.dh_params)
+            # RFC 7919 §4-5: a named group is known good; any other one is checked
+            self.group = named_group_of(p, g)
+            if self.group is None:
+                check_custom_group(p, g, self.config.random)
+            self.ephemeral = DHEKey(p, g, self.config.random, self.group)
             self.server_public = ske.public
         self.state = State.CLIENT_WAIT_SHD
 
@@ -165,8 +184,9 @@ class ClientHandshake(Handshake):
             raise proto(AlertDescription.internal_error, "no PSK configured")
         premaster = self.premaster(psk, self.server_public)
         own_public = self.ephemeral.public if self.ephemeral else None
+        dhe = isinstance(self.ephemeral, DHEKey)
         cke = self.message(
-            HT.client_key_exchange, ClientKeyExchange(self.identity, own_public).encode()
+            HT.client_key_exchange, ClientKeyExchange(self.identity, own_public, dhe).encode()
         )
         self.derive_keys(premaster)
         finished = self.message(HT.finished, self.finished_data(True), epoch=1)

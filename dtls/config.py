@@ -19,7 +19,14 @@ from .suites import ALL_SUITES, CipherSuite
 RandomSource = Callable[[int], bytes]
 PSKLookup = Callable[[bytes], "bytes | None"]
 
-DEFAULT_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+#: elliptic curves for ECDHE_PSK and RFC 7919 groups for DHE_PSK, in order of preference
+DEFAULT_GROUPS = (
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.secp384r1,
+    NamedGroup.ffdhe2048,
+    NamedGroup.ffdhe3072,
+)
 MIN_MTU = 128  # record + handshake headers + the largest protection overhead + a byte
 
 

@@ -97,6 +97,12 @@ class NamedGroup(IntEnum):
     secp521r1 = 25
     x25519 = 29
     x448 = 30
+    # RFC 7919 §2: finite-field groups for DHE
+    ffdhe2048 = 256
+    ffdhe3072 = 257
+    ffdhe4096 = 258
+    ffdhe6144 = 259
+    ffdhe8192 = 260
 
 
 # RFC 5746 §3.3: TLS_EMPTY_RENEGOTIATION_INFO_SCSV.

@@ -65,6 +65,12 @@ GROUP_ALIASES: dict[str, NamedGroup] = {
     "secp521r1": NamedGroup.secp521r1,
     "p-521": NamedGroup.secp521r1,
     "p521": NamedGroup.secp521r1,
+    # RFC 7919 finite-field groups, for the DHE_PSK suites
+    "ffdhe2048": NamedGroup.ffdhe2048,
+    "ffdhe3072": NamedGroup.ffdhe3072,
+    "ffdhe4096": NamedGroup.ffdhe4096,
+    "ffdhe6144": NamedGroup.ffdhe6144,
+    "ffdhe8192": NamedGroup.ffdhe8192,
 }
 
 

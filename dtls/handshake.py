@@ -35,6 +35,7 @@ from .constants import (
 )
 from .errors import ProtocolError
 from .events import HandshakeCompleted
+from .ffdhe import DHEKey
 from .fragment import full_message
 from .groups import EphemeralKey
 from .keyschedule import (
@@ -111,7 +112,7 @@ class Handshake:
         self.ems = False
         self.etm = False
         self.identity = b""
-        self.ephemeral: EphemeralKey | None = None
+        self.ephemeral: EphemeralKey | DHEKey | None = None
         self.master = b""
         self.current_seq = 0
         #: RFC 9146: the CID we receive with and the one we send with (None: not in use)
@@ -192,6 +193,7 @@ class Handshake:
         if self.ephemeral is None:
             return psk_premaster(psk)
         assert peer_public is not None
+        # RFC 5489 §2 and RFC 4279 §3 alike: other_secret is the (EC)DH shared secret
         return ecdhe_psk_premaster(self.ephemeral.exchange(peer_public), psk)
 
     def completed(self) -> HandshakeCompleted:

@@ -190,22 +190,34 @@ class ServerHello:
 
 @dataclass
 class ServerKeyExchange:
-    """RFC 4279 §2 (PSK) and RFC 5489 §2 (ECDHE_PSK)::
+    """RFC 4279 §2 (PSK), §3 (DHE_PSK) and RFC 5489 §2 (ECDHE_PSK)::
 
     struct {
       opaque psk_identity_hint<0..2^16-1>;
       ServerECDHParams params;                    // ECDHE_PSK only
+      ServerDHParams params;                      // DHE_PSK only
     } ServerKeyExchange;
 
     struct { ECCurveType curve_type; NamedCurve namedcurve; opaque point<1..2^8-1>; }
+    struct { opaque dh_p<1..2^16-1>; opaque dh_g<1..2^16-1>; opaque dh_Ys<1..2^16-1>; }
     """
 
     hint: bytes
     group: int | None = None
     public: bytes | None = None
+    #: DHE_PSK: (dh_p, dh_g), big-endian; ``public`` is then dh_Ys
+    dh_params: tuple[bytes, bytes] | None = None
 
     @classmethod
-    def parse(cls, body: bytes, ecdhe: bool) -> ServerKeyExchange:
+    def parse(cls, body: bytes, ecdhe: bool, dhe: bool = False) -> ServerKeyExchange:
+        if dhe:
+            r = Reader(body)
+            hint = r.vector(2, "psk_identity_hint")
+            p = r.vector(2, "dh_p", 1)
+            g = r.vector(2, "dh_g", 1)
+            ys = r.vector(2, "dh_Ys", 1)
+            r.expect_end("ServerKeyExchange")
+            return cls(hint, None, ys, (p, g))
         if not ecdhe:
             r = Reader(body)
             hint = r.vector(2, "psk_identity_hint")
@@ -237,7 +249,11 @@ class ServerKeyExchange:
     def encode(self) -> bytes:
         w = Writer()
         w.vector(2, self.hint)
-        if self.group is not None and self.public is not None:
+        if self.dh_params is not None and self.public is not None:
+            w.vector(2, self.dh_params[0])
+            w.vector(2, self.dh_params[1])
+            w.vector(2, self.public)
+        elif self.group is not None and self.public is not None:
             w.uint8(EC_CURVE_TYPE_NAMED)
             w.uint16(self.group)
             w.vector(1, self.public)
@@ -246,25 +262,31 @@ class ServerKeyExchange:
 
 @dataclass
 class ClientKeyExchange:
-    """RFC 4279 §2 / RFC 5489 §2: ``opaque psk_identity<0..2^16-1>`` then, for ECDHE_PSK,
-    ``ClientECDiffieHellmanPublic`` (``opaque point <1..2^8-1>``)."""
+    """RFC 4279 §2-3 / RFC 5489 §2: ``opaque psk_identity<0..2^16-1>`` then, for
+    ECDHE_PSK, ``ClientECDiffieHellmanPublic`` (``opaque point <1..2^8-1>``) or, for
+    DHE_PSK, ``ClientDiffieHellmanPublic`` (``opaque dh_Yc<1..2^16-1>``)."""
 
     identity: bytes
     public: bytes | None = None
+    dhe: bool = False
 
     @classmethod
-    def parse(cls, body: bytes, ecdhe: bool) -> ClientKeyExchange:
+    def parse(cls, body: bytes, ecdhe: bool, dhe: bool = False) -> ClientKeyExchange:
         r = Reader(body)
         identity = r.vector(2, "psk_identity")
-        public = r.vector(1, "ecdh_Yc", 1) if ecdhe else None
+        public = None
+        if dhe:
+            public = r.vector(2, "dh_Yc", 1)
+        elif ecdhe:
+            public = r.vector(1, "ecdh_Yc", 1)
         r.expect_end("ClientKeyExchange")
-        return cls(identity, public)
+        return cls(identity, public, dhe)
 
     def encode(self) -> bytes:
         w = Writer()
         w.vector(2, self.identity)
         if self.public is not None:
-            w.vector(1, self.public)
+            w.vector(2 if self.dhe else 1, self.public)
         return w.getvalue()
 
 

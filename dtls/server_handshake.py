@@ -16,6 +16,7 @@ from .constants import (
     AlertDescription,
     NamedGroup,
 )
+from .ffdhe import GENERATOR, DHEKey, ffdhe_prime, is_ffdhe
 from .groups import EphemeralKey
 from .handshake import EXT, HT, Handshake, State, proto
 from .messages import (
@@ -56,8 +57,11 @@ class ServerHandshake(Handshake):
             suite = SUITES_BY_CODE.get(code)
             if suite is None or suite not in ours:
                 continue
-            if suite.kx is KeyExchange.ECDHE_PSK:
-                group = self._choose_group(groups)
+            if suite.kx is not KeyExchange.PSK:
+                if suite.kx is KeyExchange.ECDHE_PSK:
+                    group = self._choose_group(groups)
+                else:
+                    group = self._choose_ffdhe(groups)
                 if group is None:
                     continue
                 self.group = group
@@ -65,12 +69,24 @@ class ServerHandshake(Handshake):
         raise proto(AlertDescription.handshake_failure, "no cipher suite in common")
 
     def _choose_group(self, offered: list[int] | None) -> NamedGroup | None:
+        """An elliptic curve for ECDHE_PSK."""
+        curves = [g for g in self.config.groups if not is_ffdhe(g)]
         if offered is None:  # RFC 8422 §4: no extension, any curve the server likes
-            return self.config.groups[0]
+            return curves[0] if curves else None
         for code in offered:
-            if code in NamedGroup._value2member_map_ and NamedGroup(code) in self.config.groups:
+            if code in curves:
                 return NamedGroup(code)
         return None
+
+    def _choose_ffdhe(self, offered: list[int] | None) -> NamedGroup | None:
+        """An RFC 7919 group for DHE_PSK."""
+        ours = [g for g in self.config.groups if is_ffdhe(g)]
+        if offered is None or not any(is_ffdhe(code) for code in offered):
+            return ours[0] if ours else None  # RFC 7919 §4: a client without FFDHE codes
+        for code in offered:
+            if code in ours:
+                return NamedGroup(code)
+        return None  # RFC 7919 §4: none of the client's FFDHE groups: no FFDHE suite
 
     def on_client_hello(self, body: bytes) -> None:
         known, self.parsed_hello = self.parsed_hello, None
@@ -135,6 +151,14 @@ class ServerHandshake(Handshake):
             self.ephemeral = EphemeralKey(self.group, self.config.random)
             ske = ServerKeyExchange(hint or b"", self.group, self.ephemeral.public)
             flight.append(self.message(HT.server_key_exchange, ske.encode()))
+        elif suite.kx is KeyExchange.DHE_PSK:
+            assert self.group is not None
+            p = ffdhe_prime(self.group)
+            dhe = DHEKey(p, GENERATOR, self.config.random, self.group)
+            self.ephemeral = dhe
+            params = (p.to_bytes((p.bit_length() + 7) // 8, "big"), bytes((GENERATOR,)))
+            ske = ServerKeyExchange(hint or b"", None, dhe.public, params)
+            flight.append(self.message(HT.server_key_exchange, ske.encode()))
         elif hint is not None:
             flight.append(self.message(HT.server_key_exchange, ServerKeyExchange(hint).encode()))
         flight.append(self.message(HT.server_hello_done, b""))
@@ -164,7 +188,8 @@ class ServerHandshake(Handshake):
 
     def on_client_key_exchange(self, body: bytes) -> None:
         assert self.suite is not None
-        cke = ClientKeyExchange.parse(body, self.suite.kx is KeyExchange.ECDHE_PSK)
+        kx = self.suite.kx
+        cke = ClientKeyExchange.parse(body, kx is KeyExchange.ECDHE_PSK, kx is KeyExchange.DHE_PSK)
         self.conn.flight_answered()
         psk = self.config.key_for(cke.identity)
         if psk is None:

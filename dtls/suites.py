@@ -1,10 +1,10 @@
 """The PSK cipher suites the engine speaks, and the names people use for them.
 
 Each suite is one row: key exchange, bulk cipher, PRF hash and key lengths, from the RFC
-that defines it (RFC 4279/5487 PSK, RFC 6655 CCM, RFC 7905 ChaCha20, RFC 5489 ECDHE_PSK,
-RFC 8442 ECDHE_PSK AEAD). Names are accepted in IANA (``TLS_PSK_WITH_AES_128_GCM_SHA256``),
-OpenSSL (``PSK-AES128-GCM-SHA256``), Go dtlspipe (``TLS-PSK-WITH-AES-128-GCM-SHA256``) or
-hex (``0x00A8``) form.
+that defines it (RFC 4279/5487 PSK and DHE_PSK, RFC 6655 CCM, RFC 7905 ChaCha20, RFC 5489
+ECDHE_PSK, RFC 8442 ECDHE_PSK AEAD). Names are accepted in IANA
+(``TLS_PSK_WITH_AES_128_GCM_SHA256``), OpenSSL (``PSK-AES128-GCM-SHA256``), Go dtlspipe
+(``TLS-PSK-WITH-AES-128-GCM-SHA256``) or hex (``0x00A8``) form.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .errors import ConfigurationError
 class KeyExchange(enum.Enum):
     PSK = "PSK"  # RFC 4279 §2
     ECDHE_PSK = "ECDHE_PSK"  # RFC 5489 §2
+    DHE_PSK = "DHE_PSK"  # RFC 4279 §3
 
 
 class CipherKind(enum.Enum):
@@ -61,7 +62,7 @@ class CipherSuite:
         return f"<CipherSuite {self.name} 0x{self.code:04X}>"
 
 
-_PSK, _EC = KeyExchange.PSK, KeyExchange.ECDHE_PSK
+_PSK, _EC, _DH = KeyExchange.PSK, KeyExchange.ECDHE_PSK, KeyExchange.DHE_PSK
 _GCM, _CCM, _CHA, _CBC = CipherKind.GCM, CipherKind.CCM, CipherKind.CHACHA20, CipherKind.CBC
 
 # Default preference order: AEAD before CBC, forward-secret before plain PSK, as the
@@ -96,6 +97,64 @@ ALL_SUITES: tuple[CipherSuite, ...] = (
         "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA384",
         "ECDHE-PSK-AES256-CBC-SHA384",
         _EC,
+        _CBC,
+        32,
+        "sha384",
+    ),
+    # RFC 4279 §3 key exchange with RFC 5487, RFC 6655 and RFC 7905 protection
+    CipherSuite(
+        0x00AA,
+        "TLS_DHE_PSK_WITH_AES_128_GCM_SHA256",
+        "DHE-PSK-AES128-GCM-SHA256",
+        _DH,
+        _GCM,
+        16,
+        "sha256",
+    ),
+    CipherSuite(
+        0x00AB,
+        "TLS_DHE_PSK_WITH_AES_256_GCM_SHA384",
+        "DHE-PSK-AES256-GCM-SHA384",
+        _DH,
+        _GCM,
+        32,
+        "sha384",
+    ),
+    CipherSuite(
+        0xCCAD,
+        "TLS_DHE_PSK_WITH_CHACHA20_POLY1305_SHA256",
+        "DHE-PSK-CHACHA20-POLY1305",
+        _DH,
+        _CHA,
+        32,
+        "sha256",
+    ),
+    CipherSuite(
+        0xC0A6, "TLS_DHE_PSK_WITH_AES_128_CCM", "DHE-PSK-AES128-CCM", _DH, _CCM, 16, "sha256"
+    ),
+    CipherSuite(
+        0xC0A7, "TLS_DHE_PSK_WITH_AES_256_CCM", "DHE-PSK-AES256-CCM", _DH, _CCM, 32, "sha256"
+    ),
+    CipherSuite(
+        0xC0AA, "TLS_PSK_DHE_WITH_AES_128_CCM_8", "DHE-PSK-AES128-CCM8", _DH, _CCM, 16, "sha256", 8
+    ),
+    CipherSuite(
+        0xC0AB, "TLS_PSK_DHE_WITH_AES_256_CCM_8", "DHE-PSK-AES256-CCM8", _DH, _CCM, 32, "sha256", 8
+    ),
+    CipherSuite(
+        0x00B2,
+        "TLS_DHE_PSK_WITH_AES_128_CBC_SHA256",
+        "DHE-PSK-AES128-CBC-SHA256",
+        _DH,
+        _CBC,
+        16,
+        "sha256",
+    ),
+    CipherSuite(
+        0x00B3,
+        "TLS_DHE_PSK_WITH_AES_256_CBC_SHA384",
+        "DHE-PSK-AES256-CBC-SHA384",
+        _DH,
         _CBC,
         32,
         "sha384",

@@ -1,0 +1,171 @@
+"""Finite-field Diffie-Hellman for the DHE_PSK suites (RFC 4279 §3) in the RFC 7919 groups.
+
+The five primes are computed from RFC 7919 Appendix A's definition,
+``p = 2^b - 2^{b-64} + {[2^{b-130} e] + X} * 2^64 - 1``, with its constant X per group;
+``tests/test_dhe.py`` holds them to the primes OpenSSL ships. The generator is 2 and
+q = (p - 1) / 2 is prime.
+
+A server offers only these groups. A client accepts them, or another group only if it
+is between ``MIN_CUSTOM_BITS`` and ``MAX_CUSTOM_BITS`` bits, has 1 < g < p - 1, and p
+and (p - 1) / 2 pass ``ROUNDS`` Miller-Rabin rounds each (a safe prime, RFC 7919 §5.1's
+concern), checked once per process per group. Public values must satisfy 1 < Y < p - 1
+(RFC 7919 §5.1): with a safe prime nothing smaller than the order-q subgroup is left to
+force a key into.
+
+Private exponents are drawn from the configuration's random source, at least twice
+RFC 7919 Appendix A's estimated strength in bits (``EXPONENT_BITS``). The exponentiations
+run in OpenSSL's constant-time code through ``cryptography``: the public value g^x mod p
+is computed as the "shared secret" of x with g, since ``cryptography`` has no call that
+derives a DH public key from a private one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric import dh
+
+from .constants import AlertDescription, NamedGroup
+from .errors import ProtocolError
+
+RandomSource = Callable[[int], bytes]
+
+#: RFC 7919 Appendix A: bits and the constant X of each group
+_DEFINITION = {
+    NamedGroup.ffdhe2048: (2048, 560316),
+    NamedGroup.ffdhe3072: (3072, 2625351),
+    NamedGroup.ffdhe4096: (4096, 5736041),
+    NamedGroup.ffdhe6144: (6144, 15705020),
+    NamedGroup.ffdhe8192: (8192, 10965728),
+}
+#: private exponent bits: RFC 7919 Appendix A asks for at least 225, 275, 325, 375, 400
+EXPONENT_BITS = {
+    NamedGroup.ffdhe2048: 256,
+    NamedGroup.ffdhe3072: 320,
+    NamedGroup.ffdhe4096: 384,
+    NamedGroup.ffdhe6144: 448,
+    NamedGroup.ffdhe8192: 512,
+}
+FFDHE_GROUPS = tuple(_DEFINITION)
+GENERATOR = 2
+MIN_CUSTOM_BITS, MAX_CUSTOM_BITS = 2048, 4096
+ROUNDS = 16
+_CUSTOM_EXPONENT_BITS = 320
+
+
+def is_ffdhe(code: int) -> bool:
+    """RFC 7919 §2: the code points 256-511 are finite-field groups."""
+    return 256 <= code <= 511
+
+
+def _e_scaled(bits: int) -> int:
+    """floor(e * 2^bits), from e = sum 1/k!, with guard bits for the truncations."""
+    guard = 64
+    term = total = 1 << (bits + guard)
+    k = 1
+    while term:
+        term //= k
+        total += term
+        k += 1
+    return total >> guard
+
+
+@functools.cache
+def ffdhe_prime(group: NamedGroup) -> int:
+    bits, x = _DEFINITION[group]
+    return (1 << bits) - (1 << (bits - 64)) + (_e_scaled(bits - 130) + x) * (1 << 64) - 1
+
+
+def named_group_of(p: int, g: int) -> NamedGroup | None:
+    """The RFC 7919 group with these parameters, if any."""
+    if g != GENERATOR:
+        return None
+    for group in FFDHE_GROUPS:
+        if ffdhe_prime(group) == p:
+            return group
+    return None
+
+
+def _probably_prime(n: int, random: RandomSource) -> bool:
+    """Miller-Rabin, ``ROUNDS`` random bases (FIPS 186-5 B.3.1)."""
+    if n < 5 or n % 2 == 0:
+        return n in (2, 3)
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    width = (n.bit_length() + 7) // 8 + 8
+    for _ in range(ROUNDS):
+        a = int.from_bytes(random(width), "big") % (n - 3) + 2
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+_CHECKED: dict[tuple[int, int], bool] = {}  # custom groups already tested (at most 16)
+
+
+def check_custom_group(p: int, g: int, random: RandomSource) -> None:
+    """A server's group that is not one of RFC 7919's: acceptable, or ProtocolError."""
+    if not MIN_CUSTOM_BITS <= p.bit_length() <= MAX_CUSTOM_BITS:
+        raise ProtocolError(
+            AlertDescription.insufficient_security,
+            f"server's DH group has {p.bit_length()} bits; "
+            f"{MIN_CUSTOM_BITS}-{MAX_CUSTOM_BITS} are accepted",
+        )
+    if not 1 < g < p - 1:
+        raise ProtocolError(AlertDescription.illegal_parameter, "DH generator out of range")
+    verdict = _CHECKED.get((p, g))
+    if verdict is None:
+        verdict = _probably_prime(p, random) and _probably_prime((p - 1) // 2, random)
+        if len(_CHECKED) >= 16:
+            _CHECKED.clear()
+        _CHECKED[(p, g)] = verdict
+    if not verdict:
+        raise ProtocolError(AlertDescription.insufficient_security, "DH modulus not a safe prime")
+
+
+class DHEKey:
+    """One side's ephemeral key in a finite-field group, for a single handshake."""
+
+    def __init__(
+        self, p: int, g: int, random: RandomSource, group: NamedGroup | None = None
+    ) -> None:
+        self.p = p
+        self.group = group
+        bits = EXPONENT_BITS[group] if group is not None else _CUSTOM_EXPONENT_BITS
+        # a full-width exponent (top bit set), far below q's ~2^(p bits - 1)
+        x = int.from_bytes(random(bits // 8), "big") | (1 << (bits - 1))
+        self._numbers = dh.DHParameterNumbers(p, g)
+        generator = dh.DHPublicNumbers(g, self._numbers)
+        # cryptography does not derive the public value: g stands in for it here and
+        # is then computed (see the module docstring)
+        self._key = dh.DHPrivateNumbers(x, generator).private_key()
+        self.public = self._unpad(self._key.exchange(generator.public_key()))
+
+    def __repr__(self) -> str:
+        return f"<DHEKey {self.group.name if self.group else 'custom'} {self.p.bit_length()} bits>"
+
+    @staticmethod
+    def _unpad(value: bytes) -> bytes:
+        """RFC 5246 §8.1.2: the shared secret without its leading zero bytes; public
+        values are sent the same way (as OpenSSL's BN_bn2bin does)."""
+        return value.lstrip(b"\0")
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """The shared secret Z with its leading zero bytes stripped (RFC 5246 §8.1.2)."""
+        y = int.from_bytes(peer_public, "big")
+        if not 1 < y < self.p - 1:  # RFC 7919 §5.1
+            raise ProtocolError(AlertDescription.illegal_parameter, "DH public value out of range")
+        peer = dh.DHPublicNumbers(y, self._numbers).public_key()
+        try:
+            return self._unpad(self._key.exchange(peer))
+        except ValueError:
+            raise ProtocolError(AlertDescription.illegal_parameter, "bad DH public value") from None
