@@ -17,7 +17,8 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
-from dtls import DTLSConfiguration
+from dtls import DTLSConfiguration, NamedGroup
+from dtls.ffdhe import is_ffdhe
 
 from . import __version__
 from .demo import run_demo
@@ -25,6 +26,7 @@ from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, key_file_line
 from .keylog import KeyLogFile
 from .options import (
+    DEFAULT_FFDHE,
     SUPPORTED_CIPHERS,
     SUPPORTED_CURVES,
     Command,
@@ -50,7 +52,7 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         psk=opts.psk,
         psk_identity=opts.identity if is_client else b"",
         cipher_suites=opts.ciphers,
-        groups=opts.curves,
+        groups=_groups(opts.curves),
         mtu=opts.mtu,
         hello_verify=not opts.skip_hello_verify,
         handshake_timeout=opts.timeout,
@@ -59,6 +61,13 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         # (dtls.RandomCIDGenerator(8)), its client only sends (OnlySendCIDGenerator)
         connection_id_length=(0 if is_client else SERVER_CID_LENGTH) if opts.cid else None,
     )
+
+
+def _groups(curves: tuple[NamedGroup, ...]) -> tuple[NamedGroup, ...]:
+    """-curves, plus the default RFC 7919 groups for DHE_PSK suites if it names none."""
+    if any(is_ffdhe(g) for g in curves):
+        return curves
+    return curves + DEFAULT_FFDHE
 
 
 @functools.cache
@@ -209,7 +218,12 @@ def _run(opts: Options) -> int:
         print(__version__)
     elif opts.command is Command.DEMO:
         return anyio.run(
-            run_demo, opts.psk, opts.ciphers, opts.curves, opts.mtu, backend_options=_loop()
+            run_demo,
+            opts.psk,
+            opts.ciphers,
+            _groups(opts.curves),
+            opts.mtu,
+            backend_options=_loop(),
         )
     else:
         raise_file_limit()

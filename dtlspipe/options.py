@@ -61,15 +61,32 @@ DEFAULT_CIPHERS: tuple[CipherSuite, ...] = tuple(
     )
 )
 SUPPORTED_CIPHERS = DEFAULT_CIPHERS + tuple(s for s in ALL_SUITES if s not in DEFAULT_CIPHERS)
-# ciphers/curves.go FullCurveList = DefaultCurveList; X448 and P-521 are ours.
+# ciphers/curves.go FullCurveList = DefaultCurveList; X448 and P-521 are ours, and so
+# are the RFC 7919 groups of the DHE_PSK suites (used only when -ciphers names one).
 DEFAULT_CURVES = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
-SUPPORTED_CURVES = (*DEFAULT_CURVES, NamedGroup.x448, NamedGroup.secp521r1)
+#: the groups DHE_PSK suites use when -curves names none
+DEFAULT_FFDHE = (NamedGroup.ffdhe2048, NamedGroup.ffdhe3072)
+SUPPORTED_CURVES = (
+    *DEFAULT_CURVES,
+    NamedGroup.x448,
+    NamedGroup.secp521r1,
+    NamedGroup.ffdhe2048,
+    NamedGroup.ffdhe3072,
+    NamedGroup.ffdhe4096,
+    NamedGroup.ffdhe6144,
+    NamedGroup.ffdhe8192,
+)
 _CURVE_NAMES = {
     NamedGroup.x25519: "X25519",
     NamedGroup.x448: "X448",
     NamedGroup.secp256r1: "P-256",
     NamedGroup.secp384r1: "P-384",
     NamedGroup.secp521r1: "P-521",
+    NamedGroup.ffdhe2048: "ffdhe2048",
+    NamedGroup.ffdhe3072: "ffdhe3072",
+    NamedGroup.ffdhe4096: "ffdhe4096",
+    NamedGroup.ffdhe6144: "ffdhe6144",
+    NamedGroup.ffdhe8192: "ffdhe8192",
 }
 
 
@@ -235,7 +252,9 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
                    "write a Python profile (cProfile/pstats format) of the run to this file"),
     "curves": ("value", "curves", _list(parse_group_list, DEFAULT_CURVES),
                ":".join(map(curve_name, DEFAULT_CURVES)),
-               "colon-separated elliptic curves for ECDHE_PSK suites, in order of preference"),
+               "colon-separated elliptic curves for ECDHE_PSK suites (and RFC 7919 groups "
+               "ffdhe2048..ffdhe8192 for DHE_PSK ones; ffdhe2048:ffdhe3072 when none is "
+               "named), in order of preference"),
     "identity": ("string", "identity", str, "",
                  "PSK identity the client sends to the server; with genpsk, print a "
                  "-keyfile line for it"),
