@@ -32,6 +32,7 @@ from .messages import (
     parse_point_formats,
     parse_renegotiation_info,
 )
+from .session import SessionState
 from .suites import SUITES_BY_CODE, CipherKind, KeyExchange
 
 if TYPE_CHECKING:
@@ -61,9 +62,14 @@ class ClientHandshake(Handshake):
         self.hello_verify_rounds = 0
         self.identity = self.config.psk_identity
         self.server_public: bytes | None = None
+        #: the earlier session offered for resumption, if any
+        self.offered_session: SessionState | None = None
 
-    def start(self) -> list[FlightItem]:
+    def start(self, session: SessionState | None = None) -> list[FlightItem]:
         cfg = self.config
+        session_id = b""
+        if session is not None and session.cipher_suite in cfg.cipher_suites:
+            self.offered_session, session_id = session, session.session_id
         self.client_random = cfg.random(32)
         suites = [s.code for s in cfg.cipher_suites]
         extensions: Extensions = [(EXT.renegotiation_info, b"\x00")]  # RFC 5746 §3.4
@@ -89,7 +95,9 @@ class ClientHandshake(Handshake):
             if cfg.return_routability_check:
                 extensions.append((EXT.rrc, b""))
         self.offered_extensions = {t for t, _ in extensions}
-        self.hello = ClientHello(DTLS1_2, self.client_random, b"", b"", suites, b"\x00", extensions)
+        self.hello = ClientHello(
+            DTLS1_2, self.client_random, session_id, b"", suites, b"\x00", extensions
+        )
         self.state = State.CLIENT_WAIT_HELLO
         return [self.message(HT.client_hello, self.hello.encode())]
 
@@ -150,10 +158,29 @@ class ClientHandshake(Handshake):
             # RFC 7366 §3: never negotiated with an AEAD suite
             raise proto(AlertDescription.illegal_parameter, "encrypt_then_mac with an AEAD suite")
         self.conn.flight_answered()
+        offered = self.offered_session
+        if offered is not None and sh.session_id == offered.session_id:
+            self._resume(offered)
+            return
+        self.session_id = sh.session_id  # the server's ID for this new session, or empty
         if suite.kx is not KeyExchange.PSK:
             self.state = State.CLIENT_WAIT_SKE
         else:
             self.state = State.CLIENT_WAIT_SKE_OR_SHD
+
+    def _resume(self, session: SessionState) -> None:
+        """The server resumes ``session``: ChangeCipherSpec and Finished come next."""
+        if self.suite is not session.cipher_suite:
+            # RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite
+            raise proto(AlertDescription.illegal_parameter, "resumed with another suite")
+        if (self.ems, self.etm) != (session.extended_master_secret, session.encrypt_then_mac):
+            # RFC 7627 §5.3 (and RFC 7366 §3.1): no resumption across a change of these
+            raise proto(AlertDescription.handshake_failure, "resumed session's extensions differ")
+        self.resumed = True
+        self.session_id = session.session_id
+        self.identity = session.psk_identity
+        self.install_master(session.master)
+        self.state = State.CLIENT_WAIT_CCS
 
     def on_server_key_exchange(self, body: bytes) -> None:
         assert self.suite is not None
@@ -199,4 +226,11 @@ class ClientHandshake(Handshake):
     def on_finished(self, body: bytes) -> None:
         self.check_finished(body, from_client=False)
         self.state = State.ESTABLISHED
-        self.conn.handshake_complete(self.completed(), keep_flight=False)
+        if not self.resumed:
+            self.conn.handshake_complete(self.completed(), keep_flight=False)
+            return
+        # The abbreviated handshake ends with our flight, kept for a repeated server
+        # flight (RFC 6347 §4.2.4), as a server keeps its last one in a full handshake.
+        finished = self.message(HT.finished, self.finished_data(True), epoch=1)
+        self.conn.send_flight([self.ccs(), finished], final=True)
+        self.conn.handshake_complete(self.completed(), keep_flight=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .constants import NamedGroup
 from .errors import ConfigurationError
+from .session import SessionCache
 from .suites import ALL_SUITES, CipherSuite
 
 RandomSource = Callable[[int], bytes]
@@ -92,6 +93,9 @@ class DTLSConfiguration:
     #: a peer whose address changes is answered at the new address only after it proves
     #: it can receive there (see docs/engine.md, "Connection IDs and roaming")
     return_routability_check: bool = True
+    #: server: keep sessions here for resumption by session ID (RFC 5246 §7.3); None
+    #: gives no session IDs. Clients resume with ``DTLSConnection.connect(now, session)``.
+    session_cache: SessionCache | None = None
 
     def __post_init__(self) -> None:
         if not self.cipher_suites:

@@ -48,6 +48,7 @@ from .protection import RecordProtection, make_protection
 from .record import ReadEpoch, Record, WriteEpoch, iter_records, open_cid_record
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
+from .session import SessionState
 from .suites import CipherSuite
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
@@ -117,6 +118,9 @@ class DTLSConnection(FastPath, Roaming):
         self.handshake: HandshakeCompleted | None = None
         # RFC 5705: (PRF hash, master secret, client random, server random) while open
         self._exporter: tuple[str, bytes, bytes, bytes] | None = None
+        #: once established with a session ID: what resuming this session needs (pass it
+        #: to a later connection's ``connect``); it holds the master secret
+        self.session: SessionState | None = None
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
@@ -129,6 +133,11 @@ class DTLSConnection(FastPath, Roaming):
         return self._hs.state
 
     @property
+    def now(self) -> float:
+        """The time of the latest call that passed one."""
+        return self._now
+
+    @property
     def is_established(self) -> bool:
         return self._hs.state is State.ESTABLISHED
 
@@ -136,14 +145,15 @@ class DTLSConnection(FastPath, Roaming):
     def is_closed(self) -> bool:
         return self._hs.state is State.CLOSED
 
-    def connect(self, now: float) -> None:
-        """Client: start the handshake (flight 1)."""
+    def connect(self, now: float, session: SessionState | None = None) -> None:
+        """Client: start the handshake (flight 1), offering to resume ``session`` (an
+        earlier connection's ``session``) if given (RFC 5246 §7.3)."""
         if not self.is_client or self._hs.state is not State.CLIENT_START:
             raise LocalProtocolError("connect() is for a client that has not started")
         assert isinstance(self._hs, ClientHandshake)
         self._now = now
         self._deadline = now + self.configuration.handshake_timeout
-        self.send_flight(self._hs.start(), final=False)
+        self.send_flight(self._hs.start(session), final=False)
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
         """Feed one datagram from the peer. Invalid records are silently dropped.
@@ -515,6 +525,7 @@ class DTLSConnection(FastPath, Roaming):
         hs = self._hs
         assert hs.suite is not None
         self._exporter = (hs.suite.prf_hash, hs.master, hs.client_random, hs.server_random)
+        self.session = hs.session_state(self._now)
         hs.forget()
         self.handshake = event
         read = self._read_epochs[self._read_epoch]
@@ -554,6 +565,13 @@ class DTLSConnection(FastPath, Roaming):
         self._hs.state = State.CLOSED
         self._hs.forget()
         self._exporter = None
+        if error and self.session is not None:
+            # RFC 5246 §7.2.2: a session ended by a fatal alert (or a failure) must not
+            # be resumed; an orderly close keeps it
+            cache = self.configuration.session_cache
+            if cache is not None:
+                cache.remove(self.session.session_id)
+            self.session = None
         self._flight = None
         self._retransmit_at = None
         self._deadline = None

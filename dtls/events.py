@@ -25,6 +25,8 @@ class HandshakeCompleted(Event):
     peer_connection_id: bytes | None = None
     #: RFC 9853 negotiated: a peer's new address is checked before it is used
     return_routability_check: bool = False
+    #: an abbreviated handshake resumed an earlier session (RFC 5246 §7.3)
+    resumed: bool = False
 
 
 @dataclass(frozen=True)

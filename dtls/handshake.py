@@ -51,6 +51,7 @@ from .keyschedule import (
 from .messages import (
     parse_finished,
 )
+from .session import SessionState
 from .suites import CipherSuite
 
 if TYPE_CHECKING:
@@ -119,6 +120,11 @@ class Handshake:
         self.own_cid: bytes | None = None
         self.peer_cid: bytes | None = None
         self.rrc = False  # RFC 9853 negotiated
+        # RFC 5246 §7.4.1.2-3: the session's ID (empty: none), whether this handshake
+        # resumed it, and (server) a digest of the PSK it was made with
+        self.session_id = b""
+        self.resumed = False
+        self.psk_digest = b""
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -166,10 +172,31 @@ class Handshake:
             self.master = master_secret(
                 suite.prf_hash, premaster, self.client_random, self.server_random
             )
+        self.install_master(self.master)
+
+    def install_master(self, master: bytes) -> None:
+        """The epoch-1 keys from ``master`` (new, or a resumed session's) and the randoms."""
+        assert self.suite is not None
+        self.master = master
         if self.config.keylog is not None:
-            self.config.keylog(keylog_line(self.client_random, self.master))
-        block = key_block(suite, self.master, self.client_random, self.server_random)
-        self.conn.prepare_epoch(suite, block, self.etm)
+            self.config.keylog(keylog_line(self.client_random, master))
+        block = key_block(self.suite, master, self.client_random, self.server_random)
+        self.conn.prepare_epoch(self.suite, block, self.etm)
+
+    def session_state(self, now: float) -> SessionState | None:
+        """What resuming this session needs, once the handshake is done."""
+        if not self.session_id or self.suite is None or not self.master:
+            return None
+        return SessionState(
+            self.session_id,
+            self.suite,
+            self.master,
+            self.ems,
+            self.etm,
+            self.identity,
+            self.psk_digest,
+            now,
+        )
 
     def finished_data(self, from_client: bool) -> bytes:
         assert self.suite is not None
@@ -208,6 +235,7 @@ class Handshake:
             self.own_cid,
             self.peer_cid,
             self.rrc,
+            self.resumed,
         )
 
     def forget(self) -> None:

@@ -6,6 +6,7 @@ Flight 2 (HelloVerifyRequest) is sent statelessly by :mod:`dtls.endpoint`. The l
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, ClassVar
 
 from .config import EMSMode
@@ -31,6 +32,7 @@ from .messages import (
     parse_renegotiation_info,
     parse_supported_groups,
 )
+from .session import SESSION_ID_LEN, SessionState, psk_digest
 from .suites import SUITES_BY_CODE, CipherKind, CipherSuite, KeyExchange
 
 if TYPE_CHECKING:
@@ -116,6 +118,10 @@ class ServerHandshake(Handshake):
         if EXT.ec_point_formats in exts:
             point_formats = parse_point_formats(exts[EXT.ec_point_formats])
         self.client_random = ch.random
+        resumable = self._resumable(ch, exts)
+        if resumable is not None:
+            self._resume(resumable, exts, secure_reneg)
+            return
         suite = self._choose_suite(ch, groups)
         self.suite = suite
         ems_mode = self.config.extended_master_secret
@@ -143,7 +149,9 @@ class ServerHandshake(Handshake):
                 raise proto(AlertDescription.illegal_parameter, "no uncompressed points")
             extensions.append((EXT.ec_point_formats, b"\x01\x00"))
         self.server_random = self.config.random(32)
-        sh = ServerHello(DTLS1_2, self.server_random, b"", suite.code, 0, extensions)
+        if self.config.session_cache is not None:
+            self.session_id = self.config.random(SESSION_ID_LEN)  # RFC 5246 §7.4.1.3
+        sh = ServerHello(DTLS1_2, self.server_random, self.session_id, suite.code, 0, extensions)
         flight = [self.message(HT.server_hello, sh.encode())]
         hint = self.config.psk_identity_hint
         if ecdhe:
@@ -164,6 +172,56 @@ class ServerHandshake(Handshake):
         flight.append(self.message(HT.server_hello_done, b""))
         self.state = State.SERVER_WAIT_CKE
         self.conn.send_flight(flight, final=False)
+
+    def _resumable(self, ch: ClientHello, exts: dict[int, bytes]) -> SessionState | None:
+        """The cached session the ClientHello asks for, if it can be resumed as it was
+        made (see dtls.session); None means a full handshake."""
+        cache = self.config.session_cache
+        if cache is None or not ch.session_id:
+            return None
+        state = cache.lookup(ch.session_id, self.conn.now)
+        if state is None:
+            return None
+        suite = state.cipher_suite
+        ems_mode = self.config.extended_master_secret
+        ems = EXT.extended_master_secret in exts and ems_mode is not EMSMode.OFF
+        etm = EXT.encrypt_then_mac in exts and self.config.encrypt_then_mac
+        key = self.config.key_for(state.psk_identity)
+        if key is None or not hmac.compare_digest(psk_digest(key), state.psk_digest):
+            cache.remove(state.session_id)  # the key it was made with is gone
+            return None
+        if (
+            suite.code not in ch.cipher_suites  # RFC 5246 §7.4.1.2
+            or suite not in self.config.cipher_suites
+            or ems != state.extended_master_secret  # RFC 7627 §5.3
+            or (etm and suite.kind is CipherKind.CBC) != state.encrypt_then_mac
+        ):
+            return None
+        return state
+
+    def _resume(self, state: SessionState, exts: dict[int, bytes], secure_reneg: bool) -> None:
+        """The abbreviated handshake: ServerHello, ChangeCipherSpec, Finished."""
+        self.suite = state.cipher_suite
+        self.ems, self.etm = state.extended_master_secret, state.encrypt_then_mac
+        self.identity, self.psk_digest = state.psk_identity, state.psk_digest
+        self.session_id, self.resumed = state.session_id, True
+        extensions: Extensions = []
+        if secure_reneg:
+            extensions.append((EXT.renegotiation_info, b"\x00"))
+        if self.ems:
+            extensions.append((EXT.extended_master_secret, b""))
+        if self.etm:
+            extensions.append((EXT.encrypt_then_mac, b""))
+        extensions += self._connection_id(exts)
+        self.server_random = self.config.random(32)
+        sh = ServerHello(
+            DTLS1_2, self.server_random, self.session_id, self.suite.code, 0, extensions
+        )
+        hello = self.message(HT.server_hello, sh.encode())
+        self.install_master(state.master)
+        finished = self.message(HT.finished, self.finished_data(False), epoch=1)
+        self.state = State.SERVER_WAIT_CCS
+        self.conn.send_flight([hello, self.ccs(), finished], final=False)
 
     def _connection_id(self, exts: dict[int, bytes]) -> Extensions:
         """RFC 9146 §3 and RFC 9853 §3: our answer to the client's connection_id and rrc."""
@@ -195,6 +253,7 @@ class ServerHandshake(Handshake):
         if psk is None:
             raise proto(AlertDescription.unknown_psk_identity, "unknown PSK identity")
         self.identity = cke.identity
+        self.psk_digest = psk_digest(psk)
         self.derive_keys(self.premaster(psk, cke.public))
         self.state = State.SERVER_WAIT_CCS
 
@@ -203,8 +262,15 @@ class ServerHandshake(Handshake):
 
     def on_finished(self, body: bytes) -> None:
         self.check_finished(body, from_client=True)
-        finished = self.message(HT.finished, self.finished_data(False), epoch=1)
         self.state = State.ESTABLISHED
+        if self.resumed:  # the client's flight was the last one
+            self.conn.handshake_complete(self.completed(), keep_flight=False)
+            return
+        finished = self.message(HT.finished, self.finished_data(False), epoch=1)
         # The final flight is kept: a repeated client flight 5 gets it again (§4.2.4).
         self.conn.send_flight([self.ccs(), finished], final=True)
+        cache = self.config.session_cache
+        state = self.session_state(self.conn.now)
+        if cache is not None and state is not None:
+            cache.store(state)  # only a completed handshake makes a resumable session
         self.conn.handshake_complete(self.completed(), keep_flight=True)
