@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 
 from dtls import DTLSConfiguration, NamedGroup
 from dtls.ffdhe import is_ffdhe
+from dtls.session import SessionCache
 
 from . import __version__
 from .demo import run_demo
@@ -44,6 +45,8 @@ from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
 
 log = logging.getLogger("dtlspipe")
 SERVER_CID_LENGTH = 8
+#: -resume: the server's session cache (RFC 5246 §7.3), entries and seconds
+RESUME_ENTRIES, RESUME_LIFETIME = 10000, 7200.0
 
 
 def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
@@ -60,6 +63,9 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         # -cid as in the Go program: its server hands out 8 random bytes
         # (dtls.RandomCIDGenerator(8)), its client only sends (OnlySendCIDGenerator)
         connection_id_length=(0 if is_client else SERVER_CID_LENGTH) if opts.cid else None,
+        session_cache=SessionCache(RESUME_ENTRIES, RESUME_LIFETIME)
+        if opts.resume and not is_client
+        else None,
     )
 
 
@@ -171,6 +177,7 @@ async def _run_tunnel(opts: Options) -> None:
             admit=_admit(opts),
             dial_timeout=opts.timeout,
             summary=opts.summary,
+            resume=opts.resume,
         )
     log.info("%s listening on %s, forwarding to %s", opts.command.value, opts.bind, target)
     try:

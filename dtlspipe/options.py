@@ -273,6 +273,10 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
     "psk": ("string", "psk_hex", str, "",
             f"pre-shared key in hex (make one with genpsk); the {PSK_ENV_VAR} environment "
             "variable is used when this is not given"),
+    "resume": ("bool", "resume", parse_bool, "true",
+               "resume sessions (RFC 5246 session IDs): the server keeps 10000 sessions for "
+               "2h, and a client reconnecting to a server offers the last one, skipping the "
+               "key exchange"),
     "rate-limit": ("value", "rate_limit", parse_rate_limit, "20/1m0s",
                    "new sessions allowed per source IP address, as <limit>/<duration>; "
                    "an empty string disables the limit"),
@@ -336,6 +340,7 @@ class Options:
     key_length: int = 16
     mtu: int = 1400
     rate_limit: RateLimit | None = RateLimit(20, 60.0)
+    resume: bool = True
     skip_hello_verify: bool = True
     stale_mode: StaleMode = StaleMode.EITHER
     time_limit: TimeLimit | None = None

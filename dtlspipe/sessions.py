@@ -20,11 +20,14 @@ import random
 import socket
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
+
+from dtls.session import SessionState
 
 from . import mmsg
 from .options import StaleMode
@@ -247,3 +250,32 @@ def _malloc_trim() -> Callable[[int], int] | None:
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
         return None
     return trim
+
+
+class ResumableSessions:
+    """A client's latest resumable session per server (RFC 5246 §7.3), offered by its
+    next connection there. At most ``MAX_RESUMABLE`` servers are remembered (the least
+    recently used goes first); each entry holds a master secret."""
+
+    MAX_RESUMABLE = 1024
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._by_server: OrderedDict[tuple[str, int], SessionState] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_server)
+
+    def get(self, server: tuple[str, int]) -> SessionState | None:
+        return self._by_server.get(server) if self.enabled else None
+
+    def keep(self, server: tuple[str, int], session: SessionState | None) -> None:
+        if not self.enabled or session is None:
+            return
+        self._by_server[server] = session
+        self._by_server.move_to_end(server)
+        while len(self._by_server) > self.MAX_RESUMABLE:
+            self._by_server.popitem(last=False)
+
+    def forget(self, server: tuple[str, int]) -> None:
+        self._by_server.pop(server, None)

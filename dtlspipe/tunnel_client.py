@@ -36,6 +36,7 @@ from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
     MemoryTrimmer,
+    ResumableSessions,
     Session,
     SessionPolicy,
     Timers,
@@ -62,6 +63,7 @@ class ClientSession(Session):
         super().__init__(tunnel.policy, now, tunnel.rng)
         self.tunnel = tunnel
         self.source = source
+        self.remote: tuple[str, int] = ("", 0)  # the server this session dials
         self.conn = DTLSConnection(tunnel.dtls_config, is_client=True, peer=source)
         self.sock: socket.socket | None = None
         self.pending: deque[bytes] = deque()
@@ -95,6 +97,7 @@ class ClientSession(Session):
     def start(self, tg: TaskGroup) -> None:
         """Dial the server (at once for an IP address, in a task for a host name)."""
         host, port = self.tunnel.choose_remote()
+        self.remote = (host, port)
         self.dial(tg, host, port, self.tunnel.dial_timeout)
 
     def dial_failed(self, remote: str, why: str) -> None:
@@ -112,7 +115,7 @@ class ClientSession(Session):
                 local_name(sock),
             )
         self.tunnel.readers.watch(sock, self.on_readable)
-        self.conn.connect(time.monotonic())
+        self.conn.connect(time.monotonic(), self.tunnel.resumable.get(self.remote))
         self.flush()
         self._reschedule()
 
@@ -204,12 +207,14 @@ class ClientSession(Session):
                 stats.handshakes += 1
                 group = event.group.name if event.group else "-"
                 log.info(
-                    "session %s -> %s: established (%s %s)",
+                    "session %s -> %s: established (%s %s%s)",
                     fmt(self.source),
                     self.peer_name(),
                     event.cipher_suite.name,
                     group,
+                    ", resumed" if event.resumed else "",
                 )
+                self.tunnel.resumable.keep(self.remote, conn.session)
                 self.last_left = self.last_right = now
                 self.ready = self.sock is not None
                 self._reschedule()  # from the handshake's timers to staleness
@@ -217,6 +222,8 @@ class ClientSession(Session):
                     conn.send(self.pending.popleft())
                     self.carried_left += 1
             elif isinstance(event, ConnectionClosed):
+                if event.error:  # RFC 5246 §7.2.2: not to be resumed
+                    self.tunnel.resumable.forget(self.remote)
                 self.log_end(event.reason, event.error, conn.handshake is None)
                 self._end()
                 return
@@ -283,6 +290,7 @@ class TunnelClient:
         dial_timeout: float = 10.0,
         rng: random.Random | None = None,
         summary: float = 0.0,
+        resume: bool = True,
     ) -> None:
         self.dtls_config = dtls_config
         self.listen = listen
@@ -297,6 +305,8 @@ class TunnelClient:
         self.readers: Readers
         self.timers = Timers()
         self.trimmer = MemoryTrimmer()
+        #: per server, the session a new connection offers to resume (-resume)
+        self.resumable = ResumableSessions(enabled=resume)
         self.stats = TunnelStats()
         self.summary = SummaryLog(
             "client", summary, self.stats.snapshot, lambda: len(self.sessions), time.monotonic()

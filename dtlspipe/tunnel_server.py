@@ -318,12 +318,13 @@ class TunnelServer:
                 self.stats.handshakes += 1
                 group = event.group.name if event.group else "-"
                 log.info(
-                    "session %s -> %s: established (%s %s, identity %r)",
+                    "session %s -> %s: established (%s %s, identity %r%s)",
                     fmt(peer),
                     fmt(self.remote),
                     event.cipher_suite.name,
                     group,
                     event.psk_identity.decode(errors="replace"),
+                    ", resumed" if event.resumed else "",
                 )
                 session = ServerSession(self, peer, conn, now)
                 self.sessions[peer] = session
