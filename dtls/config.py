@@ -96,6 +96,10 @@ class DTLSConfiguration:
     #: server: keep sessions here for resumption by session ID (RFC 5246 §7.3); None
     #: gives no session IDs. Clients resume with ``DTLSConnection.connect(now, session)``.
     session_cache: SessionCache | None = None
+    #: server: the first bytes of every connection ID and session ID it issues (the rest
+    #: is random), so that something in front of several servers on one port can route
+    #: by them; the tunnel's -workers puts the worker's number here
+    issued_id_prefix: bytes = b""
 
     def __post_init__(self) -> None:
         if not self.cipher_suites:
@@ -118,6 +122,10 @@ class DTLSConfiguration:
             raise ConfigurationError("handshake_timeout must be positive")
         if self.connection_id_length is not None and not 0 <= self.connection_id_length <= 255:
             raise ConfigurationError("connection_id_length must be between 0 and 255")
+        if len(self.issued_id_prefix) > 8 or (
+            self.connection_id_length and len(self.issued_id_prefix) >= self.connection_id_length
+        ):
+            raise ConfigurationError("issued_id_prefix must be shorter than the issued IDs")
 
     def __repr__(self) -> str:
         suites = ",".join(f"{s.code:04X}" for s in self.cipher_suites)

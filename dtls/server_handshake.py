@@ -150,7 +150,7 @@ class ServerHandshake(Handshake):
             extensions.append((EXT.ec_point_formats, b"\x01\x00"))
         self.server_random = self.config.random(32)
         if self.config.session_cache is not None:
-            self.session_id = self.config.random(SESSION_ID_LEN)  # RFC 5246 §7.4.1.3
+            self.session_id = self._issue(SESSION_ID_LEN)  # RFC 5246 §7.4.1.3
         sh = ServerHello(DTLS1_2, self.server_random, self.session_id, suite.code, 0, extensions)
         flight = [self.message(HT.server_hello, sh.encode())]
         hint = self.config.psk_identity_hint
@@ -223,6 +223,11 @@ class ServerHandshake(Handshake):
         self.state = State.SERVER_WAIT_CCS
         self.conn.send_flight([hello, self.ccs(), finished], final=False)
 
+    def _issue(self, length: int) -> bytes:
+        """A new connection or session ID: the configured prefix, then random bytes."""
+        prefix = self.config.issued_id_prefix
+        return prefix + self.config.random(length - len(prefix))
+
     def _connection_id(self, exts: dict[int, bytes]) -> Extensions:
         """RFC 9146 §3 and RFC 9853 §3: our answer to the client's connection_id and rrc."""
         length = self.config.connection_id_length
@@ -234,7 +239,7 @@ class ServerHandshake(Handshake):
         if length is None:
             self.peer_cid = None
             return []
-        self.own_cid = self.config.random(length)
+        self.own_cid = self._issue(length) if length else b""
         answer: Extensions = [(EXT.connection_id, encode_connection_id(self.own_cid))]
         if EXT.rrc in exts:
             if exts[EXT.rrc]:

@@ -42,8 +42,10 @@ from .options import (
 from .psk import genpsk
 from .ratelimit import RateLimiter
 from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
+from .workers import bind_group, supervise
 
 log = logging.getLogger("dtlspipe")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 SERVER_CID_LENGTH = 8
 #: -resume: the server's session cache (RFC 5246 §7.3), entries and seconds
 RESUME_ENTRIES, RESUME_LIFETIME = 10000, 7200.0
@@ -103,8 +105,12 @@ def _key_store(opts: Options) -> KeyStore | None:
     return store
 
 
-def _server_config(opts: Options, store: KeyStore | None) -> DTLSConfiguration:
+def _server_config(
+    opts: Options, store: KeyStore | None, worker: int | None = None
+) -> DTLSConfiguration:
     config = _dtls_config(opts, False)
+    if worker is not None:  # connection and session IDs lead back to this worker
+        config = dataclasses.replace(config, issued_id_prefix=bytes((worker,)))
     if store is None:
         return config
     return dataclasses.replace(config, psk=None, psk_lookup=store.lookup)
@@ -126,25 +132,50 @@ def _admit(opts: Options) -> Callable[[Address, float], bool] | None:
     return lambda addr, now: limiter.allow(str(addr[0]), now)
 
 
-def _bind(opts: Options) -> socket.socket:
+def _bind(opts: Options, workers: int = 0) -> list[socket.socket]:
+    """The listening socket, or a steered group of ``workers`` (see workers.py)."""
     assert opts.bind is not None
+    host, port = opts.bind.host, opts.bind.port
     try:
-        return bind_udp(opts.bind.host, opts.bind.port)
+        if workers:
+            return bind_group(lambda reuse: bind_udp(host, port, reuse), workers)
+        return [bind_udp(host, port)]
     except socket.gaierror as exc:
         raise UsageError(f"cannot resolve bind address {opts.bind}: {exc.strerror}") from None
     except OSError as exc:
         raise UsageError(f"cannot listen on {opts.bind}: {exc.strerror}") from None
 
 
-async def _run_tunnel(opts: Options) -> None:
-    _keylog(opts.keylog)  # first: a file that cannot be opened is then the only line
+def _run_workers(opts: Options) -> int:
+    """-workers N: bind the group, then fork a server per socket (see workers.py)."""
+    _keylog(opts.keylog)
     store = _key_store(opts)
-    listen = _bind(opts)
+    sockets = _bind(opts, opts.workers)
+
+    def run_worker(index: int, listen: socket.socket) -> int:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(f"{LOG_FORMAT} [worker {index}]"))
+        anyio.run(_run_tunnel, opts, listen, store, index, backend_options=_loop())
+        return 0
+
+    return supervise(sockets, run_worker, reload_on_hup=store is not None)
+
+
+async def _run_tunnel(
+    opts: Options,
+    listen: socket.socket | None = None,
+    store: KeyStore | None = None,
+    worker: int | None = None,
+) -> None:
+    if listen is None:
+        _keylog(opts.keylog)  # first: a file that cannot be opened is then the only line
+        store = _key_store(opts)
+        (listen,) = _bind(opts)
     tunnel: TunnelClient | TunnelServer
     if opts.command is Command.SERVER:
         assert opts.remote is not None
         tunnel = TunnelServer(
-            _server_config(opts, store),
+            _server_config(opts, store, worker),
             listen,
             (opts.remote.host, opts.remote.port),
             _policy(opts),
@@ -234,6 +265,8 @@ def _run(opts: Options) -> int:
         )
     else:
         raise_file_limit()
+        if opts.command is Command.SERVER and opts.workers > 1:
+            return _run_workers(opts)
         anyio.run(_run_tunnel, opts, backend_options=_loop())
     return 0
 
@@ -289,9 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING if opts.command is Command.DEMO else logging.INFO
     if opts.verbose or opts.quiet:  # -v: per-session details; -q: warnings and errors
         level = logging.DEBUG if opts.verbose else logging.WARNING
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(message)s"
-    )
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
     logging.getLogger("asyncio").setLevel(max(level, logging.INFO))  # not the loop's debug
     profiler = cProfile.Profile() if opts.cpuprofile else None
     try:

@@ -31,6 +31,7 @@ from dtls import (
     parse_suite_list,
 )
 from dtls.keyschedule import RESERVED_LABELS
+from dtls.suites import KeyExchange
 
 LINGER = 0.5  # seconds the client waits for replies after stdin ends
 EXPORT_LENGTH = 20  # --export-length when only --export-label is given (as OpenSSL's)
@@ -154,8 +155,20 @@ def say_keying_material(conn: DTLSConnection | None, export: Export | None) -> N
     say(f"Keying material: {material.hex().upper()}")
 
 
+#: the group word of ``handshake ok`` when a server sent DHE_PSK parameters of its own
+#: (a group that is not one of RFC 7919's, accepted after the engine's safe-prime check)
+CUSTOM_DH_GROUP = "custom"
+
+
 def describe(event: HandshakeCompleted) -> str:
-    group = event.group.name if event.group is not None else "-"
+    """``handshake ok: <IANA suite name> <group>``; the group is a curve or RFC 7919 name,
+    ``custom`` for a server's own DHE_PSK group, or ``-`` (plain PSK, or a resumed session)."""
+    if event.group is not None:
+        group = event.group.name
+    elif event.cipher_suite.kx is KeyExchange.DHE_PSK and not event.resumed:
+        group = CUSTOM_DH_GROUP
+    else:
+        group = "-"
     return f"handshake ok: {event.cipher_suite.name} {group}"
 
 

@@ -36,6 +36,8 @@ from .goflag import (
 from .keyfile import identity_problem
 from .psk import MAX_KEY_LENGTH, decode_psk
 
+MAX_WORKERS = 64
+
 __all__ = [
     "DEFAULT_CIPHERS", "DEFAULT_CURVES", "KEYLOG_ENV_VAR", "PSK_ENV_VAR", "SUPPORTED_CIPHERS",
     "SUPPORTED_CURVES",
@@ -231,6 +233,13 @@ def _list(parse: Callable[[str], tuple[Any, ...]], default: tuple[Any, ...]) -> 
     return convert
 
 
+def _workers(text: str) -> int:
+    value = parse_int(text, signed=False)
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"must be between 1 and {MAX_WORKERS}")
+    return value
+
+
 def _stale_mode(text: str) -> StaleMode:
     try:
         return StaleMode(text)
@@ -273,6 +282,9 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
     "psk": ("string", "psk_hex", str, "",
             f"pre-shared key in hex (make one with genpsk); the {PSK_ENV_VAR} environment "
             "variable is used when this is not given"),
+    "workers": ("uint", "workers", _workers, "1",
+                "(server only) run this many server processes sharing the port (Linux "
+                "SO_REUSEPORT); a session stays with its worker, even when it roams or resumes"),
     "resume": ("bool", "resume", parse_bool, "true",
                "resume sessions (RFC 5246 session IDs): the server keeps 10000 sessions for "
                "2h, and a client reconnecting to a server offers the last one, skipping the "
@@ -341,6 +353,7 @@ class Options:
     mtu: int = 1400
     rate_limit: RateLimit | None = RateLimit(20, 60.0)
     resume: bool = True
+    workers: int = 1
     skip_hello_verify: bool = True
     stale_mode: StaleMode = StaleMode.EITHER
     time_limit: TimeLimit | None = None
@@ -421,6 +434,8 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     keyfile = values["keyfile"] = values.get("keyfile") or None
     if keyfile is not None and command in (Command.CLIENT, Command.HOPPINGCLIENT, Command.DEMO):
         raise UsageError(f"-keyfile is for the server only; a {command.value} takes -psk")
+    if values.get("workers", 1) > 1 and command in (Command.CLIENT, Command.HOPPINGCLIENT):
+        raise UsageError("-workers is for the server only")
     if keyfile is not None and command is Command.SERVER:
         if psk_hex:  # DTLSPIPE_PSK, on the other hand, is ignored
             raise UsageError("give -psk or -keyfile, not both")

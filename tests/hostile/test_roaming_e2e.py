@@ -59,9 +59,14 @@ def _tunnel(
     return server, relay, client, cport
 
 
-def test_rebinding_client_keeps_its_session(launcher: Launcher, upstream: tk.Upstream) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rebinding_client_keeps_its_session(
+    launcher: Launcher, upstream: tk.Upstream, workers: int
+) -> None:
+    """With -workers 2 the new port may hash to the other worker: the CID still finds
+    the one holding the session (dtlspipe/workers.py)."""
     server, relay, client, cport = _tunnel(
-        launcher, upstream, ("--rebind-after", str(REBIND_AFTER))
+        launcher, upstream, ("--rebind-after", str(REBIND_AFTER)), ("-workers", str(workers))
     )
     sock = tk.udp_socket()
     try:

@@ -63,6 +63,11 @@ class Suite:
         return "_ECDHE_" in self.iana
 
     @property
+    def dhe(self) -> bool:
+        """DHE_PSK (RFC 4279 §3); IANA spells the CCM_8 ones TLS_PSK_DHE_WITH_..."""
+        return "_DHE_" in self.iana
+
+    @property
     def cbc(self) -> bool:
         return "_CBC_" in self.iana
 
@@ -86,17 +91,38 @@ CCAB TLS_PSK_WITH_CHACHA20_POLY1305_SHA256        PSK-CHACHA20-POLY1305
 CCAC TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256  ECDHE-PSK-CHACHA20-POLY1305
 C037 TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256        ECDHE-PSK-AES128-CBC-SHA256
 C038 TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA384        ECDHE-PSK-AES256-CBC-SHA384
+00AA TLS_DHE_PSK_WITH_AES_128_GCM_SHA256          DHE-PSK-AES128-GCM-SHA256
+00AB TLS_DHE_PSK_WITH_AES_256_GCM_SHA384          DHE-PSK-AES256-GCM-SHA384
+CCAD TLS_DHE_PSK_WITH_CHACHA20_POLY1305_SHA256    DHE-PSK-CHACHA20-POLY1305
+C0A6 TLS_DHE_PSK_WITH_AES_128_CCM                 DHE-PSK-AES128-CCM
+C0A7 TLS_DHE_PSK_WITH_AES_256_CCM                 DHE-PSK-AES256-CCM
+C0AA TLS_PSK_DHE_WITH_AES_128_CCM_8               DHE-PSK-AES128-CCM8
+C0AB TLS_PSK_DHE_WITH_AES_256_CCM_8               DHE-PSK-AES256-CCM8
+00B2 TLS_DHE_PSK_WITH_AES_128_CBC_SHA256          DHE-PSK-AES128-CBC-SHA256
+00B3 TLS_DHE_PSK_WITH_AES_256_CBC_SHA384          DHE-PSK-AES256-CBC-SHA384
 """
 
 # GnuTLS priority strings selecting exactly one suite (NORMAL lacks PSK, CCM-8, SHA256 MACs).
 _GNUTLS_PSK = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK:-CIPHER-ALL"
 _GNUTLS_ECDHE = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+ECDHE-PSK:-GROUP-ALL:+GROUP-X25519"
+# DHE-PSK: GnuTLS 3.7 has all nine of our DHE_PSK suites. NORMAL's groups include the five
+# RFC 7919 ones (FFDHE2048 first), so both gnutls-cli and gnutls-serv negotiate them (§4).
+_GNUTLS_DHE = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+DHE-PSK:-CIPHER-ALL"
 _GNUTLS_PRIORITY = {
     "00A8": f"{_GNUTLS_PSK}:+AES-128-GCM",
     "C0A8": f"{_GNUTLS_PSK}:+AES-128-CCM-8",
     "CCAB": f"{_GNUTLS_PSK}:+CHACHA20-POLY1305",
     "CCAC": f"{_GNUTLS_ECDHE}:-CIPHER-ALL:+CHACHA20-POLY1305",
     "C037": f"{_GNUTLS_ECDHE}:-CIPHER-ALL:+AES-128-CBC:-MAC-ALL:+SHA256",
+    "00AA": f"{_GNUTLS_DHE}:+AES-128-GCM",
+    "00AB": f"{_GNUTLS_DHE}:+AES-256-GCM",
+    "CCAD": f"{_GNUTLS_DHE}:+CHACHA20-POLY1305",
+    "C0A6": f"{_GNUTLS_DHE}:+AES-128-CCM",
+    "C0A7": f"{_GNUTLS_DHE}:+AES-256-CCM",
+    "C0AA": f"{_GNUTLS_DHE}:+AES-128-CCM-8",
+    "C0AB": f"{_GNUTLS_DHE}:+AES-256-CCM-8",
+    "00B2": f"{_GNUTLS_DHE}:+AES-128-CBC:-MAC-ALL:+SHA256",
+    "00B3": f"{_GNUTLS_DHE}:+AES-256-CBC:-MAC-ALL:+SHA384",
 }
 
 SUITES: dict[str, Suite] = {
@@ -106,7 +132,8 @@ SUITES: dict[str, Suite] = {
 OPENSSL_SUITES = list(SUITES)
 CBC_SUITES = [h for h, s in SUITES.items() if s.cbc]
 GNUTLS_SUITES = [h for h, s in SUITES.items() if s.gnutls_priority]
-PION_SUITES = ["00A8", "C0A8", "C037"]
+DHE_SUITES = [h for h, s in SUITES.items() if s.dhe]
+PION_SUITES = ["00A8", "C0A8", "C037"]  # pion/dtls v2 has no DHE_PSK suite
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,17 @@ CURVES: dict[str, Curve] = {
     ]
 }
 ANY_GROUP = frozenset(n for c in CURVES.values() for n in c.printed)
+
+#: the RFC 7919 groups, by the name our CLI prints (also its --curves value)
+FFDHE_NAMES = ("ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192")
+ANY_FFDHE = frozenset(FFDHE_NAMES)
+#: what our client prints for DHE_PSK parameters of the server's own, not RFC 7919's
+#: (dtlspipe/dtls_tool.py CUSTOM_DH_GROUP): accepted after the engine's safe-prime check
+CUSTOM_DH = frozenset({"custom"})
+
+#: fixed DH parameter files for s_server -dhparam / gnutls-serv --dhparams, none of them
+#: RFC 7919's (how they were made: tests/vectors/README.md)
+DH_VECTORS = REPO_ROOT / "tests/vectors/dh"
 
 
 def suite_params(hex_ids: Sequence[str]) -> list[Any]:
@@ -247,16 +285,18 @@ def build_gnutls_cli_shim(out_dir: Path) -> Path | None:
 HANDSHAKE_OK = re.compile(r"handshake ok: (\S+) (\S+)")
 
 
-def expect_handshake_ok(ours: Proc, suite: Suite, groups: frozenset[str] | None = None) -> None:
-    """Our CLI printed ``handshake ok: <IANA name> <group or ->`` on stderr.
+def expect_handshake_ok(ours: Proc, suite: Suite, groups: frozenset[str] | None = None) -> str:
+    """Our CLI printed ``handshake ok: <IANA name> <group or ->`` on stderr; the group.
 
     ``groups``: the names accepted for the group; by default any known group for ECDHE
-    suites and ``-`` for plain PSK."""
+    suites, any RFC 7919 group for DHE_PSK suites (a server's own group, ``custom``, only
+    when asked for) and ``-`` for plain PSK."""
     m = ours.wait_for(HANDSHAKE_OK, HANDSHAKE_DEADLINE, stream="stderr", what="handshake ok")
     if groups is None:
-        groups = ANY_GROUP if suite.ecdhe else frozenset({"-"})
+        groups = ANY_GROUP if suite.ecdhe else ANY_FFDHE if suite.dhe else frozenset({"-"})
     assert m.group(1) == suite.iana, f"suite {m.group(1)} != {suite.iana}\n{ours.describe()}"
     assert m.group(2).lower() in groups, f"group {m.group(2)} not in {sorted(groups)}"
+    return m.group(2).lower()
 
 
 def expect_openssl_established(proc: Proc, suite: Suite) -> None:
@@ -265,11 +305,18 @@ def expect_openssl_established(proc: Proc, suite: Suite) -> None:
     assert m.group(1) == suite.openssl, f"{m.group(1)} != {suite.openssl}\n{proc.describe()}"
 
 
-def expect_handshake_failed(ours: Proc, timeout: float) -> None:
-    """Our CLI printed ``handshake failed:`` and exited 1 within ``timeout`` of its start."""
+def expect_openssl_dh_bits(proc: Proc, bits: int) -> None:
+    """``s_client -brief`` printed ``Server Temp Key: DH, <bits> bits`` (the server's group)."""
+    m = proc.wait_for(r"Server Temp Key: DH, (\d+) bits", HANDSHAKE_DEADLINE, what="DH temp key")
+    assert int(m.group(1)) == bits, f"DH group of {m.group(1)} bits, not {bits}\n{proc.describe()}"
+
+
+def expect_handshake_failed(ours: Proc, timeout: float, reason: str = "") -> None:
+    """Our CLI printed ``handshake failed:`` (followed by ``reason``, when given) and exited 1
+    within ``timeout`` of its start."""
     left = ours.started + timeout - time.monotonic()
     rc = ours.wait_exit(max(left, 0.1))
-    assert "handshake failed:" in ours.stderr, ours.describe()
+    assert f"handshake failed: {reason}" in ours.stderr, ours.describe()
     assert "handshake ok" not in ours.stderr, ours.describe()
     assert rc == 1, f"exit code {rc}, expected 1\n{ours.describe()}"
 
@@ -405,8 +452,8 @@ class Launcher:
         return proc
 
     def gnutls_client(self, port: int, suite: Suite, *, extra: Sequence[str] = ()) -> Proc:
-        """``gnutls-cli --udp``, with the LD_PRELOAD shim against its ECDHE-PSK crash when
-        one could be built. Prints "- Handshake was completed" and received data on stdout."""
+        """``gnutls-cli --udp``, with the LD_PRELOAD shim against its ECDHE-PSK/DHE-PSK crash
+        when one could be built. Prints "- Handshake was completed" and received data on stdout."""
         assert suite.gnutls_priority, f"no GnuTLS priority string for {suite.iana}"
         argv = (
             f"gnutls-cli --udp --pskusername {IDENTITY} --pskkey {PSK} "
