@@ -193,6 +193,15 @@ class ClientHandshake(Handshake):
             self.group = NamedGroup(ske.group)
             self.ephemeral = EphemeralKey(self.group, self.config.random)
             self.server_public = ske.public
+            # pion's server (the Go dtlspipe's) gives itself away by the hint-less form;
+            # its MAC of CBC records with a CID is not RFC 9146's (protection._pion_mac)
+            self.cid_mac_quirk = bool(
+                ske.hint_length_missing
+                and self.peer_cid
+                and not self.rrc
+                and not self.etm
+                and self.suite.kind is CipherKind.CBC
+            )
         elif dhe:
             assert ske.dh_params is not None
             p, g = (int.from_bytes(v, "big") for v in ske.dh_params)

@@ -44,7 +44,7 @@ from .handshake import CCS_STATES, HANDSHAKING, FlightItem, State
 from .keyschedule import RESERVED_LABELS, KeyBlock, export_keying_material
 from .messages import ClientHello
 from .path import PeerPath
-from .protection import RecordProtection, make_protection
+from .protection import CBCHMAC, RecordProtection, make_protection
 from .record import ReadEpoch, Record, WriteEpoch, iter_records, open_cid_record
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
@@ -512,6 +512,8 @@ class DTLSConnection(FastPath, Roaming):
         client = make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac, rnd, etm)
         server = make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac, rnd, etm)
         mine, theirs = (client, server) if self.is_client else (server, client)
+        if self._hs.cid_mac_quirk and isinstance(mine, CBCHMAC):
+            mine.cid_mac_quirk = True
         # RFC 9146 §3: once encryption starts, records carry the CID of their receiver
         self._write_epochs[1] = WriteEpoch(1, mine, self._hs.peer_cid or None)
         self._pending_read = ReadEpoch(1, theirs, self._hs.own_cid or None)

@@ -124,6 +124,8 @@ class Handshake:
         # resumed it, and (server) a digest of the PSK it was made with
         self.session_id = b""
         self.resumed = False
+        #: seal CBC tls12_cid records in pion's form (client_handshake decides)
+        self.cid_mac_quirk = False
         self.psk_digest = b""
 
     # -- dispatch ----------------------------------------------------------------

@@ -207,6 +207,8 @@ class ServerKeyExchange:
     public: bytes | None = None
     #: DHE_PSK: (dh_p, dh_g), big-endian; ``public`` is then dh_Ys
     dh_params: tuple[bytes, bytes] | None = None
+    #: the ECDHE_PSK form without the hint's length, which pion-based servers send
+    hint_length_missing: bool = False
 
     @classmethod
     def parse(cls, body: bytes, ecdhe: bool, dhe: bool = False) -> ServerKeyExchange:
@@ -234,7 +236,9 @@ class ServerKeyExchange:
             # ECDH parameters that could follow. See ../shared/PEERS.md.
             if not body or body[0] != EC_CURVE_TYPE_NAMED:
                 raise
-            return cls._parse_params(Reader(body), b"")
+            parsed = cls._parse_params(Reader(body), b"")
+            parsed.hint_length_missing = True
+            return parsed
 
     @classmethod
     def _parse_params(cls, r: Reader, hint: bytes) -> ServerKeyExchange:

@@ -33,6 +33,7 @@ _CID_PREFIX = struct.Struct(">QBBBHQ")
 _SEQ_PLACEHOLDER = 0xFFFFFFFFFFFFFFFF
 TLS12_CID = 25  # RFC 9146 §4 content type
 _LEN = struct.Struct(">H")
+_PLAIN_PREFIX_LEN = _PREFIX.size  # longer prefixes are RFC 9146's
 #: RFC 6347 §4.1 record header: type(1) version(2) epoch(2) || sequence_number(6) length(2)
 RECORD_HEADER = struct.Struct(">BHQH")
 _HEADER_LEN = RECORD_HEADER.size
@@ -272,6 +273,9 @@ class CBCHMAC(RecordProtection):
         self._mac_len = suite.mac_key_len
         self._random = random
         self._etm = encrypt_then_mac
+        #: seal tls12_cid records with pion's MAC (see ``_pion_mac``); set only for a peer
+        #: that looks like pion (DTLSConnection.prepare_epoch)
+        self.cid_mac_quirk = False
         # made on first use: each direction's object only seals or only opens
         self._encryptor: Any = None
         self._decryptor: Any = None
@@ -282,7 +286,8 @@ class CBCHMAC(RecordProtection):
         # SHA-256: 64-byte blocks, 8-byte length field; SHA-384: 128 and 16 (FIPS 180-4)
         self._hash_block = hashlib.new(self._hash).block_size
         self._length_field = 8 if self._hash_block == 64 else 16
-        self._zeros = bytes(self._hash_block * (256 // self._hash_block + 3))
+        # the most a top-up hashes: 256 bytes of padding, twice in pion's CID form
+        self._zeros = bytes(self._hash_block * (512 // self._hash_block + 3))
 
     def _inner_blocks(self, header_len: int, content_len: int) -> int:
         """Compression blocks of the inner HMAC hash: key block, header (13 bytes, or
@@ -293,6 +298,12 @@ class CBCHMAC(RecordProtection):
 
     def _mac(self, prefix: bytes, data: bytes) -> bytes:
         return self._hmac.digest(prefix + _LEN.pack(len(data)), data)
+
+    def _pion_mac(self, prefix: bytes, inner: bytes) -> bytes:
+        """pion/dtls's MAC of a MAC-then-encrypt ``tls12_cid`` record (``hmacCID`` in
+        pkg/crypto/ciphersuite/cbc.go): RFC 9146 §5.1's input followed by the inner
+        plaintext a second time. The Go dtlspipe uses it; RFC 9146 peers do not."""
+        return self._hmac.digest(prefix + _LEN.pack(len(inner)) + inner, inner)
 
     def _random_block(self) -> bytes:
         pos = self._pool_pos
@@ -323,7 +334,9 @@ class CBCHMAC(RecordProtection):
         if self._etm:
             body = self._encrypt(plaintext + self._pad(len(plaintext)))
             return body + self._mac(prefix, body)
-        inner = plaintext + self._mac(prefix, plaintext)
+        quirk = self.cid_mac_quirk and len(prefix) > _PLAIN_PREFIX_LEN
+        mac = self._pion_mac(prefix, plaintext) if quirk else self._mac(prefix, plaintext)
+        inner = plaintext + mac
         return self._encrypt(inner + self._pad(len(inner)))
 
     def open_with(self, epoch_seq: int, prefix: bytes, fragment: bytes) -> bytes:
@@ -374,6 +387,15 @@ class CBCHMAC(RecordProtection):
         extra = self._inner_blocks(header, longest) - self._inner_blocks(header, content_len)
         hashlib.new(self._hash, self._zeros[: self._hash_block * extra]).digest()
         mac_ok = hmac.compare_digest(expected, tag)
+        if len(prefix) > _PLAIN_PREFIX_LEN:
+            # a tls12_cid record: pion's form is accepted too, always computed and topped
+            # up the same way, so the time spent does not depend on the padding either
+            doubled = self._pion_mac(prefix, content)
+            extra = self._inner_blocks(header + longest, longest) - self._inner_blocks(
+                header + content_len, content_len
+            )
+            hashlib.new(self._hash, self._zeros[: self._hash_block * extra]).digest()
+            mac_ok = hmac.compare_digest(doubled, tag) | mac_ok
         if not (mac_ok and good):
             raise BadRecordError("bad record MAC")
         return content

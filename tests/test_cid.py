@@ -350,3 +350,83 @@ def test_framing_with_cids(parts: list[tuple[int, int, int, bytes]], cid_length:
     # without a CID length, framing stops at the first tls12_cid record
     first_cid = next((i for i, p in enumerate(parts) if p[0] == 25), len(parts))
     assert len(list(iter_records(datagram))) == first_cid
+
+
+# -- pion's MAC for CBC records with a CID (see dtls/protection.py, CBCHMAC._pion_mac) --------
+
+CBC_MTE = [s for s in ALL_SUITES if s.kind is CipherKind.CBC]
+
+
+@pytest.mark.parametrize("suite", CBC_MTE, ids=lambda s: s.name)
+def test_pion_form_cbc_cid_records_are_accepted(suite: CipherSuite) -> None:
+    """pion hashes the inner plaintext twice into the MAC of a MAC-then-encrypt
+    tls12_cid record (hmacCID in pkg/crypto/ciphersuite/cbc.go); a Go dtlspipe client's
+    records come that way, so the server takes both forms."""
+    pair = Pair(0, 8, suite=suite, etm=False).start()
+    keys, cid = pair.keys(), pair.done("server").connection_id
+    assert cid is not None
+    inner = b"pion form\x17"
+    prefix = rfc9146_prefix(1, 40, cid)
+    mac_input = prefix + len(inner).to_bytes(2, "big") + inner + inner
+    mac = hmac.new(keys.client_mac, mac_input, getattr(hashlib, suite.prf_hash)).digest()
+    data = inner + mac
+    pad = 15 - len(data) % 16
+    enc = Cipher(algorithms.AES(keys.client_key), modes.CBC(bytes(16))).encryptor()
+    body = bytes(16) + enc.update(data + bytes([pad]) * (pad + 1))
+    record = struct.pack(">BHQ", 25, 0xFEFD, 1 << 48 | 40) + cid + len(body).to_bytes(2, "big")
+    assert pair.server.receive_application_datagram(record + body, ADDR, 0.0) == b"pion form"
+
+
+def test_client_seals_pion_form_only_for_a_pion_looking_server() -> None:
+    """The client uses pion's form only when the server sent the hint-less
+    ServerKeyExchange that pion-based servers send, granted a CID, did not take RFC 9853's
+    check, and a MAC-then-encrypt CBC suite was chosen."""
+    from dtls.client_handshake import ClientHandshake
+    from dtls.constants import NamedGroup
+    from dtls.groups import EphemeralKey
+    from dtls.messages import ServerKeyExchange
+
+    cbc = next(s for s in ALL_SUITES if s.name == "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256")
+    public = EphemeralKey(NamedGroup.x25519, seeded_random(9)).public
+    with_length = ServerKeyExchange(b"", NamedGroup.x25519, public).encode()
+    pion_form = with_length[2:]  # no psk_identity_hint length: pion's way without a hint
+
+    def decide(body: bytes, *, rrc: bool = False, etm: bool = False, cid: bytes = b"12345678"):
+        conn = DTLSConnection(
+            DTLSConfiguration(random=seeded_random(3), psk=PSK, cipher_suites=(cbc,)),
+            is_client=True,
+        )
+        hs = conn._hs
+        assert isinstance(hs, ClientHandshake)
+        hs.suite, hs.peer_cid, hs.rrc, hs.etm = cbc, cid, rrc, etm
+        hs.on_server_key_exchange(body)
+        return hs.cid_mac_quirk
+
+    assert decide(pion_form) is True
+    assert decide(with_length) is False
+    assert decide(pion_form, rrc=True) is False
+    assert decide(pion_form, etm=True) is False
+    assert decide(pion_form, cid=b"") is False
+
+
+def test_quirk_seals_what_pion_opens() -> None:
+    from dtls.protection import CBCHMAC, cid_prefix
+
+    suite = next(s for s in ALL_SUITES if s.name == "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256")
+    key, mac_key = bytes(range(16)), bytes(range(32))
+    sealer = CBCHMAC(suite, key, mac_key, seeded_random(1), encrypt_then_mac=False)
+    sealer.cid_mac_quirk = True
+    prefix = cid_prefix(1 << 48 | 5, b"abcdefgh")
+    inner = b"to pion\x17"
+    fragment = sealer.seal_with(1 << 48 | 5, prefix, inner)
+    dec = Cipher(algorithms.AES(key), modes.CBC(fragment[:16])).decryptor()
+    plain = dec.update(fragment[16:])
+    plain = plain[: -plain[-1] - 1]
+    got_inner, tag = plain[:-32], plain[-32:]
+    assert got_inner == inner
+    doubled = prefix + len(inner).to_bytes(2, "big") + inner + inner
+    assert tag == hmac.new(mac_key, doubled, "sha256").digest()
+    # and a plain record from the same object keeps RFC 5246's MAC
+    opener = CBCHMAC(suite, key, mac_key, seeded_random(1), encrypt_then_mac=False)
+    seq8 = (1 << 48 | 6).to_bytes(8, "big")
+    assert opener.open(seq8, 23, sealer.seal(seq8, 23, b"plain")) == b"plain"

@@ -273,6 +273,46 @@ def test_mac_then_encrypt_check_costs_the_same_whatever_the_padding(
     assert len(set(costs.values())) == 1, costs
 
 
+@pytest.mark.parametrize("suite", ["PSK-AES128-CBC-SHA256", "PSK-AES256-CBC-SHA384"])
+def test_cid_mac_then_encrypt_costs_the_same_in_both_forms(
+    suite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tls12_cid record (RFC 9146 §5.1) is checked against RFC 9146's MAC and pion's
+    (the inner plaintext hashed twice): both always, each topped up, so the cost depends
+    on neither the padding nor which form the record used."""
+    cipher_suite = suite_by_name(suite)
+    mac_len = cipher_suite.mac_key_len
+    counter = CountingHashes(cipher_suite.prf_hash)
+    monkeypatch.setattr(protection, "hashlib", counter)
+    key, mac_key = bytes(range(16 if "128" in suite else 32)), bytes(range(mac_len))
+    prot = CBCHMAC(cipher_suite, key, mac_key, bytes, encrypt_then_mac=False)
+    epoch_seq = 1 << 48 | 9
+    prefix = protection.cid_prefix(epoch_seq, bytes(range(8)))
+    total = 512
+    costs: dict[tuple[int, bool, str], int] = {}
+    for pad in range(0, 256, 15):
+        for good in (True, False):
+            for form in ("rfc", "pion"):
+                inner = bytes(total - mac_len - pad - 1 - 1) + b"\x17"
+                mac_input = prefix + len(inner).to_bytes(2, "big") + inner
+                if form == "pion":
+                    mac_input += inner
+                mac = hmac.new(mac_key, mac_input, cipher_suite.prf_hash).digest()
+                padding = bytes((pad,)) * (pad + 1)
+                if not good:
+                    padding = bytes((pad ^ 1,)) + padding[1:] if pad else bytes((7,))
+                enc = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).encryptor()
+                record = bytes(16) + enc.update(inner + mac + padding) + enc.finalize()
+                counter.blocks = 0
+                if good:
+                    assert prot.open_with(epoch_seq, prefix, record) == inner
+                else:
+                    with pytest.raises(protection.BadRecordError):
+                        prot.open_with(epoch_seq, prefix, record)
+                costs[(pad, good, form)] = counter.blocks
+    assert len(set(costs.values())) == 1, costs
+
+
 # -- invalid records: dropped with no trace ---------------------------------------------------
 
 
