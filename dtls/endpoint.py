@@ -170,7 +170,9 @@ class DTLSServer:
         ``connections.get(address)``, then ``stateless_datagrams``.
         """
         conn = self.connections.get(address)
-        roaming = self._by_cid_of(data)
+        first = data[:1]
+        n = self._cid_length
+        roaming = self._by_cid.get(data[11 : 11 + n]) if first == b"\x19" and n else None
         if roaming is not None and roaming is not conn:
             # RFC 9146: the CID names the connection, whatever the address
             self._now = now
@@ -179,7 +181,7 @@ class DTLSServer:
             plaintext = roaming.receive_application_datagram(data, now, address)
             self._after_roaming(key, roaming)
             return plaintext
-        if conn is None or data[:1] not in _FAST_TYPES or address in self._candidates:
+        if conn is None or first not in _FAST_TYPES or address in self._candidates:
             self.receive_datagram(data, address, now)  # handshakes, alerts, §4.2.8
             return None
         self._now = now
