@@ -173,6 +173,31 @@ def suite_params(hex_ids: Sequence[str]) -> list[Any]:
     return [pytest.param(SUITES[h], id=SUITES[h].short) for h in hex_ids]
 
 
+def ffdhe_bits(group: str) -> int:
+    """The size of an RFC 7919 group from its name: ``ffdhe3072`` -> 3072."""
+    assert group in ANY_FFDHE, f"not an RFC 7919 group: {group!r}"
+    return int(group.removeprefix("ffdhe"))
+
+
+def ffdhe_params(groups: Sequence[str]) -> list[Any]:
+    """``pytest.param`` per RFC 7919 group name, with the name as the test id."""
+    return [pytest.param(g, id=g) for g in groups]
+
+
+def rfc7919_pem(out_dir: Path, group: str) -> Path:
+    """The RFC 7919 group ``group`` (e.g. ``ffdhe3072``) as a PKCS#3 PEM for s_server
+    -dhparam: ``openssl genpkey`` writes its built-in parameters, nothing is generated."""
+    out = out_dir / f"{group}.pem"
+    argv = f"openssl genpkey -genparam -algorithm DH -pkeyopt group:{group} -out".split()
+    subprocess.run(
+        [*argv, str(out)],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return out
+
+
 def token(tag: str) -> str:
     """A unique line of text (no newline) to send across a connection."""
     return f"{tag}-{secrets.token_hex(12)}"

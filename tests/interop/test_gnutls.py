@@ -1,12 +1,19 @@
 """`python -m dtls` against GnuTLS 3.7 `gnutls-serv --udp --echo` / `gnutls-cli --udp`.
 
 gnutls-serv binds 0.0.0.0 and :: whatever it is asked and never exits: the launcher kills it
-by PID at teardown. gnutls-cli 3.7.9 crashes (exit 139) right after an ECDHE-PSK handshake,
-before any data moves; the launcher preloads a tiny shim (built with cc) that avoids it.
+by PID at teardown. gnutls-cli 3.7.9 crashes (exit 139) right after an ECDHE-PSK or DHE-PSK
+handshake, before any data moves; the launcher preloads a tiny shim (built with cc) that
+avoids it.
+
+DHE_PSK: GnuTLS negotiates RFC 7919 groups in both roles (its NORMAL priority offers all
+five, FFDHE2048 first). gnutls-serv falls back to the group of --dhparams only when the
+client offers no FFDHE group; our client offers none with ``--curves x25519`` and DHE_PSK
+suites only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +25,17 @@ from peers import Launcher, Suite
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("gnutls")]
 
 HANDSHAKE_DONE = re.compile(r"Handshake was completed")
+# gnutls-cli: "- Description: (DTLS1.2-X.509)-(DHE-FFDHE2048)-(AES-256-CBC)-(SHA384)"
+DHE_DESCRIPTION = re.compile(r"- Description: .*?\(DHE-(FFDHE\d+)\)")
+NO_FFDHE_OFFER = ["--curves", "x25519"]  # our client, DHE_PSK suites only: no FFDHE codes
+
+
+def with_groups(suite: Suite, *groups: str) -> Suite:
+    """``suite`` with a GnuTLS priority string that allows only these RFC 7919 groups."""
+    assert suite.gnutls_priority
+    allowed = "".join(f":+GROUP-{g.upper()}" for g in groups)
+    priority = f"{suite.gnutls_priority}:-GROUP-ALL{allowed}"
+    return dataclasses.replace(suite, gnutls_priority=priority)
 
 
 def ours_client_vs_gnutls_serv(
@@ -26,11 +44,12 @@ def ours_client_vs_gnutls_serv(
     *,
     serv_extra: Sequence[str] = (),
     ours_extra: Sequence[str] = (),
+    groups: frozenset[str] | None = None,
 ) -> None:
     port = peers.free_udp_port()
     server = launcher.gnutls_server(port, suite, extra=serv_extra)
     client = launcher.ours("client", port, suite, extra=ours_extra)
-    peers.expect_handshake_ok(client, suite)
+    peers.expect_handshake_ok(client, suite, groups)
     line = peers.transfer(client, client, "echoed-by-gnutls")  # our line, back from the echo
     # gnutls-serv logs each record it gets: "*** Processing N bytes command: <line>"
     server.wait_for(re.escape(f"command: {line}\n"), peers.DATA_DEADLINE, stream="stderr")
@@ -45,12 +64,16 @@ def gnutls_cli_vs_ours_server(
     *,
     cli_extra: Sequence[str] = (),
     ours_extra: Sequence[str] = (),
+    groups: frozenset[str] | None = None,
 ) -> None:
     port = peers.free_udp_port()
     server = launcher.ours("server", port, suite, extra=ours_extra)
     client = launcher.gnutls_client(port, suite, extra=cli_extra)
-    peers.expect_handshake_ok(server, suite)
-    if suite.ecdhe and launcher.gnutls_shim is None:
+    group = peers.expect_handshake_ok(server, suite, groups)
+    if suite.dhe:  # gnutls-cli names the same RFC 7919 group
+        m = client.wait_for(DHE_DESCRIPTION, peers.HANDSHAKE_DEADLINE, stream="stdout")
+        assert m.group(1).lower() == group, client.describe()
+    if (suite.ecdhe or suite.dhe) and launcher.gnutls_shim is None:
         # No C compiler for the shim: gnutls-cli dies (139) after the handshake, before
         # sending anything, so only the handshake can be judged.
         client.wait_for(HANDSHAKE_DONE, peers.HANDSHAKE_DEADLINE, stream="stdout")
@@ -89,6 +112,62 @@ def test_mtu_200_ours_server(launcher: Launcher, gnutls_shim: Path | None, suite
     gnutls_cli_vs_ours_server(
         launcher, suite, cli_extra=["--mtu", "200"], ours_extra=["--mtu", "200"]
     )
+
+
+# --------------------------------------------------------------------------- DHE_PSK groups
+
+
+@pytest.mark.parametrize("group", peers.ffdhe_params(peers.FFDHE_NAMES[1:]))
+def test_dhe_gnutls_serv_group(launcher: Launcher, group: str) -> None:
+    """Our client offers one RFC 7919 group; gnutls-serv takes it (ffdhe2048, our default
+    first choice, is covered by the suite tests)."""
+    ours_client_vs_gnutls_serv(
+        launcher, peers.SUITES["00AA"], ours_extra=["--curves", group], groups=frozenset({group})
+    )
+
+
+@pytest.mark.parametrize("group", peers.ffdhe_params(peers.FFDHE_NAMES[1:]))
+def test_dhe_gnutls_cli_group(launcher: Launcher, gnutls_shim: Path | None, group: str) -> None:
+    """gnutls-cli offers one RFC 7919 group; our server, allowed all five, takes it."""
+    gnutls_cli_vs_ours_server(
+        launcher,
+        with_groups(peers.SUITES["00AA"], group),
+        ours_extra=["--curves", ":".join(peers.FFDHE_NAMES)],
+        groups=frozenset({group}),
+    )
+
+
+def test_dhe_custom_group_accepted_gnutls(launcher: Launcher) -> None:
+    """gnutls-serv --dhparams with a 2048-bit safe prime of its own (tests/vectors/dh), sent
+    because our client offers no FFDHE group: our client tests it and goes on."""
+    ours_client_vs_gnutls_serv(
+        launcher,
+        peers.SUITES["00AA"],
+        serv_extra=["--dhparams", str(peers.DH_VECTORS / "safe_prime_2048.pem")],
+        ours_extra=NO_FFDHE_OFFER,
+        groups=peers.CUSTOM_DH,
+    )
+
+
+@pytest.mark.parametrize(
+    ("pem", "reason"),
+    [
+        pytest.param(
+            "safe_prime_1024.pem", "server's DH group has 1024 bits", id="1024-bit-safe-prime"
+        ),
+        pytest.param("not_safe_prime_2048.pem", "DH modulus not a safe prime", id="2048-not-safe"),
+    ],
+)
+def test_dhe_custom_group_refused_gnutls(launcher: Launcher, pem: str, reason: str) -> None:
+    """gnutls-serv --dhparams with a group too small or not a safe prime: our client sends
+    a fatal alert, prints `handshake failed:` and exits 1; gnutls-serv reports the alert."""
+    suite = peers.SUITES["00AA"]
+    port = peers.free_udp_port()
+    server = launcher.gnutls_server(port, suite, extra=["--dhparams", str(peers.DH_VECTORS / pem)])
+    ours = launcher.ours("client", port, suite, extra=NO_FFDHE_OFFER, timeout=5)
+    peers.expect_handshake_failed(ours, timeout=5 + 3, reason=reason)
+    server.wait_for("A TLS fatal alert has been received", peers.EXIT_DEADLINE)
+    assert server.popen.poll() is None, server.describe()  # still serving: killed at teardown
 
 
 # --------------------------------------------------------------------------- harness check

@@ -1,7 +1,15 @@
-"""`python -m dtls` against OpenSSL 3.0 `s_server` / `s_client` (DTLS 1.2, PSK)."""
+"""`python -m dtls` against OpenSSL 3.0 `s_server` / `s_client` (DTLS 1.2, PSK).
+
+DHE_PSK: OpenSSL 3.0 does not negotiate RFC 7919 groups in (D)TLS 1.2. Without -dhparam,
+s_server sends RFC 3526's MODP group ("dh_auto": 2048 bits, 3072 for ciphers of 256-bit
+strength, i.e. AES-256 and ChaCha20), which is not RFC 7919's: our client checks it is a
+safe prime and prints ``custom``. With a DHE-only cipher list s_client offers no
+supported_groups, so our server sends its first group, ffdhe2048 (RFC 7919 §4).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +33,11 @@ def ours_client_vs_s_server(
     groups: frozenset[str] | None = None,
 ) -> tuple[Proc, Proc]:
     """Our client against s_server (which always does the cookie exchange): handshake,
-    one line each way, then our client closes and both exit 0. Returns (ours, openssl)."""
+    one line each way, then our client closes and both exit 0. Returns (ours, openssl).
+    DHE_PSK: by default the group is s_server's automatic one (``custom``, see above)."""
     peers.require_openssl_suite(suite)
+    if groups is None and suite.dhe:
+        groups = peers.CUSTOM_DH
     port = peers.free_udp_port()
     server = launcher.openssl_server(port, suite, extra=s_extra, env=env)
     client = launcher.ours("client", port, suite, extra=ours_extra)
@@ -51,13 +62,16 @@ def s_client_vs_ours_server(
     groups: frozenset[str] | None = None,
 ) -> tuple[Proc, Proc]:
     """s_client against our `server --once`: handshake, one line each way, then s_client
-    closes (stdin EOF) and both exit 0. Returns (ours, openssl)."""
+    closes (stdin EOF) and both exit 0. Returns (ours, openssl). DHE_PSK: s_client's
+    ``Server Temp Key`` has the size of the RFC 7919 group our server names."""
     peers.require_openssl_suite(suite)
     port = peers.free_udp_port()
     server = launcher.ours("server", port, suite, extra=ours_extra)
     client = launcher.openssl_client(port, suite, extra=c_extra, env=env)
     peers.expect_openssl_established(client, suite)
-    peers.expect_handshake_ok(server, suite, groups)
+    group = peers.expect_handshake_ok(server, suite, groups)
+    if suite.dhe:
+        peers.expect_openssl_dh_bits(client, peers.ffdhe_bits(group))
     peers.transfer(client, server, "to-ours")
     peers.transfer(server, client, "to-openssl")
     client.close_stdin()
@@ -139,6 +153,62 @@ def test_ecdhe_curve(launcher: Launcher, role: str, curve: peers.Curve) -> None:
         ours_extra=["--curves", curve.ours],
         groups=curve.printed,
     )
+
+
+# --------------------------------------------------------------------------- DHE_PSK groups
+
+
+@pytest.mark.parametrize("group", peers.ffdhe_params(peers.FFDHE_NAMES))
+def test_dhe_s_server_rfc7919_dhparam(launcher: Launcher, tmp_path: Path, group: str) -> None:
+    """s_server -dhparam with an RFC 7919 group: our client recognises it by its prime
+    (OpenSSL does not name it on the wire in TLS 1.2) and skips the safe-prime test."""
+    pem = peers.rfc7919_pem(tmp_path, group)
+    ours_client_vs_s_server(
+        launcher, peers.SUITES["00AA"], s_extra=["-dhparam", str(pem)], groups=frozenset({group})
+    )
+
+
+@pytest.mark.parametrize("group", peers.ffdhe_params(peers.FFDHE_NAMES[1:]))
+def test_dhe_ours_server_group(launcher: Launcher, group: str) -> None:
+    """Our server restricted to one RFC 7919 group (ffdhe2048, the default, is covered by
+    the suite tests): s_client accepts it and reports its size."""
+    s_client_vs_ours_server(
+        launcher, peers.SUITES["00AA"], ours_extra=["--curves", group], groups=frozenset({group})
+    )
+
+
+def test_dhe_custom_group_accepted(launcher: Launcher) -> None:
+    """s_server -dhparam with a 2048-bit safe prime of its own (tests/vectors/dh): our
+    client tests that it is a safe prime (dtls/ffdhe.py) and goes on; data flows."""
+    pem = peers.DH_VECTORS / "safe_prime_2048.pem"
+    ours_client_vs_s_server(
+        launcher, peers.SUITES["00AA"], s_extra=["-dhparam", str(pem)], groups=peers.CUSTOM_DH
+    )
+
+
+@pytest.mark.parametrize(
+    ("pem", "reason"),
+    [
+        pytest.param(
+            "safe_prime_1024.pem", "server's DH group has 1024 bits", id="1024-bit-safe-prime"
+        ),
+        pytest.param("not_safe_prime_2048.pem", "DH modulus not a safe prime", id="2048-not-safe"),
+    ],
+)
+def test_dhe_custom_group_refused(launcher: Launcher, pem: str, reason: str) -> None:
+    """A server group that is too small or not a safe prime: our client aborts with
+    insufficient_security (alert 71, which s_server logs), prints `handshake failed:` and
+    exits 1. OpenSSL 3's default security level refuses 1024-bit DH itself (s_server exits
+    at start-up), hence @SECLEVEL=0 on s_server."""
+    suite = peers.SUITES["00AA"]
+    weak = dataclasses.replace(suite, openssl=f"{suite.openssl}:@SECLEVEL=0")
+    port = peers.free_udp_port()
+    peer = launcher.openssl_server(port, weak, extra=["-dhparam", str(peers.DH_VECTORS / pem)])
+    ours = launcher.ours("client", port, suite, timeout=5)
+    peers.expect_handshake_failed(ours, timeout=5 + 3, reason=reason)
+    peer.wait_for("SSL alert number 71", peers.EXIT_DEADLINE, what="insufficient_security")
+    peer.wait_exit(5)  # -naccept 1: the failed accept was its one connection
+    assert not ours.group_alive() and not peer.group_alive(), launcher.report()
 
 
 # --------------------------------------------------------------------------- EMS
