@@ -14,10 +14,12 @@ rounds and p then Pocklington's test, once per process per group (0.35 s at 2048
 key into.
 
 Private exponents are drawn from the configuration's random source, at least twice
-RFC 7919 Appendix A's estimated strength in bits (``EXPONENT_BITS``). The exponentiations
-run in OpenSSL's constant-time code through ``cryptography``: the public value g^x mod p
-is computed as the "shared secret" of x with g, since ``cryptography`` has no call that
-derives a DH public key from a private one.
+RFC 7919 Appendix A's estimated strength in bits (``EXPONENT_BITS``). In the named groups
+the exponentiations run in OpenSSL's constant-time code through ``cryptography``: the
+public value g^x mod p is computed as the "shared secret" of x with g, since
+``cryptography`` has no call that derives a DH public key from a private one. In a
+server's own group (a client only) Python's ``pow`` does them: ``cryptography`` would
+re-check such parameters at every key load, seconds at 4096 bits.
 """
 
 from __future__ import annotations
@@ -155,6 +157,17 @@ class DHEKey:
         # a full-width exponent (top bit set), far below q's ~2^(p bits - 1)
         x = int.from_bytes(random(bits // 8), "big") | (1 << (bits - 1))
         self._numbers = dh.DHParameterNumbers(p, g)
+        self._key: dh.DHPrivateKey | None = None
+        self._x = 0
+        if group is None:
+            # cryptography (through OpenSSL) checks parameters it does not know every
+            # time a key is loaded: about 0.23 s at 2048 bits and 3.5 s at 4096, three
+            # times a handshake. A server's own group, already checked once
+            # (check_custom_group), is computed with Python's pow instead: not constant
+            # time, for an exponent used once.
+            self._x = x
+            self.public = pow(g, x, p).to_bytes((p.bit_length() + 7) // 8, "big").lstrip(b"\0")
+            return
         generator = dh.DHPublicNumbers(g, self._numbers)
         # cryptography does not derive the public value: g stands in for it here and
         # is then computed (see the module docstring)
@@ -175,6 +188,11 @@ class DHEKey:
         y = int.from_bytes(peer_public, "big")
         if not 1 < y < self.p - 1:  # RFC 7919 §5.1
             raise ProtocolError(AlertDescription.illegal_parameter, "DH public value out of range")
+        if self._key is None:  # a custom group (see __init__)
+            shared = pow(y, self._x, self.p)
+            if shared <= 1:
+                raise ProtocolError(AlertDescription.illegal_parameter, "bad DH public value")
+            return shared.to_bytes((self.p.bit_length() + 7) // 8, "big").lstrip(b"\0")
         peer = dh.DHPublicNumbers(y, self._numbers).public_key()
         try:
             return self._unpad(self._key.exchange(peer))

@@ -54,6 +54,7 @@ class ServerHandshake(Handshake):
 
     def _choose_suite(self, ch: ClientHello, groups: list[int] | None) -> CipherSuite:
         ours = self.config.cipher_suites
+        ffdhe_refused = False
         # Client preference order, as pion and Go's crypto/tls do by default.
         for code in ch.cipher_suites:
             suite = SUITES_BY_CODE.get(code)
@@ -64,10 +65,14 @@ class ServerHandshake(Handshake):
                     group = self._choose_group(groups)
                 else:
                     group = self._choose_ffdhe(groups)
+                    ffdhe_refused = ffdhe_refused or group is None
                 if group is None:
                     continue
                 self.group = group
             return suite
+        if ffdhe_refused:
+            # RFC 7919 §4: a DHE suite was possible but none of the client's groups
+            raise proto(AlertDescription.insufficient_security, "no FFDHE group in common")
         raise proto(AlertDescription.handshake_failure, "no cipher suite in common")
 
     def _choose_group(self, offered: list[int] | None) -> NamedGroup | None:

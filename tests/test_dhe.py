@@ -204,7 +204,8 @@ def test_no_common_ffdhe_group_means_no_dhe_suite() -> None:
         (NamedGroup.ffdhe4096,), (NamedGroup.ffdhe2048,), ("DHE-PSK-AES128-GCM-SHA256",)
     )
     closed = [e for e in events if isinstance(e, ConnectionClosed)]
-    assert closed and closed[0].alert == AlertDescription.handshake_failure
+    # RFC 7919 §4: with nothing else to choose, insufficient_security
+    assert closed and closed[0].alert == AlertDescription.insufficient_security
     # with another suite to fall back on, that one is chosen instead
     client, _, _ = handshake(
         (NamedGroup.ffdhe4096,),
@@ -229,3 +230,26 @@ def test_ecdhe_never_picks_a_finite_field_group() -> None:
         ("ECDHE-PSK-AES128-CBC-SHA256",),
     )
     assert client.handshake is not None and client.handshake.group is NamedGroup.x25519
+
+
+def test_custom_group_key_agreement() -> None:
+    """In a server's own group the client computes with Python's pow (dtls/ffdhe.py):
+    the same results as in a named group's code path, and the same checks."""
+    p = modp2048()
+    a = DHEKey(p, 2, seeded_random(11))
+    b = DHEKey(p, 2, seeded_random(12))
+    assert a.exchange(b.public) == b.exchange(a.public)
+    draws: list[bytes] = []
+    source = seeded_random(14)
+
+    def recording(n: int) -> bytes:
+        draws.append(source(n))
+        return draws[-1]
+
+    c = DHEKey(p, 2, recording)
+    x = int.from_bytes(draws[0], "big") | (1 << (len(draws[0]) * 8 - 1))
+    assert int.from_bytes(c.public, "big") == pow(2, x, p)
+    assert int.from_bytes(c.exchange(a.public), "big") == pow(int.from_bytes(a.public, "big"), x, p)
+    for bad in (1, p - 1, p):
+        with pytest.raises(ProtocolError):
+            a.exchange(bad.to_bytes(256, "big"))
