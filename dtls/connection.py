@@ -175,7 +175,7 @@ class DTLSConnection(FastPath, Roaming):
             if self.is_closed:
                 break
         if address is not None and self._path is not None and self._authentic:
-            self._path_update(address, len(data), now)
+            self._path_update(address, len(data), now)  # (no path once closed)
 
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
         """Datagrams queued since the last call, each ready for one ``sendto``."""
@@ -567,6 +567,7 @@ class DTLSConnection(FastPath, Roaming):
         self._hs.state = State.CLOSED
         self._hs.forget()
         self._exporter = None
+        self._path = None  # a closed connection goes nowhere
         if error and self.session is not None:
             # RFC 5246 §7.2.2: a session ended by a fatal alert (or a failure) must not
             # be resumed; an orderly close keeps it

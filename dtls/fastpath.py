@@ -116,14 +116,17 @@ class FastPath:
             return None
         self._authentic, self._newest, self._source = True, seq > read.window.top, address
         read.window.mark(seq)
+        result = None
+        if content_type == ContentType.application_data:
+            self._flight = None  # as in _on_application_data
+            result = plaintext
+        else:
+            try:
+                self._dispatch(content_type, read.epoch, plaintext)
+            except ProtocolError as exc:
+                self._fail(exc)
+        # as on the general path: the record first, then what it says about the address
         path = self._path
         if address is not None and path is not None and (address != path.peer or path.pending):
             self._path_update(address, len(datagram), now)
-        if content_type == ContentType.application_data:
-            self._flight = None  # as in _on_application_data
-            return plaintext
-        try:
-            self._dispatch(content_type, read.epoch, plaintext)
-        except ProtocolError as exc:
-            self._fail(exc)
-        return None
+        return result

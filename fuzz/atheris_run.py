@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fuzz.mutators import mutate
+from fuzz.inputs import SINGLE_INPUT_TARGETS
+from fuzz.mutators import CONTROLS, TARGET_CONTROLS, mutate
 
 HERE = Path(__file__).resolve().parent
 RUN_PY = HERE / "run.py"
@@ -82,7 +83,8 @@ def run(target: str, args: list[str], max_alloc_mb: float | None = None) -> None
     if max_alloc_mb is not None:
         fn = memory_bounded(fn, max_alloc_mb)
     seeds = load(target)
-    sequences = target != "parsers"
+    sequences = target not in SINGLE_INPUT_TARGETS
+    controls = TARGET_CONTROLS.get(target, CONTROLS)
 
     def one_input(data: bytes) -> None:
         try:
@@ -99,7 +101,7 @@ def run(target: str, args: list[str], max_alloc_mb: float | None = None) -> None
         rng = random.Random(seed)
         if rng.random() < 0.5:
             return bytes(atheris.Mutate(data, max_size))
-        return mutate(rng, data or rng.choice(seeds), seeds, sequences)[:max_size]
+        return mutate(rng, data or rng.choice(seeds), seeds, sequences, controls)[:max_size]
 
     # libFuzzer runs argv[0] through the shell for -jobs/-fork workers: make it a whole
     # command line that lands back here with the same target

@@ -11,14 +11,16 @@ of a real flight therefore reaches deep into the state machine.
     python fuzz/corpus.py            # rewrite fuzz/corpus/<target>/*.bin
     python fuzz/corpus.py --check    # exit 1 if the files on disk are stale
 
-Sources: every datagram of the :data:`SCENARIOS` handshakes (both directions, with one
-application record each way and close_notify) and every datagram of the OpenSSL
+Sources (``parsers``, ``server``, ``client``): every datagram of the :data:`SCENARIOS`
+handshakes (both directions, with one application record each way and close_notify)
+and every datagram of the OpenSSL
 captures in ``tests/vectors/openssl/*.json``. The ``parsers`` corpus also gets the body
 of every epoch-0 handshake message, since that target feeds its input to the message
 parsers directly too; ``server`` and ``client`` also get each seeded session's whole
 side as one input, a sequence of datagrams (:mod:`fuzz.inputs`): ``<session>-seq-c2s.bin``
 takes a fresh seeded server, and ``<session>-seq-s2c.bin`` a fresh seeded client, through
-the whole handshake.
+the whole handshake. ``cid`` and ``cid_records`` get the seeds of :mod:`fuzz.worlds`
+(the CID worlds' handshakes, scripted roaming sequences, records of every inner type).
 
 The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
 ``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
@@ -59,7 +61,7 @@ from fuzz.inputs import ADDRESSES, sequence
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 OPENSSL_DIR = ROOT / "tests" / "vectors" / "openssl"
-TARGET_NAMES = ("parsers", "server", "client")
+TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid")
 
 PSK = bytes(range(16))
 IDENTITY = b"Client_identity"
@@ -284,6 +286,13 @@ def build() -> dict[str, dict[str, bytes]]:
             for target, direction in (("server", "c2s"), ("client", "s2c")):
                 side = [d for dirn, d in wire if dirn == direction]
                 add(target, f"{source}-seq-{direction}.bin", sequence(side))
+    from fuzz import worlds  # it imports this module
+
+    cid_inputs = worlds.cid_corpus()
+    for name, data in cid_inputs.items():
+        add("cid", name, data)
+    for name, data in worlds.cid_records_corpus(cid_inputs).items():
+        add("cid_records", name, data)
     return out
 
 

@@ -15,6 +15,11 @@ Control byte bits (the others are ignored, so any byte is valid):
   and fire it (a retransmission, or the handshake deadline).
 - ``0x08`` (:data:`PAUSE`): first let :data:`PAUSE_SECONDS` pass (past the handshake
   deadline; twice is past the cookie secret's lifetime), without firing timers.
+- ``0x10`` (:data:`TO_CLIENT`, ``cid`` only): deliver the datagram to the client of the
+  world instead of the server.
+- ``0x20`` (:data:`OTHER_PATH`, ``cid`` only): deliver it through
+  ``receive_application_datagram`` instead of ``receive_datagram`` (``cid`` also runs every
+  input a second time with this bit inverted, and compares).
 
 At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
 one. Nothing here imports ``dtls`` (atheris must instrument it first).
@@ -31,6 +36,10 @@ ADDRESS_MASK = 0x03
 FIRE_TIMER = 0x04
 PAUSE = 0x08
 PAUSE_SECONDS = 31.0
+TO_CLIENT = 0x10
+OTHER_PATH = 0x20
+#: targets whose input is one byte string, not a sequence of datagrams
+SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records"})
 #: source addresses of the fresh server endpoints; the first is the scripted peer's
 ADDRESSES: tuple[tuple[object, ...], ...] = (
     ("192.0.2.1", 4444),

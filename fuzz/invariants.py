@@ -232,11 +232,14 @@ def check_step_events(count: int, records: int, max_held: int, where: str) -> No
     assert count <= bound, f"{where}: {count} events from one step ({records} records in)"
 
 
-def check_output(datagrams: list[bytes], mtu: int, where: str) -> None:
+def check_output(datagrams: list[bytes], mtu: int, where: str, cid_length: int = 0) -> None:
+    """Datagrams a step queued: within the MTU, and framing whole (``cid_length``: of
+    the connection ID the receiver gets in ``tls12_cid`` records, RFC 9146 §4)."""
     for d in datagrams:
         assert isinstance(d, bytes) and d, f"{where}: empty or non-bytes datagram"
         assert len(d) <= mtu, f"{where}: {len(d)}-byte datagram over the {mtu}-byte MTU"
-        framed = sum(RECORD_HEADER_LEN + len(r.fragment) for r in iter_records(d))
+        records = iter_records(d, cid_length)
+        framed = sum(RECORD_HEADER_LEN + len(r.cid) + len(r.fragment) for r in records)
         assert framed == len(d), f"{where}: a datagram we sent does not frame: {d.hex()}"
 
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from fuzz.inputs import FIRE_TIMER, MAX_DATAGRAMS, PAUSE, SEPARATOR, Step, join, split
+from fuzz.inputs import (
+    FIRE_TIMER,
+    MAX_DATAGRAMS,
+    OTHER_PATH,
+    PAUSE,
+    SEPARATOR,
+    TO_CLIENT,
+    Step,
+    join,
+    split,
+)
 
 HEADER = 13  # record header
 HS_HEADER = 12  # handshake header
@@ -288,20 +298,33 @@ _WEIGHTS = [w for _m, w in MUTATORS]
 
 # -- sequences of datagrams -----------------------------------------------------------
 
-SeqMutator = Callable[[random.Random, list[Step], list[bytes]], None]
+SeqMutator = Callable[[random.Random, list[Step], list[bytes], tuple[int, ...]], None]
 CONTROLS = (0, 0, FIRE_TIMER, FIRE_TIMER, PAUSE, 1, 2, 3, FIRE_TIMER | 1)
+#: the control bytes of targets with more bits (see fuzz/inputs.py): the receiving end
+#: and the receive path as often as the source address
+TARGET_CONTROLS: dict[str, tuple[int, ...]] = {
+    "cid": (
+        *(0, 0, 1, 2, 3, FIRE_TIMER, FIRE_TIMER | 1, PAUSE),
+        *(TO_CLIENT, TO_CLIENT, TO_CLIENT | 1, TO_CLIENT | OTHER_PATH),
+        *(OTHER_PATH, OTHER_PATH | 1, OTHER_PATH | 2, OTHER_PATH | FIRE_TIMER | 1),
+    ),
+}
 
 
-def _control(rng: random.Random) -> int:
-    return rng.choice(CONTROLS) if rng.random() < 0.9 else rng.randrange(256)
+def _control(rng: random.Random, controls: tuple[int, ...]) -> int:
+    return rng.choice(controls) if rng.random() < 0.9 else rng.randrange(256)
 
 
-def s_insert(rng: random.Random, steps: list[Step], pool: list[bytes]) -> None:
+def s_insert(
+    rng: random.Random, steps: list[Step], pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Slip in a datagram from the corpus (a stray, replayed or foreign datagram)."""
-    steps.insert(rng.randint(0, len(steps)), Step(rng.choice(pool), _control(rng)))
+    steps.insert(rng.randint(0, len(steps)), Step(rng.choice(pool), _control(rng, controls)))
 
 
-def s_split(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_split(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Cut one datagram in two, at a record boundary if it has several records."""
     i = rng.randrange(len(steps))
     data = steps[i].datagram
@@ -312,46 +335,61 @@ def s_split(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
         cut = rng.randrange(len(data) + 1)
     else:
         return
-    steps[i : i + 1] = [Step(data[:cut], steps[i].control), Step(data[cut:], _control(rng))]
+    steps[i : i + 1] = [
+        Step(data[:cut], steps[i].control),
+        Step(data[cut:], _control(rng, controls)),
+    ]
 
 
-def s_merge(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_merge(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     if len(steps) > 1:
         i = rng.randrange(len(steps) - 1)
         steps[i : i + 2] = [Step(steps[i].datagram + steps[i + 1].datagram, steps[i].control)]
 
 
-def s_drop(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_drop(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Lose a datagram."""
     if len(steps) > 1:
         del steps[rng.randrange(len(steps))]
 
 
-def s_duplicate(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_duplicate(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Deliver a datagram twice (a retransmission or a replay), later or right away."""
     i = rng.randrange(len(steps))
-    steps.insert(rng.randint(i + 1, len(steps)), Step(steps[i].datagram, _control(rng)))
+    steps.insert(rng.randint(i + 1, len(steps)), Step(steps[i].datagram, _control(rng, controls)))
 
 
-def s_swap(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_swap(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Reorder two datagrams."""
     if len(steps) > 1:
         i, j = rng.sample(range(len(steps)), 2)
         steps[i], steps[j] = steps[j], steps[i]
 
 
-def s_control(rng: random.Random, steps: list[Step], _pool: list[bytes]) -> None:
+def s_control(
+    rng: random.Random, steps: list[Step], _pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Change what happens before a datagram: timers, a pause, another source address."""
     if len(steps) > 1:
         i = rng.randrange(1, len(steps))
-        steps[i] = Step(steps[i].datagram, _control(rng))
+        steps[i] = Step(steps[i].datagram, _control(rng, controls))
 
 
-def s_append_input(rng: random.Random, steps: list[Step], pool: list[bytes]) -> None:
+def s_append_input(
+    rng: random.Random, steps: list[Step], pool: list[bytes], controls: tuple[int, ...]
+) -> None:
     """Continue with a run of consecutive corpus datagrams."""
     start = rng.randrange(len(pool))
     for data in pool[start : start + rng.randint(1, 4)]:
-        steps.append(Step(data, _control(rng) if rng.random() < 0.3 else 0))
+        steps.append(Step(data, _control(rng, controls) if rng.random() < 0.3 else 0))
 
 
 SEQ_MUTATORS: tuple[tuple[SeqMutator, int], ...] = (
@@ -380,10 +418,17 @@ def datagram_pool(corpus: list[bytes]) -> list[bytes]:
     return cached[1]
 
 
-def mutate(rng: random.Random, data: bytes, corpus: list[bytes], sequences: bool = True) -> bytes:
-    """A mutation of ``data``. With ``sequences`` (the ``server`` and ``client`` targets),
-    ``data`` is a sequence of datagrams: a quarter of the edits reorder, drop, duplicate,
-    split or add datagrams or change their control bytes, the rest edit one datagram."""
+def mutate(
+    rng: random.Random,
+    data: bytes,
+    corpus: list[bytes],
+    sequences: bool = True,
+    controls: tuple[int, ...] = CONTROLS,
+) -> bytes:
+    """A mutation of ``data``. With ``sequences`` (every target but those in
+    ``inputs.SINGLE_INPUT_TARGETS``), ``data`` is a sequence of datagrams: a quarter of the
+    edits reorder, drop, duplicate, split or add datagrams or change their control bytes
+    (drawn mostly from ``controls``), the rest edit one datagram."""
     if not sequences:
         buf = bytearray(data)
         for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
@@ -393,7 +438,7 @@ def mutate(rng: random.Random, data: bytes, corpus: list[bytes], sequences: bool
     steps = split(data)
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
         if rng.random() < 0.25:
-            rng.choices(_SEQ_FUNCS, _SEQ_WEIGHTS)[0](rng, steps, pool)
+            rng.choices(_SEQ_FUNCS, _SEQ_WEIGHTS)[0](rng, steps, pool, controls)
             del steps[MAX_DATAGRAMS:]
         else:
             i = rng.randrange(len(steps))

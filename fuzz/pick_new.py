@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fuzz.run import TARGET_NAMES  # noqa: E402  (imports nothing of dtls)
+
 CORPUS_DIR = ROOT / "fuzz" / "corpus"
 MERGE_TIMEOUT = 3600
 
@@ -88,7 +90,7 @@ def rank(control: Path) -> list[tuple[Path, int, int]]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("parsers", "server", "client"))
+    parser.add_argument("target", choices=TARGET_NAMES)
     parser.add_argument("dir", type=Path)
     parser.add_argument("--max", type=int, default=15)
     parser.add_argument("--max-size", type=int, default=2048)

@@ -6,9 +6,9 @@
     python fuzz/run.py --repro TARGET HEX          # run one input, show the traceback
     python fuzz/run.py --replay TARGET PATH...     # run files/directories once (coverage)
 
-TARGET is ``parsers``, ``server``, ``client`` or ``all``. The smoke fuzz loads
-``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once unmutated, then
-N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets, inserted/deleted/
+TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid`` or ``all``. The
+smoke fuzz loads ``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once
+unmutated, then N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets, inserted/deleted/
 duplicated ranges, truncation, splicing with another seed, structure-aware edits of
 record headers (length, epoch, sequence number, content type, version) and of handshake
 headers (type, length, message_seq, fragment offset and length), dropping, duplicating,
@@ -38,7 +38,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Nothing of dtls is imported at module level: atheris must instrument it first.
+from fuzz.inputs import SINGLE_INPUT_TARGETS  # noqa: E402
 from fuzz.mutators import (  # noqa: E402  (re-exported: tests use run.mutate & co.)
+    CONTROLS,
+    TARGET_CONTROLS,
     handshake_offsets,
     mutate,
     record_offsets,
@@ -47,7 +50,8 @@ from fuzz.mutators import (  # noqa: E402  (re-exported: tests use run.mutate & 
 
 __all__ = ["handshake_offsets", "mutate", "record_offsets", "smoke", "split_records"]
 
-TARGET_NAMES = ("parsers", "server", "client")
+#: as fuzz.corpus.TARGET_NAMES (which imports dtls)
+TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid")
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 # -- memory bound (optional) ----------------------------------------------------------
@@ -124,7 +128,8 @@ def smoke(
         PEAK["bytes"] = 0
         fn = memory_bounded(fn, max_alloc_mb)
     seeds = corpus if corpus is not None else load(target)
-    sequences = target != "parsers"
+    sequences = target not in SINGLE_INPUT_TARGETS
+    controls = TARGET_CONTROLS.get(target, CONTROLS)
     rng = random.Random(f"{target}:{seed}")
     result = Result(target)
     seen: set[str] = set()
@@ -134,7 +139,9 @@ def smoke(
     if seed_sample is not None and seed_sample < len(seeds):
         unmutated = random.Random(f"{target}:{seed}:sample").sample(seeds, seed_sample)
     inputs = ((None, s) for s in unmutated)
-    mutated = ((i, mutate(rng, rng.choice(seeds), seeds, sequences)) for i in range(iterations))
+    mutated = (
+        (i, mutate(rng, rng.choice(seeds), seeds, sequences, controls)) for i in range(iterations)
+    )
     for i, data in itertools.chain(inputs, mutated):
         result.iterations += 1
         try:

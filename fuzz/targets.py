@@ -47,6 +47,8 @@ inputs got.
 from __future__ import annotations
 
 import dataclasses
+import random
+import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,11 +71,13 @@ from dtls.constants import (
     DTLS1_2,
     EC_CURVE_TYPE_NAMED,
     HANDSHAKE_HEADER_LEN,
+    MAX_CIPHERTEXT,
     MAX_SEQUENCE,
     RANDOM_LEN,
     RECORD_HEADER_LEN,
     ContentType,
 )
+from dtls.errors import BadRecordError
 from dtls.fragment import Reassembler, encode_header, parse_fragments
 from dtls.messages import (
     ClientHello,
@@ -87,7 +91,9 @@ from dtls.messages import (
     parse_renegotiation_info,
     parse_supported_groups,
 )
-from dtls.record import encode_record, iter_records
+from dtls.protection import RecordProtection, make_protection
+from dtls.record import Record, encode_record, iter_records, open_cid_record, unwrap_inner
+from dtls.suites import suite_by_name
 from fuzz.corpus import ADDR, SCENARIO, TARGET_NAMES, Pair, server_config
 from fuzz.inputs import PAUSE_SECONDS, Step, split
 from fuzz.invariants import (
@@ -105,6 +111,7 @@ from fuzz.invariants import (
     is_hello_verify_request,
     queued_datagrams,
 )
+from fuzz.worlds import CID_SPECS, CidWorld, compare_paths
 
 # -- (a) parsers ---------------------------------------------------------------------
 
@@ -449,9 +456,145 @@ def client(data: bytes) -> None:
         check_closed_stays_closed(pair.client, steps[-1].datagram, where)
 
 
+# -- (d) cid_records -----------------------------------------------------------------
+
+_CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+# (RFC 9146 §4 framing by hand, for comparison with the engine's)
+_CID_HEAD = struct.Struct(">BHQ")
+
+
+def reference_records(datagram: bytes, cid_length: int) -> list[tuple[int, Record]]:
+    """RFC 6347 §4.1 / RFC 9146 §4 framing, written independently of dtls.record: the
+    records that frame and are kept, each with its offset. A ``tls12_cid`` header has
+    ``cid_length`` bytes of CID before its length (none: it cannot be framed); framing
+    stops at the first header that does not fit; unknown types, other versions and
+    records over MAX_CIPHERTEXT are skipped."""
+    out, pos, end = [], 0, len(datagram)
+    while end - pos >= RECORD_HEADER_LEN:
+        with_cid = datagram[pos] == ContentType.tls12_cid
+        if with_cid and not cid_length:
+            break
+        cid = cid_length if with_cid else 0
+        head = RECORD_HEADER_LEN + cid
+        if end - pos < head:
+            break
+        content_type, version, epoch_seq = _CID_HEAD.unpack_from(datagram, pos)
+        length = int.from_bytes(datagram[pos + head - 2 : pos + head], "big")
+        if pos + head + length > end:
+            break
+        fragment = datagram[pos + head : pos + head + length]
+        if (
+            content_type in _CONTENT_TYPES
+            and version in (DTLS1_0, DTLS1_2)
+            and length <= MAX_CIPHERTEXT
+        ):
+            cid_bytes = datagram[pos + 11 : pos + 11 + cid]
+            record = Record(
+                content_type,
+                version,
+                epoch_seq >> 48,
+                epoch_seq & MAX_SEQUENCE,
+                fragment,
+                cid_bytes,
+            )
+            out.append((pos, record))
+        pos += head + length
+    return out
+
+
+def check_inner(inner: bytes) -> None:
+    """RFC 9146 §4 DTLSInnerPlaintext: content, the real type (never 0), zeros."""
+    try:
+        content_type, content = unwrap_inner(inner)
+    except BadRecordError:
+        assert not inner.rstrip(b"\0"), "unwrap_inner refused an inner plaintext with a type"
+        return
+    assert 0 < content_type <= 255 and content + bytes((content_type,)) == inner.rstrip(b"\0")
+
+
+def _protections() -> list[RecordProtection]:
+    """One protection of each construction, fixed keys: garbage must fail to open only
+    with BadRecordError (RFC 6347 §4.1.2.7: dropped), whatever its length."""
+    rnd = random.Random(0).randbytes
+    out = []
+    for name, etm in (
+        ("TLS_PSK_WITH_AES_128_GCM_SHA256", True),
+        ("TLS_PSK_WITH_AES_128_CCM_8", True),
+        ("TLS_PSK_WITH_CHACHA20_POLY1305_SHA256", True),
+        ("TLS_PSK_WITH_AES_128_CBC_SHA256", True),
+        ("TLS_PSK_WITH_AES_256_CBC_SHA384", False),
+    ):
+        suite = suite_by_name(name)
+        key, iv, mac = rnd(suite.key_len), rnd(suite.fixed_iv_len), rnd(suite.mac_key_len)
+        out.append(make_protection(suite, key, iv, mac, rnd, etm))
+    return out
+
+
+PROTECTIONS = _protections()
+
+
+def cid_records(data: bytes) -> None:
+    """(d) the first byte is a CID length, the rest a datagram: framing with it and
+    without, against :func:`reference_records`; each record re-encodes to its bytes;
+    DTLSInnerPlaintext unwrapping; opening garbage under each construction."""
+    if not data:
+        return
+    cid_length, datagram = data[0], data[1:]
+    for length in {cid_length, 0}:
+        expected = reference_records(datagram, length)
+        got = list(iter_records(datagram, length))
+        assert got == [r for _, r in expected], (
+            f"iter_records(cid_length={length}) frames {got} where RFC 9146 frames {expected}"
+        )
+        for offset, record in expected:
+            assert len(record.cid) == (
+                length if record.content_type == ContentType.tls12_cid else 0
+            )
+            encoded = (
+                _CID_HEAD.pack(record.content_type, record.version, record.epoch << 48 | record.seq)
+                + record.cid
+                + len(record.fragment).to_bytes(2, "big")
+                + record.fragment
+            )
+            assert datagram[offset : offset + len(encoded)] == encoded
+    check_inner(datagram)
+    for record in iter_records(datagram, cid_length):
+        STATS[f"cid_records:record:{record.content_type}"] += 1
+        check_inner(record.fragment)
+        for protection in PROTECTIONS:
+            try:
+                if record.cid:
+                    open_cid_record(protection, record)
+                else:
+                    protection.open(record.seq8, record.content_type, record.fragment)
+            except BadRecordError:
+                continue
+
+
+# -- (e) cid -------------------------------------------------------------------------
+
+
+def cid(data: bytes) -> None:
+    """(e) the input's datagrams to an established CID pair (fuzz/worlds.py, CidWorld),
+    for each spec twice: as given, and with every step's receive path inverted; both
+    runs must observe the same."""
+    steps = split(data)
+    for spec in CID_SPECS:
+        runs = []
+        for invert in (False, True):
+            world = CidWorld(spec, invert)
+            for step in steps:
+                world.step(step)
+            world.finish(steps[-1].datagram)
+            runs.append(world)
+        compare_paths(*runs)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "parsers": parsers,
     "server": server,
     "client": client,
+    "cid_records": cid_records,
+    "cid": cid,
 }
 assert tuple(TARGETS) == TARGET_NAMES

@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz import corpus, inputs, run, targets  # noqa: E402
+from fuzz import corpus, inputs, run, targets, worlds  # noqa: E402
 
 SEED = 20261124
-ITERATIONS = {"parsers": 2000, "server": 150, "client": 120}
-SEED_SAMPLE = {"parsers": None, "server": 80, "client": 60}
+ITERATIONS = {"parsers": 2000, "server": 150, "client": 120, "cid_records": 2000, "cid": 60}
+SEED_SAMPLE = {"parsers": None, "server": 80, "client": 60, "cid_records": None, "cid": None}
 
 
 @pytest.mark.parametrize("target", corpus.TARGET_NAMES)
@@ -67,6 +67,23 @@ def test_seed_corpus_reaches_deep_states() -> None:
     assert server.get("server[psk-gcm,hv=1]:closed:0") == 1
     client = stats("client", "psk-gcm-cookie-seq-s2c.bin")
     assert client.get("client-pair[psk-gcm-cookie,0].client-at-input:closed:0") == 1
+
+
+def test_cid_seeds_roam() -> None:
+    """The recorded roaming scripts still drive the rebuilt CID worlds (fuzz/worlds.py):
+    the path_challenge cookies match, the peer moves twice (RFC 9853: new host, then a
+    new port) or at once without RFC 9853, and data flows afterwards."""
+    names = [f"cid-{spec.name}-seq-roaming.bin" for spec in worlds.CID_SPECS]
+    files = [(corpus.CORPUS_DIR / "cid" / name).read_bytes() for name in names]
+    result = run.smoke("cid", 0, corpus=files)
+    assert result.ok, result.failures
+    for spec in worlds.CID_SPECS:
+        assert result.stats.get(f"cid[{spec.name}]:moved") == 2, (spec, result.stats)
+        # every world stays established and passes data (the other specs' records are
+        # garbage to it)
+        assert result.stats.get(f"cid[{spec.name},inverted]:data-ok") == len(files), spec
+    assert result.stats.get("cid[gcm-rrc]:to-unchecked-address") == 2  # two challenges
+    assert result.stats.get("cid[cbc-etm]:to-unchecked-address") is None  # no RFC 9853
 
 
 def test_sequence_format() -> None:
@@ -148,17 +165,59 @@ HELD_EPOCH2_SERVER = bytes.fromhex(
     "16fefd0001000000000000003000010000000000005e82302b55fd7c5a9ebfbd3a44bcbf0eb868796018"
     "6f3f8eccd492759a03a9264f62e2b43a014c3d"
 )
+# cid[cbc-etm] (the client does not offer RFC 9853, as pion and the Go dtlspipe): the
+# client's close_notify (a tls12_cid record) from a new address. receive_datagram closes
+# the connection, then still runs _path_update (``_close`` leaves ``_path``): the closed
+# connection moves to the new address and reports PeerAddressChanged after its
+# ConnectionClosed; receive_application_datagram moves it before closing it. Either way
+# the endpoint's _after_roaming does not refile a closed connection and _collect pops the
+# new address: the closed connection stays in DTLSServer.connections under the old one,
+# which it now blocks (a new client from there never gets a handshake).
+ROAMING_CLOSE_WITHOUT_RRC = inputs.join(
+    [
+        inputs.Step(b""),
+        inputs.Step(
+            bytes.fromhex(
+                "19fefd00010000000000052441e3d54410492b00404779967260d3b1a6b122f537a8b49a8b19"
+                "e168a5504dde996db45fbaf4dc70ea1035efdfaf6f51225a44b9906b523553670f6dfd30ba05"
+                "b9a6b911e3ffa7443a"
+            ),
+            1,  # from ADDRESSES[1]
+        ),
+    ]
+)
+# cid[gcm-rrc]: the client's record from a new address, the server's path_challenge to
+# it, and the client's path_response from there half a second later (past the resend
+# time, RRC_TIMEOUT / 3), through receive_application_datagram. Its fast path calls
+# _path_update before dispatching the record, the general path after: on the fast path
+# the path_challenge is sent again (to an address the same record then validates); the
+# general path sends nothing. (The same order also swaps the server's path_response and
+# path_challenge to a client's challenge from a new address, and sends a path_challenge
+# right before closing on a close_notify from one.)
+LATE_PATH_RESPONSE_FAST = bytes.fromhex(
+    "19fefd00010000000000012441e3d54410492b001e0001000000000001bbeddd36d084feb14d65e50845"
+    "073c35f7663ce796022d2d6e6578742d646174616772616d2d2d2119fefd00010000000000022441e3d5"
+    "4410492b00200001000000000002db4b32647a996c51bc7221ee9a4e68f5630eb99facb736882d2d6e65"
+    "78742d646174616772616d2d2d111bfefd000100000000000100210001000000000001773fe3b6389ef7"
+    "40eee3aa5e923c90a5ca982b74a02e4bd4f82d2d6e6578742d646174616772616d2d2d2519fefd000100"
+    "00000000032441e3d54410492b00220001000000000003e81ced345095fdbf304cef3df0bf044600e99c"
+    "0437d96342ab90"
+)
 FINDINGS = [
     ("server", CLIENT_HELLO_MAX_RECORD_SEQ),
     ("parsers", SERVER_HELLO_EMPTY_EXTENSIONS),
     ("client", HELD_EPOCH2_CLIENT),
     ("server", HELD_EPOCH2_SERVER),
+    ("cid", ROAMING_CLOSE_WITHOUT_RRC),
+    ("cid", LATE_PATH_RESPONSE_FAST),
 ]
 FINDING_IDS = [
     "seq-wrap",
     "empty-extensions",
     "held-after-handshake-client",
     "held-after-handshake-server",
+    "roaming-close-without-rrc",
+    "fast-path-updates-path-first",
 ]
 
 

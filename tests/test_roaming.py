@@ -8,7 +8,7 @@ from test_cid import ADDR, Pair
 
 from dtls import DTLSConnection
 from dtls.constants import ContentType
-from dtls.events import PeerAddressChanged
+from dtls.events import ConnectionClosed, PeerAddressChanged
 from dtls.path import AMPLIFICATION, RRC_TIMEOUT
 
 NEW = ("192.0.2.7", 6001)
@@ -178,3 +178,37 @@ def test_client_without_cid_gets_no_roaming() -> None:
     # from another address the record belongs to no connection: a new peer's garbage
     assert receive(pair, record, NEW, True) is None
     assert moves(pair) == [] and list(pair.server.connections) == [ADDR]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_close_from_a_new_address_leaves_nothing_behind(fast: bool) -> None:
+    """Found by fuzz/ (target cid): a close_notify from a new address, without RFC 9853,
+    once left the closed connection filed under the old address, where it swallowed a
+    new client's handshake."""
+    pair = Pair(0, 8, rrc=(False, True)).start()
+    pair.client.close()
+    (close_notify,) = pair.client.datagrams_to_send()
+    receive(pair, close_notify, NEW, fast)
+    closed = [(a, e) for a, e in pair.server_events if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0][0] == ADDR
+    assert moves(pair) == [] and pair.server.connections == {}
+    newcomer = Pair(0, 8)
+    newcomer.server = pair.server  # the same endpoint, the old address
+    newcomer.start()
+    assert list(pair.server.connections) == [ADDR]
+
+
+def test_late_path_response_sends_nothing_more_on_either_path() -> None:
+    """Found by fuzz/: the fast path used to look at the address before the record, and
+    answered a path_response that came after the resend time with one more challenge."""
+    for fast in (True, False):
+        pair = Pair(0, 8).start()
+        (record,) = sealed(pair, b"x")
+        receive(pair, record, NEW, fast)
+        ((challenge, _),) = pair.server.stateless_datagrams()
+        pair.client.receive_datagram(challenge, pair.now)
+        (response,) = pair.client.datagrams_to_send()
+        pair.now += RRC_TIMEOUT / 2  # past the resend time, before the check expires
+        receive(pair, response, NEW, fast)
+        assert moves(pair) == [PeerAddressChanged(ADDR, NEW)], fast
+        assert pair.server.stateless_datagrams() == [], fast
