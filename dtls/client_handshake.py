@@ -68,7 +68,7 @@ class ClientHandshake(Handshake):
     def start(self, session: SessionState | None = None) -> list[FlightItem]:
         cfg = self.config
         session_id = b""
-        if session is not None and session.cipher_suite in cfg.cipher_suites:
+        if session is not None and self._can_offer(session):
             self.offered_session, session_id = session, session.session_id
         self.client_random = cfg.random(32)
         suites = [s.code for s in cfg.cipher_suites]
@@ -100,6 +100,20 @@ class ClientHandshake(Handshake):
         )
         self.state = State.CLIENT_WAIT_HELLO
         return [self.message(HT.client_hello, self.hello.encode())]
+
+    def _can_offer(self, session: SessionState) -> bool:
+        """Whether this ClientHello can offer to resume ``session``: its suite is offered,
+        and the hello carries the extensions the session was made with. RFC 7627 §5.3: a
+        session without extended master secret is not offered, and one with it only in a
+        hello that sends the extension; encrypt-then-MAC likewise (a server such as
+        OpenSSL 3.0 resumes without remembering it, then answers the new hello)."""
+        cfg = self.config
+        if session.cipher_suite not in cfg.cipher_suites:
+            return False
+        if not session.extended_master_secret or cfg.extended_master_secret is EMSMode.OFF:
+            return False
+        cbc = session.cipher_suite.kind is CipherKind.CBC
+        return not cbc or session.encrypt_then_mac == cfg.encrypt_then_mac
 
     def on_hello_verify_request(self, body: bytes) -> None:
         hvr = HelloVerifyRequest.parse(body)

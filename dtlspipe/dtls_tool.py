@@ -7,13 +7,15 @@ clock for the engine's timers and ``os.urandom`` as its random source.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import selectors
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from dtls import (
@@ -31,7 +33,8 @@ from dtls import (
     parse_suite_list,
 )
 from dtls.keyschedule import RESERVED_LABELS
-from dtls.suites import KeyExchange
+from dtls.session import SESSION_ID_LEN, SessionCache, SessionState
+from dtls.suites import SUITES_BY_CODE, KeyExchange
 
 LINGER = 0.5  # seconds the client waits for replies after stdin ends
 EXPORT_LENGTH = 20  # --export-length when only --export-label is given (as OpenSSL's)
@@ -91,6 +94,7 @@ def build_config(args: argparse.Namespace, is_client: bool) -> DTLSConfiguration
             hello_verify=is_client or not args.no_hello_verify,
             handshake_timeout=args.timeout,
             keylog=keylog,
+            session_cache=None if is_client or not args.session_cache else SessionCache(),
         )
     except DTLSError as exc:
         raise UsageError(str(exc)) from None
@@ -155,6 +159,106 @@ def say_keying_material(conn: DTLSConnection | None, export: Export | None) -> N
     say(f"Keying material: {material.hex().upper()}")
 
 
+#: the ``format`` of a --sess-out file (see docs/cli-dtls.md)
+SESSION_FORMAT = "python-dtls-session-1"
+MASTER_SECRET_LEN = 48
+
+
+def session_json(session: SessionState) -> str:
+    """A session as --sess-out writes it: JSON, byte strings in lower-case hex."""
+    fields = {
+        "format": SESSION_FORMAT,
+        "session_id": session.session_id.hex(),
+        "cipher_suite": f"{session.cipher_suite.code:04X}",
+        "cipher_suite_name": session.cipher_suite.name,  # for people; not read back
+        "master_secret": session.master.hex(),
+        "extended_master_secret": session.extended_master_secret,
+        "encrypt_then_mac": session.encrypt_then_mac,
+        "psk_identity": session.psk_identity.hex(),
+    }
+    return json.dumps(fields, indent=2) + "\n"
+
+
+def save_session(path: str, session: SessionState) -> None:
+    """Write ``session`` to ``path`` atomically, readable by its owner only (mode 0600:
+    it holds the master secret). Raises OSError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".sess-", dir=directory)  # created with mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(session_json(session))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _hex_field(fields: dict[str, Any], name: str) -> bytes:
+    value = fields.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{name!r} missing or not a string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{name!r} is not hex") from None
+
+
+def _bool_field(fields: dict[str, Any], name: str) -> bool:
+    value = fields.get(name)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name!r} missing or not true/false")
+    return value
+
+
+def load_session(path: str) -> SessionState:
+    """A session written by --sess-out; UsageError when unreadable or malformed."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            fields = json.load(fh)
+    except OSError as exc:
+        raise UsageError(f"--sess-in: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:  # JSON errors, and non-ASCII bytes
+        raise UsageError(f"--sess-in: {path} is not a session file: {exc}") from None
+    try:
+        if not isinstance(fields, dict) or fields.get("format") != SESSION_FORMAT:
+            raise ValueError(f"'format' is not {SESSION_FORMAT!r}")
+        session_id = _hex_field(fields, "session_id")
+        if not 1 <= len(session_id) <= SESSION_ID_LEN:
+            raise ValueError(f"'session_id' must be 1 to {SESSION_ID_LEN} bytes")
+        code = fields.get("cipher_suite")
+        if not isinstance(code, str) or len(code) != 4:
+            raise ValueError("'cipher_suite' must be 4 hex digits")
+        try:
+            suite = SUITES_BY_CODE[int(code, 16)]
+        except (ValueError, KeyError):
+            raise ValueError(f"unknown 'cipher_suite' {code!r}") from None
+        master = _hex_field(fields, "master_secret")
+        if len(master) != MASTER_SECRET_LEN:
+            raise ValueError(f"'master_secret' must be {MASTER_SECRET_LEN} bytes")
+        return SessionState(
+            session_id=session_id,
+            cipher_suite=suite,
+            master=master,
+            extended_master_secret=_bool_field(fields, "extended_master_secret"),
+            encrypt_then_mac=_bool_field(fields, "encrypt_then_mac"),
+            psk_identity=_hex_field(fields, "psk_identity"),
+        )
+    except ValueError as exc:
+        raise UsageError(f"--sess-in: {path} is not a session file: {exc}") from None
+
+
+def describe_session(event: HandshakeCompleted, session: SessionState | None) -> str:
+    """The line after ``handshake ok``: ``session: resumed <id hex>`` for an abbreviated
+    handshake, ``session: new <id hex>`` for a full one that made a resumable session, and
+    ``session: none`` when the server gave no session ID."""
+    if session is None:
+        return "session: none"
+    return f"session: {'resumed' if event.resumed else 'new'} {session.session_id.hex()}"
+
+
 #: the group word of ``handshake ok`` when a server sent DHE_PSK parameters of its own
 #: (a group that is not one of RFC 7919's, accepted after the engine's safe-prime check)
 CUSTOM_DH_GROUP = "custom"
@@ -200,22 +304,29 @@ def run_client(args: argparse.Namespace) -> int:
     host, port = parse_hostport(args.connect)
     config = build_config(args, is_client=True)
     export = parse_export(args)
+    offered = None if args.sess_in is None else load_session(args.sess_in)
+    if args.sess_out is not None and not os.path.isdir(os.path.dirname(args.sess_out) or "."):
+        raise UsageError(f"--sess-out: no directory for {args.sess_out}")
+    if offered is not None and offered.cipher_suite not in config.cipher_suites:
+        say(f"session not offered: its suite {offered.cipher_suite.name} is not in --ciphers")
+        offered = None
     family, addr = resolve(host, port)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.connect(addr)
     sock.setblocking(False)
     conn = DTLSConnection(config, is_client=True, peer=addr)
-    conn.connect(time.monotonic())
+    conn.connect(time.monotonic(), offered)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     stdin = LineReader(sys.stdin.buffer)
     linger_until: float | None = None
+    saved = SessionFile(args.sess_out)
     status = 0
     try:
         while True:
-            done, status = _client_events(conn, sel, stdin, export)
+            done, status = _client_events(conn, sel, stdin, export, saved)
             if done:
-                return status
+                return status if saved.ok else max(status, 1)
             for datagram in conn.datagrams_to_send():
                 try:
                     sock.send(datagram)
@@ -266,13 +377,54 @@ def _drain(sock: socket.socket, conn: DTLSConnection) -> None:
             return
 
 
+class SessionFile:
+    """--sess-out: where the client keeps its session, and whether that worked."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.written = False
+        self.ok = True  # False once writing failed: the client then exits 1
+
+    def save(self, session: SessionState | None) -> None:
+        """After the handshake: write the session (a full handshake's or a resumed one's)."""
+        if self.path is None:
+            return
+        if session is None:
+            say(f"session not saved: the server gave no session ID ({self.path} unchanged)")
+            return
+        try:
+            save_session(self.path, session)
+        except OSError as exc:
+            say(f"session not saved: {self.path}: {exc.strerror}")
+            self.ok = False
+            return
+        self.written = True
+
+    def discard(self, reason: str) -> None:
+        """RFC 5246 §7.2.2: a session ended by a fatal alert or failure is not resumed."""
+        if self.path is None or not self.written:
+            return
+        self.written = False
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        say(f"session discarded: {reason} ({self.path} removed)")
+
+
 def _client_events(
-    conn: DTLSConnection, sel: selectors.BaseSelector, stdin: LineReader, export: Export | None
+    conn: DTLSConnection,
+    sel: selectors.BaseSelector,
+    stdin: LineReader,
+    export: Export | None,
+    saved: SessionFile,
 ) -> tuple[bool, int]:
     while (event := conn.next_event()) is not None:
         if isinstance(event, HandshakeCompleted):
             say(describe(event))
             say_keying_material(conn, export)
+            say(describe_session(event, conn.session))
+            saved.save(conn.session)
             try:
                 sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
             except (PermissionError, ValueError):
@@ -285,6 +437,8 @@ def _client_events(
                 say(f"handshake failed: {event.reason}")
                 return True, 1
             say(f"connection closed: {event.reason}")
+            if event.error:
+                saved.discard("the connection ended in error")
             return True, 1 if event.error else 0
     return False, 0
 
@@ -293,6 +447,9 @@ def run_server(args: argparse.Namespace) -> int:
     host, port = parse_hostport(args.accept)
     config = build_config(args, is_client=False)
     export = parse_export(args)
+    naccept = 1 if args.once else args.naccept
+    if naccept is not None and naccept < 1:
+        raise UsageError("--naccept must be at least 1")
     family, addr = resolve(host, port, passive=True)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -301,7 +458,7 @@ def run_server(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot bind {args.accept}: {exc.strerror}") from None
     sock.setblocking(False)
     server = DTLSServer(config, time.monotonic())
-    established: set[tuple[Any, ...]] = set()
+    tally = Tally(naccept)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     stdin = LineReader(sys.stdin.buffer)
@@ -309,12 +466,19 @@ def run_server(args: argparse.Namespace) -> int:
         sel.register(sys.stdin.buffer, selectors.EVENT_READ, "stdin")
     except (PermissionError, ValueError):
         pass  # a regular file or /dev/null cannot be polled: nothing to send then
+
+    def events() -> int | None:
+        while (item := server.next_event()) is not None:
+            finished = _server_event(server, args, export, tally, *item)
+            if finished is not None:
+                return finished
+        return None
+
     try:
         while True:
-            while (item := server.next_event()) is not None:
-                finished = _server_event(server, args, export, established, *item)
-                if finished is not None:
-                    return finished  # the finally clause sends what is queued
+            finished = events()
+            if finished is not None:
+                return finished  # the finally clause sends what is queued
             for datagram, peer in server.datagrams_to_send():
                 try:
                     sock.sendto(datagram, peer)
@@ -333,6 +497,12 @@ def run_server(args: argparse.Namespace) -> int:
                         except OSError:
                             break
                         server.receive_datagram(data, peer, now)
+                        # Events after each datagram: a connection that completes its
+                        # handshake and closes in one batch would be gone (with its
+                        # session and exporter) before ``handshake ok`` was printed.
+                        finished = events()
+                        if finished is not None:
+                            return finished
                 else:
                     lines = stdin.read_lines()
                     if stdin.eof:
@@ -352,18 +522,32 @@ def run_server(args: argparse.Namespace) -> int:
         sock.close()
 
 
+@dataclass
+class Tally:
+    """The server's connections: which are established, how many have ended, whether any
+    ended in error; ``naccept`` (--once: 1) is how many end before the server exits."""
+
+    naccept: int | None
+    established: set[tuple[Any, ...]] = field(default_factory=set)
+    ended: int = 0
+    failed: bool = False
+
+
 def _server_event(
     server: DTLSServer,
     args: argparse.Namespace,
     export: Export | None,
-    established: set[tuple[Any, ...]],
+    tally: Tally,
     peer: tuple[Any, ...],
     event: Event,
 ) -> int | None:
+    established = tally.established
     if isinstance(event, HandshakeCompleted):
         established.add(peer)
+        conn = server.connections.get(peer)
         say(describe(event))
-        say_keying_material(server.connections.get(peer), export)
+        say_keying_material(conn, export)
+        say(describe_session(event, None if conn is None else conn.session))
     elif isinstance(event, ApplicationData):
         sys.stdout.buffer.write(event.data)
         sys.stdout.buffer.flush()
@@ -374,8 +558,10 @@ def _server_event(
         failed_handshake = peer not in established
         established.discard(peer)
         say(f"{'handshake failed' if failed_handshake else 'connection closed'}: {event.reason}")
-        if args.once:
-            return 1 if event.error else 0
+        tally.ended += 1
+        tally.failed = tally.failed or event.error
+        if tally.naccept is not None and tally.ended >= tally.naccept:
+            return 1 if tally.failed else 0
     return None
 
 
@@ -452,12 +638,17 @@ def make_parser() -> argparse.ArgumentParser:
         if name == "client":
             sp.add_argument("--connect", required=True, metavar="HOST:PORT")
             sp.add_argument("--identity", default="Client_identity")
+            sp.add_argument("--sess-in", metavar="FILE")
+            sp.add_argument("--sess-out", metavar="FILE")
         else:
             sp.add_argument("--accept", required=True, metavar="HOST:PORT")
             sp.add_argument("--hint", default=None)
-            sp.add_argument("--once", action="store_true")
+            ends = sp.add_mutually_exclusive_group()
+            ends.add_argument("--once", action="store_true")
+            ends.add_argument("--naccept", type=int, metavar="N")
             sp.add_argument("--echo", action="store_true")
             sp.add_argument("--no-hello-verify", action="store_true")
+            sp.add_argument("--session-cache", action="store_true")
         sp.add_argument("--psk", required=True)
         sp.add_argument("--ciphers")
         sp.add_argument("--curves")

@@ -18,7 +18,9 @@ from dtls import (
     EMSMode,
     HandshakeCompleted,
 )
-from dtls.constants import AlertDescription
+from dtls.constants import DTLS1_2, AlertDescription
+from dtls.errors import ProtocolError
+from dtls.messages import ServerHello
 from dtls.session import SessionCache, SessionState
 from dtls.suites import suite_by_name
 
@@ -190,10 +192,65 @@ def test_client_refuses_a_resumption_that_does_not_match() -> None:
     _, events = world.connect(session, cipher_suites=(GCM, CBC))
     closed = next(e for e in events if isinstance(e, ConnectionClosed))
     assert closed.alert == AlertDescription.illegal_parameter and not closed.by_peer
-    world.cache.store(replace(cached, extended_master_secret=False))
-    _, events = world.connect(session, extended_master_secret=EMSMode.OFF)
-    closed = next(e for e in events if isinstance(e, ConnectionClosed))
-    assert closed.alert == AlertDescription.handshake_failure
+    # a server that resumes but leaves out the extended master secret the session had
+    client = DTLSConnection(
+        DTLSConfiguration(
+            random=seeded_random(77),
+            psk=PSK,
+            psk_identity=IDENTITY,
+            cipher_suites=(GCM,),
+            extended_master_secret=EMSMode.REQUEST,
+        ),
+        is_client=True,
+    )
+    client.connect(0.0, session)
+    hs = client._hs
+    assert hs.hello is not None and hs.hello.session_id == session.session_id
+    answer = ServerHello(DTLS1_2, bytes(32), session.session_id, GCM.code, 0, [])
+    with pytest.raises(ProtocolError) as info:
+        hs.on_server_hello(answer.encode())
+    assert info.value.alert == AlertDescription.handshake_failure
+
+
+@pytest.mark.parametrize(
+    ("ems", "etm", "offered"),
+    [
+        (EMSMode.REQUIRE, True, True),
+        (EMSMode.REQUEST, True, True),
+        (EMSMode.OFF, True, False),  # RFC 7627 §5.3: the hello must carry the extension
+        (EMSMode.REQUIRE, False, False),  # made with encrypt-then-MAC, offered without
+    ],
+)
+def test_session_offered_only_with_its_extensions(ems: EMSMode, etm: bool, offered: bool) -> None:
+    """Found against OpenSSL (tests/interop/test_resumption_interop.py): a hello that
+    cannot carry the session's extended master secret or encrypt-then-MAC does not offer
+    it, so no server resumes it into a mismatch."""
+    world = World()
+    first, _ = world.connect(cipher_suites=(CBC,))
+    session = first.session
+    assert session is not None and session.encrypt_then_mac
+    conn = DTLSConnection(
+        DTLSConfiguration(
+            random=seeded_random(78),
+            psk=PSK,
+            psk_identity=IDENTITY,
+            cipher_suites=(CBC,),
+            extended_master_secret=ems,
+            encrypt_then_mac=etm,
+        ),
+        is_client=True,
+    )
+    conn.connect(0.0, session)
+    hello = conn._hs.hello
+    assert hello is not None
+    assert (hello.session_id == session.session_id) is offered
+    no_ems = replace(session, extended_master_secret=False)
+    other = DTLSConnection(
+        DTLSConfiguration(random=seeded_random(79), psk=PSK, cipher_suites=(CBC,)),
+        is_client=True,
+    )
+    other.connect(0.0, no_ems)  # a session made without EMS is not offered at all
+    assert other._hs.hello is not None and other._hs.hello.session_id == b""
 
 
 def test_fatal_end_forgets_the_session_orderly_close_keeps_it() -> None:

@@ -409,13 +409,17 @@ class Launcher:
         psk: str = PSK,
         extra: Sequence[str] = (),
         timeout: float = 10,
+        naccept: int = 1,
     ) -> Proc:
-        """``python -m dtls client|server``; a server is started with --once and waited for."""
+        """``python -m dtls client|server``; a server is started with --once (``naccept``
+        above 1: --naccept, that many connections) and waited for until bound."""
         argv = [sys.executable, "-m", "dtls", role]
         if role == "client":
             argv += ["--connect", f"{HOST}:{port}", "--identity", IDENTITY]
-        else:
+        elif naccept == 1:
             argv += ["--accept", f"{HOST}:{port}", "--once"]
+        else:
+            argv += ["--accept", f"{HOST}:{port}", "--naccept", str(naccept)]
         argv += ["--psk", psk, "--timeout", f"{timeout:g}"]
         if suite is not None:
             argv += ["--ciphers", suite.iana]
