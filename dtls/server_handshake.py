@@ -140,14 +140,7 @@ class ServerHandshake(Handshake):
             and suite.kind is CipherKind.CBC
             and self.config.encrypt_then_mac
         )
-        extensions: Extensions = []
-        if secure_reneg:
-            extensions.append((EXT.renegotiation_info, b"\x00"))
-        if self.ems:
-            extensions.append((EXT.extended_master_secret, b""))
-        if self.etm:
-            extensions.append((EXT.encrypt_then_mac, b""))
-        extensions += self._connection_id(exts)
+        extensions = self._hello_extensions(exts, secure_reneg)
         ecdhe = suite.kx is KeyExchange.ECDHE_PSK
         if ecdhe and point_formats is not None:
             if EC_POINT_UNCOMPRESSED not in point_formats:
@@ -210,14 +203,7 @@ class ServerHandshake(Handshake):
         self.ems, self.etm = state.extended_master_secret, state.encrypt_then_mac
         self.identity, self.psk_digest = state.psk_identity, state.psk_digest
         self.session_id, self.resumed = state.session_id, True
-        extensions: Extensions = []
-        if secure_reneg:
-            extensions.append((EXT.renegotiation_info, b"\x00"))
-        if self.ems:
-            extensions.append((EXT.extended_master_secret, b""))
-        if self.etm:
-            extensions.append((EXT.encrypt_then_mac, b""))
-        extensions += self._connection_id(exts)
+        extensions = self._hello_extensions(exts, secure_reneg)
         self.server_random = self.config.random(32)
         sh = ServerHello(
             DTLS1_2, self.server_random, self.session_id, self.suite.code, 0, extensions
@@ -232,6 +218,18 @@ class ServerHandshake(Handshake):
         """A new connection or session ID: the configured prefix, then random bytes."""
         prefix = self.config.issued_id_prefix
         return prefix + self.config.random(length - len(prefix))
+
+    def _hello_extensions(self, exts: dict[int, bytes], secure_reneg: bool) -> Extensions:
+        """The ServerHello's answers that full and abbreviated handshakes share: secure
+        renegotiation (RFC 5746), EMS (RFC 7627), EtM (RFC 7366), CID and rrc."""
+        extensions: Extensions = []
+        if secure_reneg:
+            extensions.append((EXT.renegotiation_info, b"\x00"))
+        if self.ems:
+            extensions.append((EXT.extended_master_secret, b""))
+        if self.etm:
+            extensions.append((EXT.encrypt_then_mac, b""))
+        return extensions + self._connection_id(exts)
 
     def _connection_id(self, exts: dict[int, bytes]) -> Extensions:
         """RFC 9146 §3 and RFC 9853 §3: our answer to the client's connection_id and rrc."""
