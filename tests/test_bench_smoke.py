@@ -1,6 +1,7 @@
 """Smoke test of the benchmark (tests/bench/, docs/benchmark.md): a very short run of the
 throughput and round-trip figures through the real ``dtlspipe`` processes and the bare
-relays, checked for the figures, positive numbers, and a plot that parses."""
+relays, and of the workers figure (``-workers 2`` against ``-workers 1``), checked for
+the figures, positive numbers, and a plot that parses."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "--quick",
         "--smoke",
         "--only",
-        "throughput,rtt",
+        "throughput,rtt,workers",
         "--out",
         str(tmp_path),
     ]
@@ -47,6 +48,17 @@ def test_bench_smoke(tmp_path: Path) -> None:
         for variant in ("100 B", "1200 B"):
             for config in [*configs, "direct"]:
                 assert figures[figure][variant][config]["median"] > 0
+    workers = figures["workers"]
+    assert len(workers) == 3, list(workers)  # 2 session runs and the spread stream
+    for variant, entries in workers.items():
+        assert {"1 worker", "2 workers"} <= set(entries), (variant, list(entries))
+        for entry in entries.values():
+            assert entry["median"] > 0, (variant, entry)
+            rep = entry["reps"][0]
+            assert rep["cpu"]["server"] > 0 and rep["cpu"]["clients"] > 0, rep
+            assert sum(rep["sessions_per_worker"]) > 0, rep
+            if variant.startswith("sessions/s"):
+                assert rep["handshakes"] == rep["ok"], rep  # every session a new one
     assert data["trials"]
     for t in data["trials"]:
         assert t["offered"] > 0 and t["achieved"] > 0 and 0 <= t["loss"] <= 1
@@ -58,3 +70,5 @@ def test_bench_smoke(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert table.startswith("# dtlspipe benchmark") and "| up 100 B" in table
     assert "up 100 B" in proc.stdout  # the table is printed
+    assert "x vs 1 worker" in table and "Workers figure: where the CPU went" in table
+    assert "machine CPU %" in proc.stdout

@@ -56,6 +56,7 @@ class Agent:
         self.sock: socket.socket | None = None
         self.peer: tuple[str, int] | None = None  # learned by "learn"
         self.held: dict[str, list[socket.socket]] = {}
+        self.held_to: dict[str, list[tuple[str, int]]] = {}  # where each held socket sent
         self._in = b""
         self.buf = bytearray(65536)
 
@@ -154,19 +155,39 @@ class Agent:
         return {"ok": got is not None, "seconds": time.perf_counter() - start}
 
     def op_send(
-        self, dest: list[Any] | None, rate: float, duration: float, size: int, run: int
+        self,
+        dest: list[Any] | None,
+        rate: float,
+        duration: float,
+        size: int,
+        run: int,
+        hold: str | None = None,
     ) -> dict[str, Any]:
         """Send ``rate`` datagrams a second for ``duration`` seconds, paced on a 1 ms tick
-        against perf_counter: every tick sends the datagrams that have fallen due."""
+        against perf_counter: every tick sends the datagrams that have fallen due.
+
+        With ``hold``, the datagrams go round-robin over the sockets held in that group
+        (``sessions`` with ``hold``), each to the address it opened its session with:
+        one paced stream spread over many sessions."""
         assert self.sock is not None
-        addr = (dest[0], dest[1]) if dest is not None else self.peer
-        if addr is None:
-            return {"error": "no destination (nothing learned)"}
-        sock = self.sock
-        sock.setblocking(True)
+        if hold is not None:
+            socks, addrs = self.held.get(hold, []), self.held_to.get(hold, [])
+            if not socks:
+                return {"error": f"no sockets held in {hold!r}"}
+            for s in socks:
+                s.setblocking(True)
+            targets = [(s.sendto, a) for s, a in zip(socks, addrs, strict=True)]
+        else:
+            addr = (dest[0], dest[1]) if dest is not None else self.peer
+            if addr is None:
+                return {"error": "no destination (nothing learned)"}
+            self.sock.setblocking(True)
+            targets = [(self.sock.sendto, addr)]
+        n_targets = len(targets)
+        sendto1, addr1 = targets[0]
         total = max(2, round(rate * duration))
         payload = bytearray(max(size, HDR.size))
-        pack, sendto, perf, sleep = HDR.pack_into, sock.sendto, time.perf_counter, time.sleep
+        pack, perf, sleep = HDR.pack_into, time.perf_counter, time.sleep
         errors = 0
         sent = 0
         tick = 0.001
@@ -176,13 +197,23 @@ class Agent:
         while sent < total:
             now = perf()
             due = min(total, int((now - t0) * rate) + 1)
-            while sent < due:
-                pack(payload, 0, run, sent)
-                try:
-                    sendto(payload, addr)
-                except OSError:
-                    errors += 1
-                sent += 1
+            if n_targets == 1:  # one session: the loop the throughput figure has always had
+                while sent < due:
+                    pack(payload, 0, run, sent)
+                    try:
+                        sendto1(payload, addr1)
+                    except OSError:
+                        errors += 1
+                    sent += 1
+            else:
+                while sent < due:
+                    pack(payload, 0, run, sent)
+                    sendto, addr = targets[sent % n_targets]
+                    try:
+                        sendto(payload, addr)
+                    except OSError:
+                        errors += 1
+                    sent += 1
             t_last = perf()
             if sent >= total:
                 break
@@ -325,21 +356,28 @@ class Agent:
 
     def op_sessions(
         self,
-        dest: list[Any],
+        dest: list[Any] | None,
         count: int,
         inflight: int,
         run: int,
         wait: float = 5.0,
         hold: str | None = None,
         limit: float = 300.0,
+        dests: list[list[Any]] | None = None,
     ) -> dict[str, Any]:
         """``count`` sessions, ``inflight`` at a time: each a new socket that sends one
         datagram to ``dest`` and waits for it to come back (then closed, or kept in the
-        group ``hold``)."""
-        addr = (dest[0], dest[1])
+        group ``hold``). With ``dests``, session i goes to ``dests[i % len(dests)]``
+        (several tunnel clients fed by one agent)."""
+        targets = [(d[0], d[1]) for d in dests] if dests else []
+        if not targets:
+            if dest is None:
+                return {"error": "sessions: no destination"}
+            targets = [(dest[0], dest[1])]
         sel = selectors.DefaultSelector()
         held = self.held.setdefault(hold, []) if hold else None
-        pending: dict[int, tuple[socket.socket, bytes, float]] = {}
+        held_to = self.held_to.setdefault(hold, []) if hold else None
+        pending: dict[int, tuple[socket.socket, bytes, float, tuple[str, int]]] = {}
         started = ok = failed = 0
         error = None
         t0 = time.perf_counter()
@@ -353,6 +391,7 @@ class Agent:
                     break
                 s.setblocking(False)
                 payload = HDR.pack(run, started)
+                addr = targets[started % len(targets)]
                 try:
                     s.sendto(payload, addr)
                 except OSError as exc:
@@ -360,12 +399,12 @@ class Agent:
                     error = str(exc)
                     break
                 sel.register(s, selectors.EVENT_READ)
-                pending[s.fileno()] = (s, payload, time.monotonic() + wait)
+                pending[s.fileno()] = (s, payload, time.monotonic() + wait, addr)
                 started += 1
             if error is not None and not pending:
                 break
             for key, _ in sel.select(0.05):
-                s, payload, _ = pending[key.fd]
+                s, payload, _, addr = pending[key.fd]
                 for _ in range(16):
                     try:
                         data = s.recv(65535)
@@ -377,19 +416,20 @@ class Agent:
                         ok += 1
                         sel.unregister(s)
                         del pending[key.fd]
-                        if held is not None:
+                        if held is not None and held_to is not None:
                             held.append(s)
+                            held_to.append(addr)
                         else:
                             s.close()
                         break
             now = time.monotonic()
-            for fd in [fd for fd, (_, _, dl) in pending.items() if now >= dl]:
+            for fd in [fd for fd, (_, _, dl, _) in pending.items() if now >= dl]:
                 s = pending.pop(fd)[0]
                 sel.unregister(s)
                 s.close()
                 failed += 1
         elapsed = time.perf_counter() - t0
-        for s, _, _ in pending.values():
+        for s, _, _, _ in pending.values():
             s.close()
             failed += 1
         sel.close()
@@ -397,6 +437,7 @@ class Agent:
 
     def op_close_held(self, hold: str) -> dict[str, Any]:
         socks = self.held.pop(hold, [])
+        self.held_to.pop(hold, None)
         for s in socks:
             s.close()
         return {"closed": len(socks)}

@@ -41,14 +41,15 @@ class BenchError(Exception):
 
 
 class Proc:
-    """A child process in its own process group; stderr lines are counted by pattern."""
+    """A child process in its own process group; stderr lines are counted by pattern (a
+    substring, or a tuple of substrings that must all occur in the line)."""
 
     def __init__(
         self,
         name: str,
         argv: Sequence[str],
         *,
-        patterns: Mapping[str, str] | None = None,
+        patterns: Mapping[str, str | tuple[str, ...]] | None = None,
         pipes: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -57,6 +58,8 @@ class Proc:
         self.patterns = dict(patterns or {})
         self.counts = dict.fromkeys(self.patterns, 0)
         self.first: dict[str, str] = {}
+        #: processes it forked that are ours too (``-workers``), for the quiet check
+        self.children: list[int] = []
         self.tail: deque[str] = deque(maxlen=200)
         self._cond = threading.Condition()
         self._eof = False
@@ -90,7 +93,11 @@ class Proc:
             with self._cond:
                 self.tail.append(line)
                 for key, text in self.patterns.items():
-                    if text in line:
+                    if (
+                        text in line
+                        if isinstance(text, str)
+                        else all(part in line for part in text)
+                    ):
                         self.counts[key] += 1
                         self.first.setdefault(key, line)
                 self._cond.notify_all()
@@ -168,7 +175,9 @@ class ProcSet:
             self.procs.pop().stop()
 
     def pids(self) -> list[int]:
-        return [os.getpid()] + [p.pid for p in self.procs if p.alive()]
+        return [os.getpid()] + [
+            pid for p in self.procs if p.alive() for pid in (p.pid, *p.children)
+        ]
 
     def __enter__(self) -> ProcSet:
         return self
@@ -195,6 +204,20 @@ def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of a process (the sum over its threads) in nanoseconds, from
+    /proc/PID/task/*/schedstat (its first field: time on a CPU). Unlike cpu_ticks, fine
+    enough for a window of a fraction of a second."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that just ended
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -242,7 +265,7 @@ def raise_nofile() -> tuple[int, int]:
 # --------------------------------------------------------------------------- quiet machine
 
 
-def _machine_ticks() -> tuple[int, int]:
+def machine_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine; steal counts as busy (someone else's)."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -287,10 +310,10 @@ class QuietCheck:
 
     def sample(self) -> float:
         pids = self.pids()
-        busy0, total0 = _machine_ticks()
+        busy0, total0 = machine_ticks()
         ours0 = _our_ticks(pids)
         time.sleep(self.window)
-        busy1, total1 = _machine_ticks()
+        busy1, total1 = machine_ticks()
         ours1 = _our_ticks(pids)
         total = max(1, total1 - total0)
         return max(0, (busy1 - busy0) - (ours1 - ours0)) / total

@@ -23,8 +23,14 @@ class Row:
     bare: dict[str, Any] | None = None
     target: str = ""
     verdict: str = ""  # PASS, FAIL or ""
+    base: dict[str, Any] | None = None  # instead of bare: what the ratio divides by
+    base_name: str = ""
 
     def ratio(self) -> str:
+        if self.bare is None and self.base is not None:
+            if not self.ours or _median(self.ours) is None or not _median(self.base):
+                return ""
+            return f"{self.ours['median'] / self.base['median']:.2f}x vs {self.base_name}"
         if not (self.ours and self.bare) or "median" not in self.ours:
             return ""
         ours, bare = self.ours["median"], self.bare.get("median")
@@ -153,10 +159,33 @@ def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
                         f"{name} {variant} [{label(suite)}]", unit, ours, bare, target, _verdict(ok)
                     )
                 )
+    # workers: -workers N next to -workers 1 (the ratio column is the speed-up)
+    for variant, configs in figures.get("workers", {}).items():
+        ordered = sorted(configs.items(), key=lambda kv: _workers_of(kv[0]))
+        base_key, base = ordered[0] if ordered else ("", None)
+        for key, ours in ordered:
+            suite_key = next((r.get("suite") for r in ours.get("reps", [])), None)
+            name = next((label(s) for s in suites if s.key == suite_key), suite_key or "?")
+            rows.append(
+                Row(
+                    f"workers: {variant} [{name}], {key}",
+                    ours.get("unit") or "",
+                    ours,
+                    base=base if key != base_key else None,
+                    base_name=base_key,
+                )
+            )
     for row in rows:  # a measurement that could not be made does not meet its target
         if row.target and not row.verdict and row.ours and _median(row.ours) is None:
             row.verdict = "FAIL"
     return rows
+
+
+def _workers_of(key: str) -> int:
+    try:
+        return int(key.split()[0])
+    except (ValueError, IndexError):
+        return 0
 
 
 HEADER = ["figure", "unit", "ours: median [min-max]", "bare", "ratio", "target", "verdict"]
@@ -168,15 +197,66 @@ def table_cells(rows: list[Row]) -> list[list[str]]:
     ]
 
 
-def console_table(rows: list[Row]) -> str:
-    cells = [HEADER, *table_cells(rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+def render_table(cells: list[list[str]]) -> str:
+    """Aligned columns; the first row is the header."""
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     lines = []
     for n, row in enumerate(cells):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def console_table(rows: list[Row]) -> str:
+    return render_table([HEADER, *table_cells(rows)])
+
+
+WORKERS_CPU_HEADER = [
+    "workers figure (the repetition nearest the median)",
+    "server",
+    "rate/s",
+    "server CPU % (per worker)",
+    "clients CPU % (per client)",
+    "agents + benchmark CPU %",
+    "machine CPU % (not ours)",
+    "sessions per worker",
+    "CPU µs server / clients",
+]
+
+
+def workers_cpu_table(figures: dict[str, Any]) -> list[list[str]]:
+    """Where the CPU went during each measurement of the workers figure: % of one CPU
+    per side (100 = one core busy) and the machine's total of its capacity; the cost is
+    CPU per session (sessions) or per datagram (stream). Empty without the figure."""
+    cells: list[list[str]] = []
+    for variant, configs in figures.get("workers", {}).items():
+        for key, entry in sorted(configs.items(), key=lambda kv: _workers_of(kv[0])):
+            reps = [r for r in entry.get("reps", []) if r.get("cpu")]
+            if not reps or "median" not in entry:
+                continue
+            rep = min(reps, key=lambda r: abs(r["value"] - entry["median"]))
+            cpu = rep["cpu"]
+            if "server_us_per_session" in rep:
+                cost = f"{rep['server_us_per_session']} / {rep['client_us_per_session']}"
+            else:
+                per = rep.get("us_per_datagram") or {}
+                cost = f"{per.get('server', '?')} / {per.get('clients', '?')}"
+            cells.append(
+                [
+                    variant,
+                    key,
+                    num(rep["value"]),
+                    f"{cpu['server']:.0f} ({' + '.join(f'{w:.0f}' for w in cpu['workers'])})",
+                    f"{cpu['clients']:.0f} ({' + '.join(f'{c:.0f}' for c in cpu['client'])})",
+                    f"{cpu['agents']:.0f} + {cpu.get('bench', 0):.0f}",
+                    f"{cpu['machine']:.0f} of {cpu['capacity']}"
+                    + (f" ({cpu['others']:.0f})" if "others" in cpu else ""),
+                    "/".join(str(n) for n in rep.get("sessions_per_worker", [])),
+                    cost,
+                ]
+            )
+    return [WORKERS_CPU_HEADER, *cells] if cells else []
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -207,9 +287,21 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "`*`: the machine was busy with other processes during at least one repetition "
         "(see `noisy` in the JSON). `^`: in at least one repetition the sender could not "
         "reach the offered rate (the machine, with sender, relays and receiver on its cores, "
-        "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians). "
+        "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians); "
+        "in the workers rows, N workers / 1 worker (the speed-up). "
         "How each figure is measured: docs/benchmark.md.",
     ]
+    cpu = workers_cpu_table(meta.get("figures", {}))
+    if cpu:
+        out += [
+            "",
+            "Workers figure: where the CPU went (from /proc, % of one CPU; the cost column "
+            "is CPU µs per session, or per datagram for the stream):",
+            "",
+            "| " + " | ".join(cpu[0]) + " |",
+            "|" + "---|" * len(cpu[0]),
+        ]
+        out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cpu[1:]]
     if meta.get("errors"):
         out += ["", "Failed measurements:", ""] + [f"- {e}" for e in meta["errors"]]
     return "\n".join(out) + "\n"

@@ -32,6 +32,8 @@ from report import (
     THROUGHPUT_TARGET,
     build_rows,
     console_table,
+    render_table,
+    workers_cpu_table,
     write_outputs,
 )
 from svgplot import render
@@ -139,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
             log("[10 000 sessions]")
             for config in (main_suite, BARE):
                 bench.check10k(config)
+        if "workers" in only:
+            log("[workers: -workers N against -workers 1]")
+            bench.workers(main_suite)
         agents_info = {"app": bench.agents.app.info, "svc": bench.agents.svc.info}
     duration = time.monotonic() - t0
 
@@ -197,9 +202,14 @@ def run(args: argparse.Namespace) -> int:
         "trials": results.trials,
     }
     title = f"dtlspipe: rate and loss, {data['date']} {machine['hostname']}"
-    svg = render(results.trials, [(c.key, c.label) for c in configs], title)
+    # the plot: the single-session throughput trials (not the workers figure's)
+    plotted = [t for t in results.trials if t.get("figure") != "workers"]
+    svg = render(plotted, [(c.key, c.label) for c in configs], title)
     paths = write_outputs(args.out, data, rows, svg)
     print(console_table(rows))
+    cpu = workers_cpu_table(results.figures)
+    if cpu:
+        print("\n" + render_table(cpu))
     print(f"\nrun time {duration:.0f} s; wrote {', '.join(str(p) for p in paths)}")
     if data["errors"]:
         print("failed measurements:\n  " + "\n  ".join(data["errors"]))

@@ -20,7 +20,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import HOST, BenchError, Proc, ProcSet, cpu_ticks, fmt, free_udp_port, loads_library
+from procs import (
+    HOST,
+    BenchError,
+    Proc,
+    ProcSet,
+    cpu_ns,
+    cpu_ticks,
+    fmt,
+    free_udp_port,
+    loads_library,
+    machine_ticks,
+)
 
 HERE = Path(__file__).resolve().parent
 PSK = "00112233445566778899aabbccddeeff"
@@ -32,6 +43,7 @@ TUNNEL_PATTERNS = {
     "started": ": started",
     "ended": ": ended: ",
     "emfile": "Too many open files",
+    "resumed": ", resumed)",  # an established line of an abbreviated handshake
     "error": " ERROR ",
     "traceback": "Traceback",
 }
@@ -204,6 +216,105 @@ def start_pair(
     return Pair(config, client, server, (HOST, cport))
 
 
+@dataclass
+class Group:
+    """The workers figure's tunnel: one server started with ``-workers N`` and several
+    tunnel clients in front of it, each its own process on its own port (the app agent
+    spreads its sessions over them, so one client process is not what limits)."""
+
+    config: Config
+    workers: int
+    server: Proc
+    clients: list[Proc]
+    entries: list[tuple[str, int]]  # the clients' listen addresses
+    server_pids: list[int]  # the server's processes: the parent, then worker 0, 1, ...
+
+    @property
+    def procs(self) -> list[Proc]:
+        return [self.server, *self.clients]
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise BenchError(f"{proc.name} died\n{proc.describe()}")
+
+    def describe(self) -> str:
+        return "\n".join(p.describe() for p in self.procs)
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve sessions (the lone server when N = 1)."""
+        return self.server_pids[1:] if self.workers > 1 else self.server_pids
+
+    def per_worker(self, key: str) -> list[int]:
+        """Log lines matching pattern ``key`` per worker (see start_group)."""
+        if self.workers == 1:
+            return [self.server.count(key)]
+        return [self.server.count(f"{key} {i}") for i in range(self.workers)]
+
+
+def start_group(
+    procs: ProcSet,
+    config: Config,
+    service: tuple[str, int],
+    workers: int,
+    clients: int,
+    server_options: tuple[str, ...] = (),
+    client_options: tuple[str, ...] = (),
+) -> Group:
+    """A server with ``-workers workers`` forwarding to ``service`` and ``clients``
+    tunnel clients in front of it, all started at once and then waited for (every
+    worker, and every client, listening). The worker PIDs come from the server's
+    "N workers started (pids ...)" line."""
+    if config.bare:
+        raise BenchError("the workers figure measures the tunnel, not the bare relays")
+    options = ["-rate-limit", ""]
+    patterns: dict[str, str | tuple[str, ...]] = dict(TUNNEL_PATTERNS)
+    if workers > 1:
+        patterns["workers"] = "workers started (pids "
+        for i in range(workers):  # each worker's lines end with "[worker i]"
+            patterns[f"established {i}"] = (TUNNEL_PATTERNS["established"], f"[worker {i}]")
+            patterns[f"resumed {i}"] = (TUNNEL_PATTERNS["resumed"], f"[worker {i}]")
+    sport = free_udp_port()
+    started: list[Proc] = []
+    try:
+        argv = relay_argv(
+            config,
+            "server",
+            fmt((HOST, sport)),
+            fmt(service),
+            [*options, *server_options, "-workers", str(workers)],
+        )
+        server = procs.start(f"{config.key}-server-w{workers}", argv, patterns=patterns)
+        started.append(server)
+        entries = []
+        for n in range(clients):
+            cport = free_udp_port()
+            remote = fmt((HOST, sport))
+            argv = relay_argv(
+                config, "client", fmt((HOST, cport)), remote, [*options, *client_options]
+            )
+            started.append(procs.start(f"{config.key}-client{n}", argv, patterns=TUNNEL_PATTERNS))
+            entries.append((HOST, cport))
+        deadline = time.monotonic() + START_DEADLINE
+        for proc in started:
+            want = workers if proc is server else 1
+            if not proc.wait_count("listening", want, max(0.1, deadline - time.monotonic())):
+                raise BenchError(f"{proc.name} did not start listening\n{proc.describe()}")
+        pids = [server.pid]
+        if workers > 1:
+            if not server.wait_count("workers", 1, max(0.1, deadline - time.monotonic())):
+                raise BenchError(f"{server.name}: no workers line\n{server.describe()}")
+            line = server.first["workers"]
+            pids += [int(p) for p in line.split("(pids ", 1)[1].split(")")[0].split()]
+            if len(pids) != workers + 1:
+                raise BenchError(f"{server.name}: cannot read the worker PIDs from {line!r}")
+            server.children = pids[1:]
+    except BaseException:
+        procs.stop(*started)
+        raise
+    return Group(config, workers, server, started[1:], entries, pids)
+
+
 # --------------------------------------------------------------------------- trials
 
 _run_ids = itertools.count(int(time.time()) % 100_000 * 1000)
@@ -291,6 +402,69 @@ def trial(
     result.sender_short = sent["achieved"] < 0.97 * rate
     result.cpu_ticks = {k: after[k] - before[k] for k in before}
     return result
+
+
+class CpuWindow:
+    """CPU time of some processes (``cpu_ns``, /proc/PID/task/*/schedstat) and the busy
+    share of the whole machine (/proc/stat) over a stretch of wall time; ``share(key)``
+    is a process's CPU in % of one CPU (100 = one core busy), ``machine_busy`` the
+    machine's in the same unit (at most 100 x the number of CPUs)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.machine0 = machine_ticks()
+        self.ns0 = {k: cpu_ns(p) for k, p in pids.items()}
+        self.t0 = time.monotonic()
+        self.ns: dict[str, int] = {}
+        self.wall = 0.0
+        self.machine_busy = 0.0
+
+    def stop(self) -> CpuWindow:
+        self.wall = max(time.monotonic() - self.t0, 1e-6)
+        self.ns = {k: cpu_ns(p) - self.ns0[k] for k, p in self.pids.items()}
+        busy1, total1 = machine_ticks()
+        busy = busy1 - self.machine0[0]
+        total = max(1, total1 - self.machine0[1])
+        self.machine_busy = 100.0 * (os.cpu_count() or 1) * busy / total
+        return self
+
+    def share(self, key: str) -> float:
+        """% of one CPU used by process ``key`` over the window."""
+        return 100.0 * self.ns[key] / 1e9 / self.wall
+
+
+def spread_trial(
+    agents: Agents,
+    hold: str,
+    size: int,
+    rate: float,
+    duration: float,
+    cpu_pids: dict[str, int],
+) -> tuple[Trial, CpuWindow]:
+    """One paced run upstream, spread round-robin over the sessions the app agent holds
+    in ``hold`` (opened by ``sessions`` with ``hold``); svc counts. CPU is read over the
+    sending time."""
+    run = next_run()
+    agents.svc.call("sink", timeout=10, run=run)
+    window = CpuWindow(cpu_pids)
+    sent = agents.app.call(
+        "send",
+        timeout=duration * 3 + 10,
+        dest=None,
+        hold=hold,
+        rate=rate,
+        duration=duration,
+        size=size,
+        run=run,
+    )
+    window.stop()
+    got = agents.svc.call("stop", timeout=10, sent=sent["sent"])
+    result = Trial("up", size, rate, sent["achieved"], sent["sent"], got["distinct"])
+    result.dups = got["dups"]
+    result.delivered = got["distinct"] / sent["elapsed"]
+    result.loss = 1 - got["distinct"] / sent["sent"] if sent["sent"] else 1.0
+    result.sender_short = sent["achieved"] < 0.97 * rate
+    return result, window
 
 
 @dataclass
