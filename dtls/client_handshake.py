@@ -113,7 +113,7 @@ class ClientHandshake(Handshake):
         if not session.extended_master_secret or cfg.extended_master_secret is EMSMode.OFF:
             return False
         cbc = session.cipher_suite.kind is CipherKind.CBC
-        return not cbc or session.encrypt_then_mac == cfg.encrypt_then_mac
+        return not cbc or session.encrypt_then_mac is bool(cfg.encrypt_then_mac)
 
     def on_hello_verify_request(self, body: bytes) -> None:
         hvr = HelloVerifyRequest.parse(body)
