@@ -189,7 +189,8 @@ class ServerHandshake(Handshake):
             cache.remove(state.session_id)  # the key it was made with is gone
             return None
         if (
-            suite.code not in ch.cipher_suites  # RFC 5246 §7.4.1.2
+            not state.extended_master_secret  # RFC 7627 §5.3: a full handshake instead
+            or suite.code not in ch.cipher_suites  # RFC 5246 §7.4.1.2
             or suite not in self.config.cipher_suites
             or ems != state.extended_master_secret  # RFC 7627 §5.3
             or (etm and suite.kind is CipherKind.CBC) != state.encrypt_then_mac

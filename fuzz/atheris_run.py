@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from fuzz.inputs import SINGLE_INPUT_TARGETS
-from fuzz.mutators import CONTROLS, TARGET_CONTROLS, mutate
+from fuzz.mutators import CONTROLS, TARGET_CONTROLS, TARGET_MUTATORS, mutate
 
 HERE = Path(__file__).resolve().parent
 RUN_PY = HERE / "run.py"
@@ -85,6 +85,7 @@ def run(target: str, args: list[str], max_alloc_mb: float | None = None) -> None
     seeds = load(target)
     sequences = target not in SINGLE_INPUT_TARGETS
     controls = TARGET_CONTROLS.get(target, CONTROLS)
+    extra = TARGET_MUTATORS.get(target, ())
 
     def one_input(data: bytes) -> None:
         try:
@@ -101,7 +102,7 @@ def run(target: str, args: list[str], max_alloc_mb: float | None = None) -> None
         rng = random.Random(seed)
         if rng.random() < 0.5:
             return bytes(atheris.Mutate(data, max_size))
-        return mutate(rng, data or rng.choice(seeds), seeds, sequences, controls)[:max_size]
+        return mutate(rng, data or rng.choice(seeds), seeds, sequences, controls, extra)[:max_size]
 
     # libFuzzer runs argv[0] through the shell for -jobs/-fork workers: make it a whole
     # command line that lands back here with the same target

@@ -20,7 +20,11 @@ parsers directly too; ``server`` and ``client`` also get each seeded session's w
 side as one input, a sequence of datagrams (:mod:`fuzz.inputs`): ``<session>-seq-c2s.bin``
 takes a fresh seeded server, and ``<session>-seq-s2c.bin`` a fresh seeded client, through
 the whole handshake. ``cid`` and ``cid_records`` get the seeds of :mod:`fuzz.worlds`
-(the CID worlds' handshakes, scripted roaming sequences, records of every inner type).
+(the CID worlds' handshakes, scripted roaming sequences, records of every inner type),
+and so do ``dhe`` (the DHE_PSK pairs' key exchange messages, and public values, groups,
+generators and lengths at their limits) and ``resume`` (abbreviated handshakes recorded
+in the resume worlds, other clients resuming every cached session, edited ClientHellos
+and ServerHellos, wrong, missing and misplaced Finished messages).
 
 The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
 ``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
@@ -61,7 +65,7 @@ from fuzz.inputs import ADDRESSES, sequence
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 OPENSSL_DIR = ROOT / "tests" / "vectors" / "openssl"
-TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid")
+TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid", "dhe", "resume")
 
 PSK = bytes(range(16))
 IDENTITY = b"Client_identity"
@@ -293,6 +297,10 @@ def build() -> dict[str, dict[str, bytes]]:
         add("cid", name, data)
     for name, data in worlds.cid_records_corpus(cid_inputs).items():
         add("cid_records", name, data)
+    for name, data in worlds.dhe_corpus().items():
+        add("dhe", name, data)
+    for name, data in worlds.resume_corpus().items():
+        add("resume", name, data)
     return out
 
 

@@ -9,14 +9,15 @@ separator followed by one control byte that applies to the datagram after it::
 Control byte bits (the others are ignored, so any byte is valid):
 
 - ``0x03`` (:data:`ADDRESS_MASK`): the source address, an index into :data:`ADDRESSES`
-  (index 0, the scripted peer's address, for the first datagram). Only the fresh server
-  endpoints of the ``server`` target use it; the live client/server pairs have one peer.
+  (index 0, the scripted peer's address, for the first datagram). The fresh server
+  endpoints of the ``server`` target and the server endpoints of ``cid`` and ``resume``
+  use it; the live client/server pairs have one peer.
 - ``0x04`` (:data:`FIRE_TIMER`): first advance the clock to the earliest pending timer
   and fire it (a retransmission, or the handshake deadline).
 - ``0x08`` (:data:`PAUSE`): first let :data:`PAUSE_SECONDS` pass (past the handshake
   deadline; twice is past the cookie secret's lifetime), without firing timers.
-- ``0x10`` (:data:`TO_CLIENT`, ``cid`` only): deliver the datagram to the client of the
-  world instead of the server.
+- ``0x10`` (:data:`TO_CLIENT`, ``cid`` and ``resume``): deliver the datagram to the
+  client of the world instead of the server.
 - ``0x20`` (:data:`OTHER_PATH`, ``cid`` only): deliver it through
   ``receive_application_datagram`` instead of ``receive_datagram`` (``cid`` also runs every
   input a second time with this bit inverted, and compares).
@@ -39,7 +40,7 @@ PAUSE_SECONDS = 31.0
 TO_CLIENT = 0x10
 OTHER_PATH = 0x20
 #: targets whose input is one byte string, not a sequence of datagrams
-SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records"})
+SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records", "dhe"})
 #: source addresses of the fresh server endpoints; the first is the scripted peer's
 ADDRESSES: tuple[tuple[object, ...], ...] = (
     ("192.0.2.1", 4444),

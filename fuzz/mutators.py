@@ -277,6 +277,70 @@ def m_records(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
     return None
 
 
+def _vectors(buf: bytearray, start: int) -> list[tuple[int, int]]:
+    """(offset of the 2-byte length, value length) of consecutive ``opaque x<..2^16-1>``
+    vectors from ``start``, as far as they fit."""
+    out, pos = [], start
+    while len(buf) - pos >= 2:
+        n = _get(buf, pos, 2)
+        if pos + 2 + n > len(buf):
+            break
+        out.append((pos, n))
+        pos += 2 + n
+    return out
+
+
+def m_dh_vector(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    """``dhe`` inputs (a selector byte, then a message of 2-byte-length vectors: hint,
+    dh_p, dh_g, dh_Ys, or identity, dh_Yc): edit one vector's value as an integer,
+    keeping every length consistent (the public values most often), or change the
+    selector."""
+    vecs = _vectors(buf, 1)
+    if not vecs or rng.random() < 0.05:
+        if buf:
+            buf[0] = rng.randrange(8)
+        return None
+    pos, n = vecs[-1] if rng.random() < 0.5 else rng.choice(vecs)
+    value = int.from_bytes(buf[pos + 2 : pos + 2 + n], "big")
+    which = rng.randrange(9)
+    size = n
+    if which == 0:  # a small or extreme value of the same size
+        value = rng.choice((0, 1, 2, 3, 5, (1 << (8 * n)) - 1, rng.getrandbits(8 * n)))
+    elif which == 1:
+        value += rng.choice((1, -1, 2, -2, 1 << rng.randrange(8 * max(n, 1))))
+    elif which == 2:  # another vector's value (dh_p into dh_Ys...), give or take one
+        other_pos, other_n = rng.choice(vecs)
+        value = int.from_bytes(buf[other_pos + 2 : other_pos + 2 + other_n], "big")
+        value += rng.choice((0, -1, 1, -2))
+        size = other_n
+    elif which == 3:  # leading zeros added or taken away
+        size = max(0, n + rng.choice((1, 2, -1, 16)))
+    elif which == 4:  # a compact RFC 7919 group, or one byte
+        value, size = rng.choice((0, 1, 2, 3, 4, 5, 2, rng.randrange(256))), 1
+    elif which == 5:  # the length alone
+        _put(buf, pos, 2, _tweak(rng, n, 2))
+        return None
+    elif which == 6:  # empty, or a long random value
+        size = rng.choice((0, rng.randint(1, 600)))
+        value = rng.getrandbits(8 * size) if size else 0
+    elif which == 7:  # the top byte
+        value ^= rng.randrange(1, 256) << (8 * max(n - 1, 0))
+    else:  # a value from another input, at the same place
+        donor = bytearray(rng.choice(corpus))
+        dv = _vectors(donor, 1)
+        if not dv:
+            return None
+        dpos, dn = rng.choice(dv)
+        value, size = int.from_bytes(donor[dpos + 2 : dpos + 2 + dn], "big"), dn
+    value %= 1 << (8 * size) if size else 1
+    buf[pos : pos + 2 + n] = size.to_bytes(2, "big") + value.to_bytes(size, "big")
+    return None
+
+
+#: target-specific mutators, added to the others for that target's single inputs
+TARGET_MUTATORS: dict[str, tuple[tuple[Mutator, int], ...]] = {"dhe": ((m_dh_vector, 20),)}
+
+
 MUTATORS: tuple[tuple[Mutator, int], ...] = (
     (m_bitflip, 4),
     (m_byteset, 4),
@@ -307,6 +371,10 @@ TARGET_CONTROLS: dict[str, tuple[int, ...]] = {
         *(0, 0, 1, 2, 3, FIRE_TIMER, FIRE_TIMER | 1, PAUSE),
         *(TO_CLIENT, TO_CLIENT, TO_CLIENT | 1, TO_CLIENT | OTHER_PATH),
         *(OTHER_PATH, OTHER_PATH | 1, OTHER_PATH | 2, OTHER_PATH | FIRE_TIMER | 1),
+    ),
+    "resume": (
+        *(0, 0, 0, 1, 2, 2, 3, FIRE_TIMER, FIRE_TIMER | 2, PAUSE),
+        *(TO_CLIENT, TO_CLIENT, TO_CLIENT, TO_CLIENT | FIRE_TIMER),
     ),
 }
 
@@ -424,15 +492,18 @@ def mutate(
     corpus: list[bytes],
     sequences: bool = True,
     controls: tuple[int, ...] = CONTROLS,
+    extra: tuple[tuple[Mutator, int], ...] = (),
 ) -> bytes:
     """A mutation of ``data``. With ``sequences`` (every target but those in
     ``inputs.SINGLE_INPUT_TARGETS``), ``data`` is a sequence of datagrams: a quarter of the
     edits reorder, drop, duplicate, split or add datagrams or change their control bytes
-    (drawn mostly from ``controls``), the rest edit one datagram."""
+    (drawn mostly from ``controls``), the rest edit one datagram. ``extra`` mutators (a
+    single input's: ``TARGET_MUTATORS``) join the byte-level ones with their weights."""
     if not sequences:
         buf = bytearray(data)
+        funcs, weights = _FUNCS + [m for m, _ in extra], _WEIGHTS + [w for _, w in extra]
         for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
-            rng.choices(_FUNCS, _WEIGHTS)[0](rng, buf, corpus)
+            rng.choices(funcs, weights)[0](rng, buf, corpus)
         return bytes(buf[:MAX_INPUT])
     pool = datagram_pool(corpus)
     steps = split(data)

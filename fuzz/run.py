@@ -6,15 +6,17 @@
     python fuzz/run.py --repro TARGET HEX          # run one input, show the traceback
     python fuzz/run.py --replay TARGET PATH...     # run files/directories once (coverage)
 
-TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid`` or ``all``. The
-smoke fuzz loads ``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once
-unmutated, then N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets, inserted/deleted/
-duplicated ranges, truncation, splicing with another seed, structure-aware edits of
-record headers (length, epoch, sequence number, content type, version) and of handshake
-headers (type, length, message_seq, fragment offset and length), dropping, duplicating,
-swapping and borrowing whole records, and for ``server`` and ``client`` edits of the
-sequence of datagrams (:mod:`fuzz.inputs`). It stops a target at its first unexpected
-exception, prints the reproducer in hex, and exits non-zero (``--keep-going`` collects
+TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid``, ``dhe``,
+``resume`` or ``all``. The smoke fuzz loads ``fuzz/corpus/<target>/`` (or builds it in
+memory), runs every seed once unmutated, then N seeded mutations (:mod:`fuzz.mutators`):
+bit flips, byte sets, inserted/deleted/duplicated ranges, truncation, splicing with
+another seed, structure-aware edits of record headers (length, epoch, sequence number,
+content type, version) and of handshake headers (type, length, message_seq, fragment
+offset and length), dropping, duplicating, swapping and borrowing whole records, edits of
+the sequence of datagrams (:mod:`fuzz.inputs`) for the targets whose inputs are
+sequences, and for ``dhe`` integer edits of its messages' vectors
+(``mutators.TARGET_MUTATORS``). It stops a target at its first unexpected exception,
+prints the reproducer in hex, and exits non-zero (``--keep-going`` collects
 every distinct failure instead). ``all`` runs the targets in parallel processes.
 """
 
@@ -42,6 +44,7 @@ from fuzz.inputs import SINGLE_INPUT_TARGETS  # noqa: E402
 from fuzz.mutators import (  # noqa: E402  (re-exported: tests use run.mutate & co.)
     CONTROLS,
     TARGET_CONTROLS,
+    TARGET_MUTATORS,
     handshake_offsets,
     mutate,
     record_offsets,
@@ -51,7 +54,7 @@ from fuzz.mutators import (  # noqa: E402  (re-exported: tests use run.mutate & 
 __all__ = ["handshake_offsets", "mutate", "record_offsets", "smoke", "split_records"]
 
 #: as fuzz.corpus.TARGET_NAMES (which imports dtls)
-TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid")
+TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid", "dhe", "resume")
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 # -- memory bound (optional) ----------------------------------------------------------
@@ -130,6 +133,7 @@ def smoke(
     seeds = corpus if corpus is not None else load(target)
     sequences = target not in SINGLE_INPUT_TARGETS
     controls = TARGET_CONTROLS.get(target, CONTROLS)
+    extra = TARGET_MUTATORS.get(target, ())
     rng = random.Random(f"{target}:{seed}")
     result = Result(target)
     seen: set[str] = set()
@@ -140,7 +144,8 @@ def smoke(
         unmutated = random.Random(f"{target}:{seed}:sample").sample(seeds, seed_sample)
     inputs = ((None, s) for s in unmutated)
     mutated = (
-        (i, mutate(rng, rng.choice(seeds), seeds, sequences, controls)) for i in range(iterations)
+        (i, mutate(rng, rng.choice(seeds), seeds, sequences, controls, extra))
+        for i in range(iterations)
     )
     for i, data in itertools.chain(inputs, mutated):
         result.iterations += 1

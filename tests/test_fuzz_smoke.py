@@ -22,8 +22,24 @@ if str(ROOT) not in sys.path:
 from fuzz import corpus, inputs, run, targets, worlds  # noqa: E402
 
 SEED = 20261124
-ITERATIONS = {"parsers": 2000, "server": 150, "client": 120, "cid_records": 2000, "cid": 60}
-SEED_SAMPLE = {"parsers": None, "server": 80, "client": 60, "cid_records": None, "cid": None}
+ITERATIONS = {
+    "parsers": 2000,
+    "server": 150,
+    "client": 120,
+    "cid_records": 2000,
+    "cid": 60,
+    "dhe": 400,
+    "resume": 300,
+}
+SEED_SAMPLE = {
+    "parsers": None,
+    "server": 80,
+    "client": 60,
+    "cid_records": None,
+    "cid": None,
+    "dhe": None,
+    "resume": None,
+}
 
 
 @pytest.mark.parametrize("target", corpus.TARGET_NAMES)
@@ -84,6 +100,87 @@ def test_cid_seeds_roam() -> None:
         assert result.stats.get(f"cid[{spec.name},inverted]:data-ok") == len(files), spec
     assert result.stats.get("cid[gcm-rrc]:to-unchecked-address") == 2  # two challenges
     assert result.stats.get("cid[cbc-etm]:to-unchecked-address") is None  # no RFC 9853
+
+
+def test_dhe_seeds_reach_their_outcomes() -> None:
+    """The recorded DHE_PSK messages still fit the rebuilt pairs (fuzz/worlds.py): the
+    real ones complete the handshake, the others end where RFC 4279 §3 and RFC 7919 put
+    them (the seeds carry their RFC 7919 group as a one-byte index, expand_dh_p)."""
+    names = [
+        "dhe-gcm-2048-ske.bin",  # compact: the real ServerKeyExchange once expanded
+        "dhe-cbc-hint-2048-ske-literal.bin",
+        "dhe-chacha-3072-cke.bin",
+        "dhe-gcm-2048-ske-ys-p-1.bin",  # RFC 7919 §5.1: illegal_parameter
+        "dhe-gcm-2048-ske-safe_prime_1024.bin",  # too small: insufficient_security
+        "dhe-gcm-2048-ske-safe_prime_2048.bin",  # a custom safe prime: the client goes on
+        "dhe-cbc-hint-2048-cke-identity-unknown.bin",
+    ]
+    files = [(corpus.CORPUS_DIR / "dhe" / name).read_bytes() for name in names]
+    result = run.smoke("dhe", 0, corpus=files)
+    assert result.ok, result.failures
+    stats = result.stats
+    assert stats.get("dhe[gcm-2048].client:data-ok") == 1
+    assert stats.get("dhe[cbc-hint-2048].client:data-ok") == 1
+    assert stats.get("dhe[chacha-3072].server:data-ok") == 1
+    assert stats.get("dhe[gcm-2048].client:alert:47") == 1
+    assert stats.get("dhe[gcm-2048].client:alert:71") == 1
+    assert stats.get("dhe[gcm-2048].client:went-on") == 2
+    assert stats.get("dhe[cbc-hint-2048].server:alert:115") == 1
+
+
+def test_expand_dh_p_keeps_the_target_fast() -> None:
+    """A one-byte dh_p names an RFC 7919 group; a known safe prime keeps its own
+    generator (any other would cost the client a full safe-prime test)."""
+    from dtls.ffdhe import FFDHE_GROUPS, ffdhe_prime
+
+    vec = worlds.dh_vector
+    ys = vec(b"\x05" * 256)
+    for i, group in enumerate(FFDHE_GROUPS):
+        p = worlds.int_bytes(ffdhe_prime(group))
+        body = vec(b"h") + vec(p) + vec(b"\x02") + ys
+        assert worlds.expand_dh_p(vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys) == body
+        assert worlds.compact_dh_p(body) == vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys
+        with_g5 = vec(b"h") + vec(p) + vec(b"\x05") + ys
+        assert worlds.expand_dh_p(with_g5) == (
+            body if group.name in ("ffdhe2048", "ffdhe3072", "ffdhe4096") else with_g5
+        )
+    one_byte = vec(b"") + vec(b"\x05") + vec(b"\x02") + ys  # not an index: a tiny group
+    assert worlds.expand_dh_p(one_byte) == one_byte
+    for junk in (b"", b"\x00", b"\xff\xff\x00", bytes(7)):
+        worlds.expand_dh_p(junk)
+
+
+def test_resume_seeds_resume() -> None:
+    """The recorded abbreviated handshakes still fit the rebuilt ResumeWorlds: each
+    world's client resumes its session and passes data; a fatal alert afterwards takes
+    the session out of the cache; a new full handshake makes a session and evicts one;
+    an old client's hello resumes the session without extended master secret."""
+    names = [f"resume-{spec.name}-seq.bin" for spec in worlds.RESUME_SPECS]
+    names += ["resume-gcm-seq-then-fatal.bin", "resume-gcm-fresh-full.bin"]
+    names += ["resume-gcm-stranger-psk-cbc-noems.bin", "resume-gcm-finished-wrong.bin"]
+    for name in names:
+        data = (corpus.CORPUS_DIR / "resume" / name).read_bytes()
+        spec = next(s for s in worlds.RESUME_SPECS if name.startswith(f"resume-{s.name}-"))
+        world = worlds.ResumeWorld(spec)
+        worlds.STATS.clear()
+        steps = inputs.split(data)
+        for step in steps:
+            world.step(step)
+        world.finish(steps[-1].datagram)
+        stats = {k.split(":", 1)[1]: v for k, v in worlds.STATS.items() if ":" in k}
+        if name.endswith("-seq.bin"):
+            assert stats.get("resumed") == stats.get("client-resumed") == 1, (name, stats)
+            assert stats.get("data-ok") == 1, (name, stats)
+        elif "then-fatal" in name:
+            assert stats.get("session-invalidated") == 1 and len(world.cache) == 4
+        elif "fresh-full" in name:
+            assert stats.get("session-made") == 2 and stats.get("session-gone") == 2, stats
+            assert stats.get("client-full") == 1  # its own session was the oldest: evicted
+        elif "noems" in name:
+            assert stats.get("resumed") == 2, stats
+        else:  # a wrong Finished under the right keys: decrypt_error, no resumption
+            assert stats.get("resumed") is None and stats.get("closed:51") == 1, stats
+        assert len(world.cache) <= worlds.MAX_SESSIONS
 
 
 def test_sequence_format() -> None:

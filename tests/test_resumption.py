@@ -280,3 +280,32 @@ def test_cache_bounds() -> None:
     assert len(cache) == 1
     with pytest.raises(ValueError):
         SessionCache(max_entries=0)
+
+
+def test_session_without_ems_is_not_resumed() -> None:
+    """RFC 7627 §5.3: neither the session nor the hello with the extended master secret
+    (possible with EMSMode.REQUEST on the server): the server does a full handshake
+    rather than the legacy, unprotected resumption (found by fuzz/, target resume). Our
+    own client never offers such a session (``_can_offer``), so the server's check is
+    driven directly."""
+    from dtls.messages import ClientHello
+    from dtls.server_handshake import ServerHandshake
+
+    world = World(extended_master_secret=EMSMode.REQUEST)
+    world.connect(extended_master_secret=EMSMode.OFF)
+    world.connect()
+    states = list(world.cache._entries.values())
+    assert [s.extended_master_secret for s in states] == [False, True]
+
+    def resumable(state: SessionState, ems: bool) -> bool:
+        hs = DTLSConnection(world.server.configuration, is_client=False)._hs
+        assert isinstance(hs, ServerHandshake)
+        extensions = [(23, b"")] if ems else []
+        hello = ClientHello(
+            DTLS1_2, bytes(32), state.session_id, b"", [state.cipher_suite.code], b"\0", extensions
+        )
+        ch = ClientHello.parse(hello.encode())
+        return hs._resumable(ch, dict(ch.extensions)) is not None
+
+    assert not resumable(states[0], ems=False)
+    assert resumable(states[1], ems=True)  # the check can pass
