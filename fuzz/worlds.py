@@ -819,11 +819,32 @@ DHE_FRAGMENT = 1200
 
 
 def _pem_group(name: str) -> tuple[int, int]:
-    from cryptography.hazmat.primitives.serialization import load_pem_parameters
+    """(p, g) of a PKCS#3 PEM, ``SEQUENCE { INTEGER p, INTEGER g }``, read here: newer
+    ``cryptography`` releases refuse to load the weak groups this harness needs."""
+    import base64
 
-    pem = (DH_VECTORS / f"{name}.pem").read_bytes()
-    numbers = load_pem_parameters(pem).parameter_numbers()  # type: ignore[attr-defined]
-    return numbers.p, numbers.g
+    text = (DH_VECTORS / f"{name}.pem").read_text()
+    body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+    der = base64.b64decode(body)
+
+    def item(pos: int) -> tuple[int, int, int]:  # (tag, start of content, end)
+        tag, length = der[pos], der[pos + 1]
+        pos += 2
+        if length & 0x80:
+            n = length & 0x7F
+            length = int.from_bytes(der[pos : pos + n], "big")
+            pos += n
+        return tag, pos, pos + length
+
+    tag, pos, _ = item(0)
+    assert tag == 0x30, name
+    numbers = []
+    for _ in range(2):
+        tag, start, end = item(pos)
+        assert tag == 0x02, name
+        numbers.append(int.from_bytes(der[start:end], "big"))
+        pos = end
+    return numbers[0], numbers[1]
 
 
 #: groups a server may send that are not RFC 7919's (tests/vectors/dh): a 2048-bit safe
