@@ -24,6 +24,19 @@ class Reader:
     def remaining(self) -> int:
         return self._end - self._pos
 
+    @property
+    def position(self) -> int:
+        """The offset of the next byte to read, in the whole buffer."""
+        return self._pos
+
+    def skip_vector(self, len_size: int, what: str, lo: int = 0) -> int:
+        """Step over ``opaque x<lo..2^(8*len_size)-1>`` without copying it; its length."""
+        n = self.uint(len_size, what + " length")
+        if n < lo:
+            raise DecodeError(f"{what}: length {n} below {lo}")
+        self._take(n, what)
+        return n
+
     def _take(self, n: int, what: str) -> int:
         pos = self._pos
         if n > self._end - pos:

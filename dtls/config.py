@@ -28,7 +28,9 @@ DEFAULT_GROUPS = (
     NamedGroup.ffdhe2048,
     NamedGroup.ffdhe3072,
 )
-MIN_MTU = 128  # record + handshake headers + the largest protection overhead + a byte
+#: record + handshake headers + the largest protection overhead + some data; a peer's
+#: CID (RFC 9146, up to 255 bytes) may take more, and then the handshake ends (flight.py)
+MIN_MTU = 128
 
 
 class EMSMode(enum.Enum):
@@ -48,6 +50,10 @@ class DTLSConfiguration:
     psk_identity: bytes = b""
     #: server: identity -> key, or None for an unknown identity
     psk_lookup: PSKLookup | None = None
+    #: server: answer an unknown identity with an unknown_psk_identity alert (RFC 4279
+    #: §2). Off by default: it is handled as a known identity with a wrong key, so that
+    #: nobody can list the identities a server knows by trying them
+    announce_unknown_identity: bool = False
     #: server: hint sent in ServerKeyExchange (None: no ServerKeyExchange for plain PSK)
     psk_identity_hint: bytes | None = None
     cipher_suites: tuple[CipherSuite, ...] = ALL_SUITES
@@ -67,6 +73,9 @@ class DTLSConfiguration:
     handshake_timeout: float = 30.0
     #: records of the next epoch (or early application data) held until keys are ready
     max_held_records: int = 32
+    #: a handshake in progress ends after this many of the peer's records failed
+    #: authentication (RFC 6347 §4.1.2.7); each datagram gets at most one failed check
+    max_auth_failures: int = 16
     #: server endpoint: live connections at most
     max_connections: int = 10000
     #: server endpoint: handshakes in progress at most (each holds its state until it
@@ -116,6 +125,8 @@ class DTLSConfiguration:
             raise ConfigurationError("psk identity hint too long")
         if not 0 < self.initial_timeout <= self.max_timeout:
             raise ConfigurationError("need 0 < initial_timeout <= max_timeout")
+        if self.max_auth_failures < 1:
+            raise ConfigurationError("max_auth_failures must be positive")
         if self.max_handshakes < 1 or self.max_connections < 1:
             raise ConfigurationError("max_handshakes and max_connections must be positive")
         if self.handshake_timeout <= 0:

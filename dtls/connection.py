@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from . import work
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
@@ -73,6 +74,10 @@ class DTLSConnection(FastPath, Roaming):
         self.is_client = is_client
         #: the peer's address, for the caller's bookkeeping; the engine never uses it
         self.peer = peer
+        #: the caller's own state for this connection (a server's session, a stream):
+        #: the engine never reads it. Keeping it here, on the connection a
+        #: ``DTLSServer`` routed a datagram to, needs no second table keyed by address.
+        self.context: object = None
         self._hs: ClientHandshake | ServerHandshake = (
             ClientHandshake(self) if is_client else ServerHandshake(self)
         )
@@ -99,6 +104,7 @@ class DTLSConnection(FastPath, Roaming):
         self._flight_started_at = 0.0  # first transmission of the current flight
         self._reacted_at = float("-inf")  # last reactive resend
         self._auth_failures = 0
+        self._failed_open = False  # a record of the current datagram failed to open
         self._now = 0.0
         # connection IDs (RFC 9146): the peer's address and its checks (see dtls.path),
         # where the datagram being read came from, whether it carried an authentic
@@ -169,11 +175,12 @@ class DTLSConnection(FastPath, Roaming):
         self._resent = False
         self._source = address
         self._authentic = self._newest = False
+        self._failed_open = False
         own_cid = self._hs.own_cid
         for record in iter_records(data, len(own_cid) if own_cid else 0):
             self._process_record(record)
-            if self.is_closed:
-                break
+            if self.is_closed or self._failed_open:
+                break  # after a record that failed authentication, the rest is not tried
         if address is not None and self._path is not None and self._authentic:
             self._path_update(address, len(data), now)  # (no path once closed)
 
@@ -203,7 +210,11 @@ class DTLSConnection(FastPath, Roaming):
             return
         if self._retransmit_at is not None and now >= self._retransmit_at:
             # RFC 6347 §4.2.4.1: retransmit the whole flight and double the timer
-            self._transmit_flight()
+            try:
+                self._transmit_flight()
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
             self._timeout = min(self._timeout * 2, self.configuration.max_timeout)
             self._retransmit_at = now + self._timeout
 
@@ -277,6 +288,12 @@ class DTLSConnection(FastPath, Roaming):
             "closed locally", error=False, by_peer=False, alert=AlertDescription.close_notify
         )
 
+    def abandon(self, reason: str, *, by_peer: bool = False) -> None:
+        """End the connection without a word on the wire (its peer has started a new
+        one): keys and buffers are forgotten and a ConnectionClosed is queued."""
+        if self._hs.state is not State.CLOSED:
+            self._close(reason, error=False, by_peer=by_peer)
+
     # -- record intake ------------------------------------------------------------------
 
     def _process_record(self, record: Record) -> None:
@@ -311,14 +328,17 @@ class DTLSConnection(FastPath, Roaming):
         if read.protection is None:
             plaintext = record.fragment
         else:
+            work.add("open")
+            work.add("open_bytes", len(record.fragment))
             try:
                 if record.cid:
                     content_type, plaintext = open_cid_record(read.protection, record)
                 else:
                     plaintext = read.protection.open(record.seq8, content_type, record.fragment)
             except BadRecordError:
-                self._auth_failures += 1
-                return  # RFC 6347 §4.1.2.7: invalid records are silently discarded
+                # RFC 6347 §4.1.2.7: invalid records are silently discarded
+                self._record_failed()
+                return
         if len(plaintext) > MAX_PLAINTEXT:
             return
         if epoch != 0:
@@ -337,6 +357,26 @@ class DTLSConnection(FastPath, Roaming):
             self._dispatch(content_type, epoch, plaintext)
         except ProtocolError as exc:
             self._fail(exc)
+
+    def _record_failed(self) -> None:
+        """A record failed authentication. RFC 6347 §4.1.2.7 lets an implementation
+        count these: the rest of its datagram is not tried, and a handshake in progress
+        ends after ``max_auth_failures`` datagrams with such a record (a wrong PSK, or
+        an attacker making the handshake decrypt garbage), quietly, as each record was
+        dropped. Held next-epoch records, opened together when the keys arrive, count
+        once."""
+        if self._failed_open:
+            return
+        self._auth_failures += 1
+        self._failed_open = True
+        limit = self.configuration.max_auth_failures
+        if self._hs.state in HANDSHAKING and self._auth_failures >= limit:
+            self._close(
+                f"{self._auth_failures} records from the peer failed authentication"
+                " (wrong PSK?)",
+                error=True,
+                by_peer=False,
+            )
 
     def _dispatch(self, content_type: int, epoch: int, data: bytes) -> None:
         if content_type == ContentType.handshake:
@@ -368,12 +408,12 @@ class DTLSConnection(FastPath, Roaming):
                     self._peer_retransmitted(frag.message_seq)
                 continue
             if hs.state in HANDSHAKING:
-                # Finished is the only handshake message protected by the new epoch
+                # Finished is the only handshake message protected by the new epoch. One
+                # in the wrong epoch is dropped, not answered: in epoch 0 it proves
+                # nothing, and only the next expected message may end a handshake
+                # (docs/engine.md, "What unauthenticated input can do").
                 if (epoch == 0) == (frag.msg_type == HandshakeType.finished):
-                    raise ProtocolError(
-                        AlertDescription.unexpected_message,
-                        f"handshake message type {frag.msg_type} in epoch {epoch}",
-                    )
+                    continue
             elif epoch == 0:
                 continue  # after the handshake, plaintext messages are unauthenticated
             self._reassembler.add(frag)
@@ -436,10 +476,12 @@ class DTLSConnection(FastPath, Roaming):
         self._pending_read = None
         self._hs.on_change_cipher_spec()
         held, self._held = self._held, []
-        for record in held:
+        for record in held:  # (at most max_held_records)
             if self._hs.state is State.CLOSED:
                 break
             self._process_record(record)
+        # a held record that failed does not stop this datagram's own records
+        self._failed_open = False
 
     def _on_application_data(self, epoch: int, data: bytes) -> None:
         if epoch == 0:
@@ -544,6 +586,7 @@ class DTLSConnection(FastPath, Roaming):
 
     def _transmit_flight(self) -> None:
         assert self._flight is not None
+        # raises ProtocolError when the peer's CID leaves no room in the MTU
         out = pack_flight(self._flight, self._write_epochs, self.configuration.mtu)
         if out is None:
             self._close("sequence numbers exhausted", error=True, by_peer=False)

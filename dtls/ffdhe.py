@@ -25,10 +25,12 @@ re-check such parameters at every key load, seconds at 4096 bits.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import dh
 
+from . import work
 from .constants import AlertDescription, NamedGroup
 from .errors import ProtocolError
 
@@ -122,11 +124,19 @@ def _is_safe_prime(p: int, random: RandomSource) -> bool:
     return pow(2, p - 1, p) == 1
 
 
-_CHECKED: dict[tuple[int, int], bool] = {}  # custom groups already tested (at most 16)
+#: verdicts of the safe-prime test on moduli already seen, most recent last. The test
+#: depends on p alone (any 1 < g < p - 1 is acceptable in a safe-prime group), so a
+#: server or an injector that varies g, or repeats a few moduli, costs one test per
+#: modulus; the oldest verdict makes room for a new one.
+_CHECKED: OrderedDict[int, bool] = OrderedDict()
+_CHECKED_MAX = 16
 
 
 def check_custom_group(p: int, g: int, random: RandomSource) -> None:
-    """A server's group that is not one of RFC 7919's: acceptable, or ProtocolError."""
+    """A server's group that is not one of RFC 7919's: acceptable, or ProtocolError.
+
+    Costs at most one safe-prime test (``ROUNDS`` + 1 modular exponentiations of at most
+    ``MAX_CUSTOM_BITS`` bits) per call, none for a modulus among the last 16 tested."""
     if not MIN_CUSTOM_BITS <= p.bit_length() <= MAX_CUSTOM_BITS:
         raise ProtocolError(
             AlertDescription.insufficient_security,
@@ -135,12 +145,15 @@ def check_custom_group(p: int, g: int, random: RandomSource) -> None:
         )
     if not 1 < g < p - 1:
         raise ProtocolError(AlertDescription.illegal_parameter, "DH generator out of range")
-    verdict = _CHECKED.get((p, g))
+    verdict = _CHECKED.get(p)
     if verdict is None:
+        work.add("prime_tests")
         verdict = _is_safe_prime(p, random)
-        if len(_CHECKED) >= 16:
-            _CHECKED.clear()
-        _CHECKED[(p, g)] = verdict
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+        _CHECKED[p] = verdict
+    else:
+        _CHECKED.move_to_end(p)
     if not verdict:
         raise ProtocolError(AlertDescription.insufficient_security, "DH modulus not a safe prime")
 

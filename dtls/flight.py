@@ -1,11 +1,28 @@
-"""A flight's records, packed into datagrams (RFC 6347 §4.1.1.1, §4.2.3)."""
+"""A flight's records, packed into datagrams (RFC 6347 §4.1.1.1, §4.2.3).
+
+Every fragment carries at least ``MIN_ROOM`` bytes of its message, so packing a flight
+ends after at most (flight bytes / ``MIN_ROOM``) + (flight messages) datagrams. The peer
+chooses the CID our records carry (RFC 9146 §3, up to 255 bytes); one that leaves less
+room than that in the configured MTU ends the handshake instead of looping.
+"""
 
 from __future__ import annotations
 
-from .constants import HANDSHAKE_HEADER_LEN, MAX_SEQUENCE, ContentType, HandshakeType
+from . import work
+from .constants import (
+    HANDSHAKE_HEADER_LEN,
+    MAX_SEQUENCE,
+    AlertDescription,
+    ContentType,
+    HandshakeType,
+)
+from .errors import ProtocolError
 from .fragment import encode_header
 from .handshake import FlightItem
 from .record import WriteEpoch
+
+#: the fewest message bytes a handshake fragment carries
+MIN_ROOM = 32
 
 
 def pack_flight(
@@ -14,7 +31,11 @@ def pack_flight(
     """The flight's records, packed into datagrams of at most ``mtu`` bytes (RFC 6347
     §4.1.1.1), handshake messages fragmented to fit. None when an epoch's sequence
     numbers are nearly used up: RFC 6347 §4.1 forbids wrapping, and a flight this late
-    cannot be sent safely."""
+    cannot be sent safely.
+
+    Raises ProtocolError (internal_error) when the MTU leaves fewer than ``MIN_ROOM``
+    bytes for a handshake fragment after the record's overhead (the peer's CID
+    included)."""
     out: list[bytes] = []
     current = bytearray()
     for item in flight:
@@ -40,6 +61,16 @@ def pack_flight(
                 # check the cookie of a whole ClientHello before it keeps any state
                 # (RFC 6347 §4.2.1). One over the MTU leaves as one larger datagram.
                 room = max(room, len(body))
+            if room < min(MIN_ROOM, len(body) - offset) or room < 0:
+                if current:  # try again in a datagram of its own
+                    out.append(bytes(current))
+                    current = bytearray()
+                    continue
+                raise ProtocolError(
+                    AlertDescription.internal_error,
+                    f"an MTU of {mtu} leaves no room for handshake data after "
+                    f"{overhead} bytes of record overhead (the peer's connection ID?)",
+                )
             piece = body[offset : offset + room]
             header = encode_header(item.msg_type, len(body), item.message_seq, offset, len(piece))
             current += write.protect(ContentType.handshake, header + piece)
@@ -50,4 +81,5 @@ def pack_flight(
             current = bytearray()
     if current:
         out.append(bytes(current))
+    work.add("datagrams_out", len(out))
     return out

@@ -5,18 +5,24 @@ disagrees with the earlier ones of its message_seq on type or length restarts th
 message (the later sender wins, so a planted fragment cannot block the real one). It
 bounds its memory: messages
 at most ``max_message`` bytes, at most ``max_ahead`` message_seq values ahead of the next
-expected one, and ``max_bytes`` in all.
+expected one, and ``max_bytes`` in all; and its CPU: a fragment costs a copy of its own
+bytes and O(log ``MAX_RANGES``) steps to file, whatever came before it (a message held
+in more than ``MAX_RANGES`` separate pieces takes no new piece until they join).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
+from . import work
 from .constants import HANDSHAKE_HEADER_LEN
 
 MAX_MESSAGE = 16384  # bytes in one handshake message we will reassemble
 MAX_AHEAD = 8  # message_seq values buffered beyond the next expected one
 MAX_BYTES = 65536  # reassembly bytes held per connection
+#: separate byte ranges of one message held at once (a peer sending in order makes one)
+MAX_RANGES = 64
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ def parse_fragments(fragment: bytes) -> list[Fragment] | None:
             return None  # an empty fragment of a non-empty message carries nothing
         out.append(Fragment(msg_type, length, seq, offset, fragment[start : start + frag_len]))
         pos = start + frag_len
+    work.add("fragments", len(out))
     return out
 
 
@@ -74,30 +81,47 @@ def full_message(msg_type: int, seq: int, body: bytes) -> bytes:
 
 
 class _Partial:
-    __slots__ = ("buf", "have", "length", "msg_type")
+    """One message being reassembled: its buffer and the byte ranges received.
+
+    ``starts``/``stops`` are the disjoint, non-adjacent ranges ``[start, stop)`` held, in
+    order. A fragment finds its place by bisection and merges only with the ranges it
+    overlaps or touches, so it costs O(log R) comparisons, one list splice (at most
+    ``MAX_RANGES`` entries) and a copy of its own bytes, never a pass over the message.
+    """
+
+    __slots__ = ("buf", "length", "msg_type", "starts", "stops")
 
     def __init__(self, msg_type: int, length: int) -> None:
         self.msg_type = msg_type
         self.length = length
         self.buf = bytearray(length)
-        self.have: list[tuple[int, int]] = []  # sorted, merged [start, end) ranges
+        work.add("alloc", length)
+        self.starts: list[int] = []
+        self.stops: list[int] = []
 
-    def add(self, offset: int, body: bytes) -> None:
+    def add(self, offset: int, body: bytes) -> bool:
+        """Copy a fragment in; False (and nothing changed) if it would make more than
+        ``MAX_RANGES`` separate ranges."""
         end = offset + len(body)
-        self.buf[offset:end] = body
-        ranges = [*self.have, (offset, end)]
-        ranges.sort()
-        merged: list[tuple[int, int]] = []
-        for start, stop in ranges:
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
-            else:
-                merged.append((start, stop))
-        self.have = merged
+        starts, stops = self.starts, self.stops
+        # ranges [lo, hi) are the ones that overlap or touch [offset, end)
+        lo = bisect_left(stops, offset)
+        hi = bisect_right(starts, end)
+        work.add("reassembly", len(body) + hi - lo + 1)
+        if lo == hi and len(starts) >= MAX_RANGES:
+            return False
+        if offset < end:
+            self.buf[offset:end] = body
+        if lo < hi:
+            offset = min(offset, starts[lo])
+            end = max(end, stops[hi - 1])
+        starts[lo:hi] = (offset,)
+        stops[lo:hi] = (end,)
+        return True
 
     @property
     def complete(self) -> bool:
-        return self.length == 0 or self.have == [(0, self.length)]
+        return self.length == 0 or (self.starts == [0] and self.stops == [self.length])
 
 
 class Reassembler:
@@ -150,7 +174,12 @@ class Reassembler:
             partial = _Partial(frag.msg_type, frag.length)
             self._partial[seq] = partial
             self._bytes += frag.length
-        partial.add(frag.offset, frag.body)
+        if not partial.add(frag.offset, frag.body):
+            # more separate pieces than MAX_RANGES: the message starts again from this
+            # fragment (the later sender wins, as above); the buffer is reused
+            partial.starts.clear()
+            partial.stops.clear()
+            partial.add(frag.offset, frag.body)
         return True
 
     def _drop(self, seq: int) -> None:

@@ -7,8 +7,10 @@ handshake header is handled in :mod:`dtls.fragment`.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
+from . import work
 from .codec import Reader, Writer
 from .constants import (
     EC_CURVE_TYPE_NAMED,
@@ -22,6 +24,12 @@ from .errors import DecodeError, ProtocolError
 
 Extensions = list[tuple[int, bytes]]
 
+#: Bounds on what one hello may make us parse. About 60 extension types and 350 cipher
+#: suites are registered; a hello with more is refused (decode_error) before they are
+#: walked one by one, so no ClientHello costs more than these many items.
+MAX_EXTENSIONS = 64
+MAX_CIPHER_SUITES = 512
+
 
 def parse_extensions(r: Reader, what: str) -> tuple[Extensions, bool]:
     """``Extension extensions<0..2^16-1>``; absent entirely is allowed (RFC 5246 §7.4.1.2).
@@ -34,6 +42,8 @@ def parse_extensions(r: Reader, what: str) -> tuple[Extensions, bool]:
     out: Extensions = []
     seen: set[int] = set()
     while block.remaining:
+        if len(out) >= MAX_EXTENSIONS:
+            raise DecodeError(f"{what}: more than {MAX_EXTENSIONS} extensions")
         ext_type = block.uint16("extension type")
         data = block.vector(2, "extension data")
         if ext_type in seen:
@@ -43,6 +53,7 @@ def parse_extensions(r: Reader, what: str) -> tuple[Extensions, bool]:
         seen.add(ext_type)
         out.append((ext_type, data))
     r.expect_end(what)
+    work.add("hello_items", len(out))
     return out, True
 
 
@@ -92,9 +103,11 @@ class ClientHello:
         suites_raw = r.vector(2, "cipher_suites", 2)
         if len(suites_raw) % 2:
             raise DecodeError("cipher_suites: odd length")
-        suites = [
-            int.from_bytes(suites_raw[i : i + 2], "big") for i in range(0, len(suites_raw), 2)
-        ]
+        count = len(suites_raw) // 2
+        if count > MAX_CIPHER_SUITES:
+            raise DecodeError(f"cipher_suites: more than {MAX_CIPHER_SUITES}")
+        suites = list(struct.unpack(f">{count}H", suites_raw))
+        work.add("hello_items", count)
         compression = r.vector(1, "compression_methods", 1)
         extensions, block = parse_extensions(r, "ClientHello")
         return cls(
@@ -118,6 +131,35 @@ class ClientHello:
         w.vector(1, self.compression_methods)
         encode_extensions(w, self.extensions, self.empty_extension_block)
         return w.getvalue()
+
+
+@dataclass(frozen=True)
+class HelloPrefix:
+    """What the stateless cookie check needs from a ClientHello (RFC 6347 §4.2.1), read
+    in a fixed number of steps, before the suites and extensions are parsed: the version,
+    random, session_id and cookie, and ``params``, the bytes the cookie is bound to
+    (everything up to the end of compression_methods except the cookie itself)."""
+
+    client_version: int
+    random: bytes
+    session_id: bytes
+    cookie: bytes
+    params: bytes
+
+    @classmethod
+    def parse(cls, body: bytes) -> HelloPrefix:
+        """Raises DecodeError if the fields up to compression_methods are malformed."""
+        r = Reader(body)
+        version = r.uint16("client_version")
+        random = r.fixed(RANDOM_LEN, "random")
+        session_id = r.vector(1, "session_id", 0, 32)
+        cookie_at = r.position
+        cookie = r.vector(1, "cookie", 0, MAX_COOKIE_LEN)
+        after_cookie = r.position
+        r.skip_vector(2, "cipher_suites", 2)
+        r.skip_vector(1, "compression_methods", 1)
+        params = body[:cookie_at] + body[after_cookie : r.position]
+        return cls(version, random, session_id, cookie, params)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import work
 from .constants import (
     DTLS1_0,
     DTLS1_2,
@@ -74,6 +75,7 @@ def iter_records(datagram: bytes, cid_length: int = 0) -> Iterator[Record]:
         if length > end - start:
             return
         pos = start + length
+        work.add("records")
         if (
             content_type in _CONTENT_TYPES
             and version in (DTLS1_2, DTLS1_0)

@@ -260,7 +260,12 @@ class ServerHandshake(Handshake):
         self.conn.flight_answered()
         psk = self.config.key_for(cke.identity)
         if psk is None:
-            raise proto(AlertDescription.unknown_psk_identity, "unknown PSK identity")
+            if self.config.announce_unknown_identity:
+                raise proto(AlertDescription.unknown_psk_identity, "unknown PSK identity")
+            # RFC 4279 §2: an unknown identity may be treated as a known one with a wrong
+            # key. A key nobody has makes the client's Finished fail authentication as a
+            # wrong key would, so the answer does not tell which identities exist.
+            psk = self.config.random(32)
         self.identity = cke.identity
         self.psk_digest = psk_digest(psk)
         self.derive_keys(self.premaster(psk, cke.public))

@@ -2,9 +2,10 @@
 session gets its own UDP socket connected to the remote service, so replies find their
 session.
 
-The listening socket's callback reads a batch and offers each datagram to the engine's
-fast path (:meth:`dtls.DTLSServer.receive_application_datagram`); each session's
-plaintexts go to its service socket in one batch. A service socket's callback seals the
+The listening socket's callback reads a batch and offers each datagram to the engine
+(:meth:`dtls.DTLSServer.receive`), which says which connection it went to: the session
+is that connection's ``context``, so there is one routing table, the engine's. Each
+session's plaintexts go to its service socket in one batch. A service socket's callback seals the
 replies (:meth:`dtls.DTLSConnection.seal_application_data`) and sends them to the peer in
 one batch. Handshakes, alerts and cookies take the engine's general path; one task runs
 the handshakes' retransmission timers, and each session's task only waits for it to go
@@ -35,6 +36,7 @@ from dtls import (
     PeerAddressChanged,
 )
 
+from .keyfile import shown_identity
 from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
@@ -59,15 +61,27 @@ from .udp import (
 
 log = logging.getLogger("dtlspipe")
 
+#: handshake timers (RFC 6347 §4.2.4.1: a second or more) may fire this much late, so
+#: that the timers of many handshakes in progress share wake-ups
+TIMER_SLACK = 0.01
+
 
 class ServerSession(Session):
-    def __init__(self, tunnel: TunnelServer, peer: Address, conn: DTLSConnection, now: float):
+    """One peer's session: the engine's connection (whose ``context`` it is) and the
+    socket to the service."""
+
+    def __init__(self, tunnel: TunnelServer, conn: DTLSConnection, now: float):
         super().__init__(tunnel.policy, now, tunnel.rng)
         self.tunnel = tunnel
-        self.peer = peer
         self.conn = conn
+        conn.context = self
         self.upstream: socket.socket | None = None
         self.pending: deque[bytes] = deque()
+
+    @property
+    def peer(self) -> Address:
+        """Where the peer is now (the connection follows it, RFC 9146 §6)."""
+        return self.conn.peer  # type: ignore[return-value]
 
     def to_service(self, plaintexts: list[bytes], now: float) -> None:
         self.last_left = now
@@ -188,7 +202,8 @@ class TunnelServer:
         self.throttle = LogThrottle()
         self.endpoint = DTLSServer(dtls_config, time.monotonic(), admit=self._admit)
         self._user_admit = admit
-        self.sessions: dict[Address, ServerSession] = {}
+        #: live sessions, by their connection (routing is the engine's: conn.context)
+        self.sessions: dict[DTLSConnection, ServerSession] = {}
         self._tg: TaskGroup | None = None
         self.readers: Readers
         self.timers = Timers()
@@ -251,14 +266,14 @@ class TunnelServer:
         stats.from_peer += len(batch)
         stats.from_peer_bytes += sum([len(data) for data, _ in batch])
         now = time.monotonic()
-        endpoint, sessions = self.endpoint, self.sessions
+        endpoint = self.endpoint
         sends: dict[ServerSession, list[bytes]] = {}
         for data, peer in batch:
             try:
-                plaintext = endpoint.receive_application_datagram(data, peer, now)
+                conn, plaintext = endpoint.receive(data, peer, now)
                 if plaintext is not None:
-                    session = sessions.get(peer) or self._roaming_session(now)
-                    if session is not None:
+                    session = conn.context if conn is not None else None
+                    if isinstance(session, ServerSession):
                         plaintexts = sends.get(session)
                         if plaintexts is None:
                             sends[session] = [plaintext]
@@ -270,7 +285,7 @@ class TunnelServer:
                 for session, plaintexts in sends.items():  # in order with the slow path
                     session.to_service(plaintexts, now)
                 sends = {}
-                self._after_slow(peer, now)
+                self._after_slow(now)
             except Exception:  # one peer's datagram must not stop the listener
                 log.exception("datagram from %s: internal error", fmt(peer))
         for session, plaintexts in sends.items():
@@ -278,20 +293,9 @@ class TunnelServer:
         for datagram, addr in endpoint.stateless_datagrams():  # return routability checks
             self._send_peer(datagram, addr)
 
-    def _roaming_session(self, now: float) -> ServerSession | None:
-        """The session of a record that came, by its connection ID, from an address other
-        than its peer's (RFC 9146): the peer may just have moved."""
-        self._events(now)  # a PeerAddressChanged files the session under its new address
-        conn = self.endpoint.last_connection
-        return None if conn is None else self.sessions.get(conn.peer)  # type: ignore[call-overload]
-
-    def _after_slow(self, peer: Address, now: float) -> None:
+    def _after_slow(self, now: float) -> None:
         """After the engine's general path: events, then the datagrams it queued."""
         self._events(now)
-        conn = self.endpoint.last_connection
-        if conn is not None:
-            for datagram in conn.datagrams_to_send():
-                self._send_peer(datagram, conn.peer)  # type: ignore[arg-type]
         for datagram, addr in self.endpoint.stateless_datagrams():
             self._send_peer(datagram, addr)
         handshakes = self.endpoint.handshakes_in_progress
@@ -303,60 +307,61 @@ class TunnelServer:
         self._handshakes = handshakes
 
     def _events(self, now: float) -> None:
-        while (item := self.endpoint.next_event()) is not None:
-            peer, event = item
+        while (item := self.endpoint.next_connection_event()) is not None:
+            conn, event = item
+            session = conn.context if isinstance(conn.context, ServerSession) else None
             if isinstance(event, ApplicationData):
-                session = self.sessions.get(peer)
                 if session is not None:
                     session.to_service([event.data], now)
                 else:
                     self.stats.drop("no_session")
             elif isinstance(event, HandshakeCompleted):
-                conn = self.endpoint.connections.get(peer)
-                if conn is None or self._tg is None:
+                if conn.is_closed or self._tg is None:
                     continue
                 self.stats.handshakes += 1
                 group = event.group.name if event.group else "-"
                 log.info(
-                    "session %s -> %s: established (%s %s, identity %r%s)",
-                    fmt(peer),
+                    "session %s -> %s: established (%s %s, identity %s%s)",
+                    fmt(conn.peer),  # type: ignore[arg-type]
                     fmt(self.remote),
                     event.cipher_suite.name,
                     group,
-                    event.psk_identity.decode(errors="replace"),
+                    shown_identity(event.psk_identity),
                     ", resumed" if event.resumed else "",
                 )
-                session = ServerSession(self, peer, conn, now)
-                self.sessions[peer] = session
+                session = ServerSession(self, conn, now)
+                self.sessions[conn] = session
                 session.start(self._tg)
             elif isinstance(event, PeerAddressChanged):
-                old: Address = event.old  # type: ignore[assignment]
-                moved = self.sessions.pop(old, None)
-                if moved is not None:
-                    moved.peer = peer
-                    self.sessions[peer] = moved
+                if session is not None:
                     log.info(
-                        "session %s -> %s: peer moved to %s", fmt(old), fmt(self.remote), fmt(peer)
+                        "session %s -> %s: peer moved to %s",
+                        fmt(event.old),  # type: ignore[arg-type]
+                        fmt(self.remote),
+                        fmt(event.new),  # type: ignore[arg-type]
                     )
             elif isinstance(event, ConnectionClosed):
-                session = self.sessions.pop(peer, None)
                 if session is None:
                     self.stats.failed += 1
                     self.throttle.warning(
-                        "failed", "handshake from %s failed: %s", fmt(peer), event.reason
+                        "failed",
+                        "handshake from %s failed: %s",
+                        fmt(conn.peer),  # type: ignore[arg-type]
+                        event.reason,
                     )
-                elif not session.closed:
+                    continue
+                self.sessions.pop(conn, None)
+                if not session.closed:
                     session.ended()
                     self._log_end(session, event.reason)
 
     def end_session(self, session: ServerSession, reason: str) -> None:
         """Close a session from our side (idle, time limit, shutdown): close_notify."""
-        self.endpoint.close(session.peer)
+        self.endpoint.close_connection(session.conn)
         for datagram, addr in self.endpoint.stateless_datagrams():
             self._send_peer(datagram, addr)
         self._events(time.monotonic())  # consumes the ConnectionClosed quietly
-        if self.sessions.get(session.peer) is session:
-            del self.sessions[session.peer]
+        self.sessions.pop(session.conn, None)
         self._log_end(session, reason)
 
     def _log_end(self, session: ServerSession, reason: str) -> None:
@@ -371,12 +376,14 @@ class TunnelServer:
         )
 
     async def _timers(self) -> None:
-        """Handshake retransmissions and deadlines; established sessions have none."""
+        """Handshake retransmissions and deadlines; established sessions have none. A
+        wake-up costs O(log n) per timer due (the engine keeps them in a heap)."""
         endpoint = self.endpoint
         while True:
             timer = endpoint.get_timer()
             now = time.monotonic()
-            deadline = now + 1.0 if timer is None else min(timer, now + 1.0)
+            # timers due within TIMER_SLACK of each other fire in one wake-up
+            deadline = now + 1.0 if timer is None else min(timer + TIMER_SLACK, now + 1.0)
             self._timer_event = event = anyio.Event()
             self._timer_deadline = deadline
             with anyio.move_on_after(max(0.0, deadline - now)):

@@ -250,9 +250,10 @@ def test_wrong_psk_fails_silently_and_leaves_no_keys() -> None:
     assert_no_keys(client)
 
 
-def test_unknown_identity_gets_unknown_psk_identity() -> None:
-    """RFC 4279 §2: an identity the server does not know is answered with a fatal
-    unknown_psk_identity alert (in clear: the server has no keys yet)."""
+def test_unknown_identity_gets_unknown_psk_identity_when_announced() -> None:
+    """RFC 4279 §2 with ``announce_unknown_identity``: an identity the server does not
+    know is answered with a fatal unknown_psk_identity alert (in clear: the server has
+    no keys yet)."""
     asked: list[bytes] = []
 
     def lookup(identity: bytes) -> bytes | None:
@@ -266,7 +267,9 @@ def test_unknown_identity_gets_unknown_psk_identity() -> None:
             conns.append(sim.server_conn())
         return None
 
-    sim = Simulator(*pair(psk_lookup=lookup), policy=policy).run()
+    sim = Simulator(
+        *pair(psk_lookup=lookup, announce_unknown_identity=True), policy=policy
+    ).run()
     assert asked == [IDENTITY]
     last = [s for s in sim.log if s.direction == S2C][-1]
     assert alerts_in(last.data) == [(FATAL, AlertDescription.unknown_psk_identity)]

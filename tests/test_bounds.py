@@ -155,7 +155,7 @@ def test_hello_verify_request_larger_than_the_hello_is_not_sent(
 ) -> None:
     """Defence in depth: with our 32-byte cookies no legal ClientHello is that small."""
     _, server = make_pair()
-    monkeypatch.setattr(server._cookies, "make", lambda *args: bytes(255))
+    monkeypatch.setattr(server._admission._cookies, "make", lambda *args: bytes(255))
     (hello,) = spoofed_hellos(1)
     assert len(hello) < 13 + 12 + 3 + 255
     server.receive_datagram(hello, CLIENT_ADDR, 0.0)

@@ -205,10 +205,11 @@ def test_wrong_psk_fails_within_deadline_on_both_sides() -> None:
     assert client.get_timer() is None and server.get_timer() is None
 
 
-def test_unknown_identity_gets_unknown_psk_identity() -> None:
+def test_unknown_identity_gets_unknown_psk_identity_when_announced() -> None:
     keys = {b"alice": PSK}
     _client, _server, cev, sev = handshake(
-        {"psk_identity": b"mallory"}, {"psk_lookup": keys.get})
+        {"psk_identity": b"mallory"},
+        {"psk_lookup": keys.get, "announce_unknown_identity": True})
     c, s = closed(cev), closed(sev)
     assert s.alert == AlertDescription.unknown_psk_identity and not s.by_peer
     assert c.by_peer and c.alert == AlertDescription.unknown_psk_identity

@@ -282,7 +282,9 @@ def test_client_hello_from_a_new_address_through_the_server_fast_path(hello_veri
             assert fast.receive_application_datagram(datagram, CLIENT_ADDR, 0.0) is None
             general.receive_datagram(datagram, CLIENT_ADDR, 0.0)
             assert set(fast.connections) == set(general.connections)
-            assert fast.stats == general.stats and fast._handshaking == general._handshaking
+            assert fast.stats == general.stats and sorted(map(repr, fast._handshaking)) == sorted(
+                map(repr, general._handshaking)
+            )
         conn = fast.connections.get(CLIENT_ADDR)
         down = [d for d, _ in fast.stateless_datagrams()]
         down += conn.datagrams_to_send() if conn is not None else []
@@ -398,8 +400,9 @@ def test_handle_timer_retransmissions_come_out_of_stateless_datagrams() -> None:
         (hello,) = client.datagrams_to_send()
         assert server.receive_application_datagram(hello, CLIENT_ADDR, 0.0) is None
     conn = s1.connections[CLIENT_ADDR]
-    lost = conn.datagrams_to_send()  # flight 4, lost
-    assert s2.datagrams_to_send() == [(d, CLIENT_ADDR) for d in lost]
+    assert conn.datagrams_to_send() == []  # the endpoint took flight 4 from it
+    lost = [d for d, _ in s1.stateless_datagrams()]  # flight 4, lost
+    assert lost and s2.datagrams_to_send() == [(d, CLIENT_ADDR) for d in lost]
     when = s1.get_timer()
     assert when == s2.get_timer() == 1.0
     s1.handle_timer(when)

@@ -34,6 +34,7 @@ from helpers import (
     held_pair,
     make_pair,
     marks,
+    messages_in,
     no_alerts,
     reference_body,
     release,
@@ -298,14 +299,30 @@ def plus_byte(body: bytes) -> bytes:
 @pytest.mark.parametrize("hello_verify", [True, False])
 def test_trailing_bytes_after_client_hello(hello_verify: bool) -> None:
     """RFC 5246 §7.4.1.2: after the extension block nothing may follow. The ClientHello
-    cannot be parsed, so no state is created and nothing is sent."""
+    cannot be parsed, so no state is created. With cookies on, the stateless check reads
+    only up to the cookie (issue 12, defect 6), so a HelloVerifyRequest (no larger than
+    the hello) answers it; the same hello with that cookie is then dropped."""
     body = client_hello_body() + b"\x00"
     with pytest.raises(DecodeError, match="trailing"):
         ClientHello.parse(body)
     _, server = make_pair(hello_verify=hello_verify, **PSK_GCM)
     message = encode_header(HT.client_hello, len(body), 0, 0, len(body)) + body
     server.receive_datagram(encode_record(22, 0, 0, message), CLIENT_ADDR, 0.0)
+    out = server.datagrams_to_send()
+    assert server.connections == {}
+    if not hello_verify:
+        assert out == []
+        return
+    ((hvr, _),) = out
+    (cookie_msg,) = messages_in([hvr])
+    cookie = HelloVerifyRequest.parse(cookie_msg[2]).cookie
+    hello = ClientHello.parse(client_hello_body())
+    hello.cookie = cookie
+    body = hello.encode() + b"\x00"
+    message = encode_header(HT.client_hello, len(body), 1, 0, len(body)) + body
+    server.receive_datagram(encode_record(22, 0, 1, message), CLIENT_ADDR, 0.0)
     assert server.connections == {} and server.datagrams_to_send() == []
+    assert server.stats["dropped"] == 1
 
 
 def ske_parse(ecdhe: bool) -> Callable[[bytes], object]:

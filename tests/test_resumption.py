@@ -39,6 +39,7 @@ class World:
             DTLSConfiguration(
                 random=seeded_random(2),
                 psk_lookup=self.keys.get,
+                announce_unknown_identity=True,
                 session_cache=self.cache,
                 **server,  # type: ignore[arg-type]
             )
