@@ -6,9 +6,10 @@
     ... conn.receive_datagram(data, now) / conn.handle_timer(now) when get_timer() passes
     while (event := conn.next_event()) is not None: ...
 
-A datagram flows: :func:`dtls.record.iter_records` frames it; each record is held if it
-belongs to the next epoch, checked against its epoch's replay window, opened, marked as
-seen, then dispatched by content type. Handshake fragments go through the
+A datagram flows through the one record intake (:mod:`dtls.recordlayer`): each record
+is framed, held if it belongs to the next epoch, checked against its epoch's replay
+window, opened, marked as seen, then dispatched here by content type (the receive
+shortcut of an established connection takes the same intake). Handshake fragments go through the
 :class:`~dtls.fragment.Reassembler` and whole messages, in message_seq order, to the
 role's state machine in :mod:`dtls.handshake`. Output is queued as whole datagrams.
 """
@@ -18,11 +19,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from . import work
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
-    DTLS1_2,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
     AlertDescription,
@@ -30,7 +29,7 @@ from .constants import (
     ContentType,
     HandshakeType,
 )
-from .errors import BadRecordError, LocalProtocolError, ProtocolError
+from .errors import LocalProtocolError, ProtocolError
 from .events import (
     AlertReceived,
     ApplicationData,
@@ -38,15 +37,15 @@ from .events import (
     Event,
     HandshakeCompleted,
 )
-from .fastpath import FastPath
 from .flight import pack_flight
 from .fragment import Reassembler, parse_fragments
 from .handshake import CCS_STATES, HANDSHAKING, FlightItem, State
 from .keyschedule import RESERVED_LABELS, KeyBlock, export_keying_material
 from .messages import ClientHello
 from .path import PeerPath
-from .protection import CBCHMAC, RecordProtection, make_protection
-from .record import ReadEpoch, Record, WriteEpoch, iter_records, open_cid_record
+from .protection import CBCHMAC, make_protection
+from .record import ReadEpoch, Record, WriteEpoch
+from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState
@@ -58,13 +57,9 @@ _MAX_FIRST_CLIENT_HELLO_SEQ = 8
 # A client's ClientHello record numbers stay small (a few retries); larger ones are not
 # followed by the server's own numbering.
 _MAX_FOLLOWED_RECORD_SEQ = 1024
-#: bytes of next-epoch records, and separately of early application data, held during
-#: the handshake (besides ``max_held_records``): unauthenticated input must not make a
-#: handshake in progress hold more than this
-MAX_HELD_BYTES = 32768
 
 
-class DTLSConnection(FastPath, Roaming):
+class DTLSConnection(Roaming):
     """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
 
     def __init__(
@@ -83,12 +78,10 @@ class DTLSConnection(FastPath, Roaming):
         )
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
-        self._read_epochs: dict[int, ReadEpoch] = {0: ReadEpoch(0, None)}
-        self._read_epoch = 0
-        self._pending_read: ReadEpoch | None = None
+        # the one record intake: read epochs, held records, replay windows
+        self._records = RecordLayer(configuration.max_held_records)
         self._write_epochs: dict[int, WriteEpoch] = {0: WriteEpoch(0, None)}
         self._write_epoch = 0
-        self._held: list[Record] = []
         self._early_data: list[bytes] = []
         self._reassembler = Reassembler()
         self._learn_first_seq = not is_client
@@ -103,23 +96,19 @@ class DTLSConnection(FastPath, Roaming):
         self._resent = False
         self._flight_started_at = 0.0  # first transmission of the current flight
         self._reacted_at = float("-inf")  # last reactive resend
-        self._auth_failures = 0
-        self._failed_open = False  # a record of the current datagram failed to open
         self._now = 0.0
         # connection IDs (RFC 9146): the peer's address and its checks (see dtls.path),
-        # where the datagram being read came from, whether it carried an authentic
-        # record, and a newer one than any before; datagrams for other addresses
+        # where the datagram being read came from; datagrams for other addresses
         self._path: PeerPath | None = None
         self._source: object = None
-        self._authentic = self._newest = False
         self._addressed: list[tuple[bytes, object]] = []
         #: may the peer move to this address? (a server endpoint says no to an address
         #: another connection uses)
         self.address_available: Callable[[object], bool] = lambda address: True
-        # set while established: the epochs (and read protection) of the fast paths
-        self._app_read: ReadEpoch | None = None
-        self._app_protection: RecordProtection | None = None
+        # set while established: the write epoch of the send fast path, and whether the
+        # receive shortcut applies
         self._app_write: WriteEpoch | None = None
+        self._fast_read = False
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
         # RFC 5705: (PRF hash, master secret, client random, server random) while open
@@ -131,6 +120,28 @@ class DTLSConnection(FastPath, Roaming):
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
         return f"<DTLSConnection {role} {self._hs.state.name} peer={self.peer!r}>"
+
+    # the record layer's state under the names tests and the fuzz harness used before
+    # it was one object (read-only)
+    @property
+    def _read_epochs(self) -> dict[int, ReadEpoch]:
+        return self._records.epochs
+
+    @property
+    def _pending_read(self) -> ReadEpoch | None:
+        return self._records.pending
+
+    @property
+    def _held(self) -> list[Record]:
+        return self._records.held
+
+    @property
+    def _auth_failures(self) -> int:
+        return self._records.auth_failures
+
+    @property
+    def _read_epoch(self) -> int:
+        return self._records.current.epoch
 
     # -- public API ---------------------------------------------------------------------
 
@@ -174,15 +185,57 @@ class DTLSConnection(FastPath, Roaming):
             self._deadline = now + self.configuration.handshake_timeout
         self._resent = False
         self._source = address
-        self._authentic = self._newest = False
-        self._failed_open = False
+        records = self._records
+        records.start_datagram()
         own_cid = self._hs.own_cid
-        for record in iter_records(data, len(own_cid) if own_cid else 0):
-            self._process_record(record)
-            if self.is_closed or self._failed_open:
-                break  # after a record that failed authentication, the rest is not tried
-        if address is not None and self._path is not None and self._authentic:
+        records.cid_length = len(own_cid) if own_cid else 0
+        for opened in records.records(data, self._hs.state in HANDSHAKING):
+            self._on_record(*opened)
+            if self.is_closed:
+                break
+        self._after_records()
+        if address is not None and self._path is not None and records.authentic:
             self._path_update(address, len(data), now)  # (no path once closed)
+
+    def receive_application_datagram(
+        self, datagram: bytes, now: float, address: object = None
+    ) -> bytes | None:
+        """``receive_datagram`` with a shortcut for the common case of an established
+        connection: a datagram that is exactly one application_data record of the
+        current epoch has its plaintext returned instead of queued as an ApplicationData
+        event. It takes the same intake (:mod:`dtls.recordlayer`: the same checks in the
+        same order, only its header is read in one step); any other datagram goes to
+        ``receive_datagram`` and None is returned: look at ``next_event`` as usual.
+        ``address`` is as in ``receive_datagram``.
+        """
+        if not self._fast_read:
+            self.receive_datagram(datagram, now, address)
+            return None
+        records = self._records
+        records.start_datagram()
+        opened = records.open_only_record(datagram)
+        if opened is FALLBACK:
+            self.receive_datagram(datagram, now, address)
+            return None
+        result = None
+        if opened is not None:
+            self._now, self._source, self._resent = now, address, False
+            content_type, epoch, seq, plaintext = opened
+            if content_type == ContentType.application_data:
+                self._flight = None  # as in _on_application_data
+                result = plaintext
+            else:  # a tls12_cid record's inner type (RFC 9146 §4)
+                self._on_record(content_type, epoch, seq, plaintext)
+        self._after_records()
+        path = self._path
+        if (
+            address is not None
+            and path is not None
+            and records.authentic
+            and (address != path.peer or path.pending)
+        ):
+            self._path_update(address, len(datagram), now)
+        return result
 
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
         """Datagrams queued since the last call, each ready for one ``sendto``."""
@@ -201,11 +254,9 @@ class DTLSConnection(FastPath, Roaming):
             return
         if self._deadline is not None and now >= self._deadline:
             reason = "handshake timed out"
-            if self._auth_failures:
-                reason += (
-                    f"; {self._auth_failures} record(s) from the peer failed authentication"
-                    " (wrong PSK?)"
-                )
+            failures = self._records.auth_failures
+            if failures:
+                reason += f"; {failures} record(s) from the peer failed authentication (wrong PSK?)"
             self._close(reason, error=True, by_peer=False)
             return
         if self._retransmit_at is not None and now >= self._retransmit_at:
@@ -296,84 +347,35 @@ class DTLSConnection(FastPath, Roaming):
 
     # -- record intake ------------------------------------------------------------------
 
-    def _process_record(self, record: Record) -> None:
-        epoch = record.epoch
-        read = self._read_epochs.get(epoch)
-        if read is not None and (
-            (record.content_type == ContentType.tls12_cid) != (read.cid is not None and epoch != 0)
-            or record.cid != (read.cid or b"")
-        ):
-            return  # RFC 9146 §3: protected records carry our CID if, and only if, agreed
-        if read is None or (epoch != 0 and epoch != self._read_epoch):
-            if epoch == 1 and self._read_epoch == 0 and self._hs.state in HANDSHAKING:
-                # RFC 6347 §4.1: records of the next epoch may arrive before the
-                # ChangeCipherSpec; keep a bounded number until the keys are ready.
-                # (Epoch 1 is the only next epoch: renegotiation is refused.)
-                held_bytes = sum(len(r.fragment) for r in self._held)
-                if (
-                    len(self._held) < self.configuration.max_held_records
-                    and held_bytes + len(record.fragment) <= MAX_HELD_BYTES
-                ):
-                    self._held.append(record)
-            return
-        if epoch != 0 and record.version != DTLS1_2:
-            return
-        # RFC 6347 §4.1.2.6 updates the window only for verified records. Epoch 0 has
-        # nothing to verify, so it gets no window: one forged record numbered 2^48-1
-        # would otherwise make every real one look old. Its repeats are harmless: the
-        # handshake layer drops repeated messages by message_seq.
-        if epoch != 0 and not read.window.is_fresh(record.seq):
-            return  # duplicate or too old
-        content_type = record.content_type
-        if read.protection is None:
-            plaintext = record.fragment
-        else:
-            work.add("open")
-            work.add("open_bytes", len(record.fragment))
-            try:
-                if record.cid:
-                    content_type, plaintext = open_cid_record(read.protection, record)
-                else:
-                    plaintext = read.protection.open(record.seq8, content_type, record.fragment)
-            except BadRecordError:
-                # RFC 6347 §4.1.2.7: invalid records are silently discarded
-                self._record_failed()
-                return
-        if len(plaintext) > MAX_PLAINTEXT:
-            return
-        if epoch != 0:
-            self._authentic = True
-            self._newest = self._newest or record.seq > read.window.top
-            read.window.mark(record.seq)  # only now: the record is authentic
+    def _on_record(self, content_type: int, epoch: int, seq: int, plaintext: bytes) -> None:
+        """An opened record (see :mod:`dtls.recordlayer`), dispatched by content type."""
         if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
             # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
             # starting again at 0 would look like a replay to the client.
             # Only small numbers: a forged 2^48-1 must not make our own records wrap.
             write0 = self._write_epochs[0]
-            if record.seq <= _MAX_FOLLOWED_RECORD_SEQ:
-                write0.next_seq = max(write0.next_seq, record.seq)
+            if seq <= _MAX_FOLLOWED_RECORD_SEQ:
+                write0.next_seq = max(write0.next_seq, seq)
         try:
             self._dispatch(content_type, epoch, plaintext)
         except ProtocolError as exc:
             self._fail(exc)
 
-    def _record_failed(self) -> None:
-        """A record failed authentication. RFC 6347 §4.1.2.7 lets an implementation
-        count these: the rest of its datagram is not tried, and a handshake in progress
-        ends after ``max_auth_failures`` datagrams with such a record (a wrong PSK, or
-        an attacker making the handshake decrypt garbage), quietly, as each record was
-        dropped. Held next-epoch records, opened together when the keys arrive, count
-        once."""
-        if self._failed_open:
-            return
-        self._auth_failures += 1
-        self._failed_open = True
-        limit = self.configuration.max_auth_failures
-        if self._hs.state in HANDSHAKING and self._auth_failures >= limit:
+    def _after_records(self) -> None:
+        """RFC 6347 §4.1.2.7 lets an implementation count records that fail
+        authentication: the rest of such a datagram is not tried (the record layer
+        stops), and a handshake in progress ends after ``max_auth_failures`` datagrams
+        with one (a wrong PSK, or an attacker making it decrypt garbage), quietly, as
+        each record was dropped."""
+        failures = self._records.auth_failures
+        if (
+            failures >= self.configuration.max_auth_failures
+            and self._hs.state in HANDSHAKING
+            and self._records.failed_open
+        ):
             self._close(
-                f"{self._auth_failures} records from the peer failed authentication"
-                " (wrong PSK?)",
+                f"{failures} records from the peer failed authentication (wrong PSK?)",
                 error=True,
                 by_peer=False,
             )
@@ -466,22 +468,22 @@ class DTLSConnection(FastPath, Roaming):
         # RFC 5246 §7.1: a single byte of value 1. One that comes early (its flight's
         # handshake messages were lost or reordered) or late (a retransmission) is
         # dropped: the flight will be retransmitted whole.
-        if data != b"\x01" or epoch != self._read_epoch:
+        records = self._records
+        if data != b"\x01" or epoch != records.current.epoch:
             return
-        if self._hs.state not in CCS_STATES or self._pending_read is None:
+        if self._hs.state not in CCS_STATES or records.pending is None:
             return
-        pending = self._pending_read
-        self._read_epochs[pending.epoch] = pending
-        self._read_epoch = pending.epoch
-        self._pending_read = None
+        held = records.start_pending()
         self._hs.on_change_cipher_spec()
-        held, self._held = self._held, []
-        for record in held:  # (at most max_held_records)
+        failed = records.failed_open
+        for record in held:  # (at most max_held_records; their failures count once)
             if self._hs.state is State.CLOSED:
                 break
-            self._process_record(record)
+            opened = records.accept(record, self._hs.state in HANDSHAKING)
+            if opened is not None:
+                self._on_record(*opened)
         # a held record that failed does not stop this datagram's own records
-        self._failed_open = False
+        records.failed_open = failed
 
     def _on_application_data(self, epoch: int, data: bytes) -> None:
         if epoch == 0:
@@ -500,7 +502,7 @@ class DTLSConnection(FastPath, Roaming):
             self._early_data.append(data)
 
     def _on_alert(self, epoch: int, data: bytes) -> None:
-        if len(data) != 2 or (epoch == 0 and self._read_epoch > 0):
+        if len(data) != 2 or (epoch == 0 and self._records.current.epoch > 0):
             return  # malformed, or plaintext once keys are in use: unauthenticated
         level, description = data[0], data[1]
         if level == AlertLevel.warning:
@@ -547,7 +549,7 @@ class DTLSConnection(FastPath, Roaming):
 
     def reset_read_window(self) -> None:
         """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
-        self._read_epochs[0] = ReadEpoch(0, None)
+        self._records.restart_epoch0()
 
     def prepare_epoch(self, suite: CipherSuite, keys: KeyBlock, etm: bool) -> None:
         rnd = self.configuration.random
@@ -558,7 +560,7 @@ class DTLSConnection(FastPath, Roaming):
             mine.cid_mac_quirk = True
         # RFC 9146 §3: once encryption starts, records carry the CID of their receiver
         self._write_epochs[1] = WriteEpoch(1, mine, self._hs.peer_cid or None)
-        self._pending_read = ReadEpoch(1, theirs, self._hs.own_cid or None)
+        self._records.prepare(ReadEpoch(1, theirs, self._hs.own_cid or None))
 
     def handshake_complete(self, event: HandshakeCompleted, keep_flight: bool) -> None:
         self._retransmit_at = None
@@ -572,8 +574,7 @@ class DTLSConnection(FastPath, Roaming):
         self.session = hs.session_state(self._now)
         hs.forget()
         self.handshake = event
-        read = self._read_epochs[self._read_epoch]
-        self._app_read, self._app_protection = read, read.protection
+        self._fast_read = self._records.current.protection is not None
         self._app_write = self._write_epochs[self._write_epoch]
         if event.connection_id:
             self._path = PeerPath(self.peer, event.return_routability_check, self.address_available)
@@ -621,11 +622,10 @@ class DTLSConnection(FastPath, Roaming):
         self._flight = None
         self._retransmit_at = None
         self._deadline = None
-        self._held = []
         self._early_data = []
         self._reassembler.clear()
-        self._read_epochs = {}
+        self._records.forget()
         self._write_epochs = {}
-        self._pending_read = None
-        self._app_read = self._app_protection = self._app_write = None
+        self._app_write = None
+        self._fast_read = False
         self._events.append(ConnectionClosed(reason, error, by_peer, alert))

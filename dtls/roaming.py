@@ -13,6 +13,7 @@ from .constants import ContentType
 from .events import Event, HandshakeCompleted, PeerAddressChanged
 from .path import COOKIE_LEN, PATH_CHALLENGE, PATH_RESPONSE, PeerPath
 from .record import WriteEpoch
+from .recordlayer import RecordLayer
 
 
 class Roaming:
@@ -23,7 +24,7 @@ class Roaming:
     handshake: HandshakeCompleted | None
     _path: PeerPath | None
     _source: object
-    _newest: bool
+    _records: RecordLayer
     _out: list[bytes]
     _addressed: list[tuple[bytes, object]]
     _events: deque[Event]
@@ -77,7 +78,8 @@ class Roaming:
         path = self._path
         assert path is not None
         old = path.peer
-        cookie = path.authenticated(address, size, self._newest, now, self.configuration.random)
+        newest = self._records.newest
+        cookie = path.authenticated(address, size, newest, now, self.configuration.random)
         if cookie is not None:
             self._send_rrc(PATH_CHALLENGE, cookie, address)
         if path.peer != old:

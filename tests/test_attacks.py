@@ -28,7 +28,6 @@ from helpers import (
     S2C,
     Sent,
     Simulator,
-    alerts_in,
     assert_no_keys,
     assert_quiet,
     closed_event,
@@ -174,7 +173,7 @@ def test_epoch1_finished_without_its_ccs_is_held_until_the_ccs_comes() -> None:
     sim.start()
     conn = sim.server_conn()
     assert conn.state is State.SERVER_WAIT_CCS and len(conn._held) == 1
-    assert conn._pending_read is not None and conn._read_epoch == 0
+    assert conn._pending_read is not None and conn._records.current.epoch == 0
     assert [s.names for s in sim.log if s.direction == S2C][-1] == FLIGHT4  # no answer yet
     sim.run()
     assert sim.completed_at == 1.0
@@ -245,7 +244,7 @@ def test_second_ccs_during_the_handshake_is_dropped() -> None:
     conn = sim.server_conn()
     cke, ccs, fin = split_records(held[0])
     sim.inject(C2S, cke + ccs)
-    assert conn.state is State.SERVER_WAIT_FINISHED and conn._read_epoch == 1
+    assert conn.state is State.SERVER_WAIT_FINISHED and conn._records.current.epoch == 1
     read1 = conn._read_epochs[1]
     sim.inject(C2S, CCS0)
     ccs1 = sim.client._write_epochs[1].protect(ContentType.change_cipher_spec, b"\x01")
@@ -279,7 +278,11 @@ def test_ccs_before_client_key_exchange_is_dropped() -> None:
     since = marks(sim)
     sim.inject(C2S, CCS0)
     assert conn.state is State.SERVER_WAIT_CKE
-    assert conn._pending_read is None and conn._read_epoch == 0 and set(conn._read_epochs) == {0}
+    assert (
+        conn._pending_read is None
+        and conn._records.current.epoch == 0
+        and set(conn._read_epochs) == {0}
+    )
     assert_quiet(sim, since)
     release(sim)
     sim.inject(C2S, held[0])
@@ -493,9 +496,7 @@ def replace_and_check(shared: SharedAddress) -> None:
     new_conn.send(b"new-down")
     shared.settle()
     assert shared.server_data()[-1:] == [b"new-up"]
-    assert [e.data for e in shared.events["new"] if isinstance(e, ApplicationData)] == [
-        b"new-down"
-    ]
+    assert [e.data for e in shared.events["new"] if isinstance(e, ApplicationData)] == [b"new-down"]
     # the old keys no longer reach anyone: the old client's data is not delivered
     shared.old.send(b"old-after")
     shared.settle()

@@ -1,0 +1,249 @@
+"""The receive side of the record layer: the one intake every datagram goes through.
+
+Order, as RFC 6347 §4.1.2.6 requires (and pion does): frame the record (header, and
+the CID of a ``tls12_cid`` record, RFC 9146 §4), route it by epoch (records of the next
+epoch are held, bounded, until its keys are ready, §4.1), check the replay window, open
+it, and only once it is authentic mark its sequence number as seen. Every record takes
+:meth:`RecordLayer.open_checked` for the last three steps, whichever way it came in:
+
+* :meth:`RecordLayer.records` frames a datagram of any shape, record by record, so that
+  a ChangeCipherSpec can switch epochs between two records of one datagram;
+* :meth:`RecordLayer.open_only_record` is the fast path's shortcut for the common case
+  of an established connection: a datagram that is exactly one application_data record
+  (or, with a CID, one ``tls12_cid`` record) of the current epoch is framed in one step
+  (its header read once); anything else is ``FALLBACK``, and the caller takes
+  :meth:`records`. The shortcut frames nothing the general framing would skip.
+
+Work per datagram: framing is O(records); at most one record that fails
+authentication is opened (the rest of its datagram is dropped with it), so a datagram
+costs at most one failed check; held records (``max_held`` of them, ``MAX_HELD_BYTES``
+in all) are opened together when their epoch starts, and count as one failure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import Final, Literal
+
+from . import work
+from .constants import DTLS1_2, MAX_CIPHERTEXT, MAX_PLAINTEXT, MAX_SEQUENCE, ContentType
+from .errors import BadRecordError
+from .protection import RECORD_HEADER as HEADER
+from .protection import TLS12_CID, cid_prefix
+from .record import ReadEpoch, Record, iter_records, unwrap_inner
+
+#: bytes of next-epoch records held during the handshake (besides ``max_held``):
+#: unauthenticated input must not make a handshake in progress hold more than this
+MAX_HELD_BYTES = 32768
+
+
+class Shortcut(enum.Enum):
+    """What :meth:`RecordLayer.open_only_record` returns for a datagram that is not one
+    record of the current epoch."""
+
+    FALLBACK = "take the general path"
+
+
+FALLBACK: Final = Shortcut.FALLBACK
+
+#: an opened record: (content type, epoch, record sequence number, plaintext)
+Opened = tuple[int, int, int, bytes]
+
+
+class RecordLayer:
+    """Read epochs, held records, replay windows and the counters of one connection."""
+
+    __slots__ = (
+        "auth_failures",
+        "authentic",
+        "cid_length",
+        "current",
+        "epochs",
+        "failed_open",
+        "held",
+        "held_bytes",
+        "max_held",
+        "newest",
+        "pending",
+    )
+
+    def __init__(self, max_held: int) -> None:
+        self.epochs: dict[int, ReadEpoch] = {0: ReadEpoch(0, None)}
+        #: the epoch protected records must be in
+        self.current: ReadEpoch = self.epochs[0]
+        #: the next epoch, keys ready, until the peer's ChangeCipherSpec starts it
+        self.pending: ReadEpoch | None = None
+        self.held: list[Record] = []
+        self.held_bytes = 0
+        self.max_held = max_held
+        #: the length of the CID the peer puts in our records (RFC 9146 §4: the
+        #: receiver knows it, the wire does not say)
+        self.cid_length = 0
+        #: records that failed authentication (datagrams with one, held ones as one)
+        self.auth_failures = 0
+        # per datagram: a record failed to open; an authentic one came; a newer one
+        self.failed_open = False
+        self.authentic = False
+        self.newest = False
+
+    def __repr__(self) -> str:
+        return f"<RecordLayer epoch {self.current.epoch}>"
+
+    # -- framing --------------------------------------------------------------------
+
+    def start_datagram(self) -> None:
+        self.failed_open = self.authentic = self.newest = False
+
+    def records(self, datagram: bytes, handshaking: bool) -> Iterator[Opened]:
+        """The datagram's records that open, in order. It stops after a record that
+        fails authentication; the caller may stop it earlier (a closed connection).
+        ``handshaking``: next-epoch records are held rather than dropped."""
+        for record in iter_records(datagram, self.cid_length):
+            opened = self.accept(record, handshaking)
+            if opened is not None:
+                yield opened
+            if self.failed_open:
+                return
+
+    def open_only_record(self, datagram: bytes) -> Opened | Literal[Shortcut.FALLBACK] | None:
+        """The shortcut: a datagram that is exactly one record of the current epoch,
+        opened (or None when it does not open), else ``FALLBACK``."""
+        read = self.current
+        if read.protection is None or len(datagram) <= HEADER.size:
+            return FALLBACK
+        content_type, version, epoch_seq, length = HEADER.unpack_from(datagram)
+        cid = read.cid
+        if cid is None:
+            if (
+                content_type != ContentType.application_data
+                or length != len(datagram) - HEADER.size
+            ):
+                return FALLBACK
+            fragment, record = datagram[HEADER.size :], datagram
+        else:
+            header = HEADER.size + len(cid)
+            if content_type != TLS12_CID or len(datagram) <= header:
+                return FALLBACK
+            length = int.from_bytes(datagram[header - 2 : header], "big")
+            if length != len(datagram) - header or datagram[11 : 11 + len(cid)] != cid:
+                return FALLBACK
+            fragment, record = datagram[header:], None
+        if epoch_seq >> 48 != read.epoch or length > MAX_CIPHERTEXT:
+            return FALLBACK
+        seq = epoch_seq & MAX_SEQUENCE
+        return self.open_checked(read, content_type, version, seq, cid or b"", fragment, record)
+
+    def accept(self, record: Record, handshaking: bool) -> Opened | None:
+        """Route a framed record by epoch, then open it."""
+        epoch = record.epoch
+        read = self.epochs.get(epoch)
+        if read is None or (epoch != 0 and read is not self.current):
+            if epoch == 1 and self.current.epoch == 0 and handshaking:
+                self._hold(record)
+            return None
+        return self.open_checked(
+            read,
+            record.content_type,
+            record.version,
+            record.seq,
+            record.cid,
+            record.fragment,
+            None,
+        )
+
+    def _hold(self, record: Record) -> None:
+        # RFC 6347 §4.1: records of the next epoch may arrive before the
+        # ChangeCipherSpec; keep a bounded number until the keys are ready. (Epoch 1
+        # is the only next epoch: renegotiation is refused.)
+        size = len(record.fragment)
+        if len(self.held) < self.max_held and self.held_bytes + size <= MAX_HELD_BYTES:
+            self.held.append(record)
+            self.held_bytes += size
+
+    # -- the checks every record takes ----------------------------------------------
+
+    def open_checked(
+        self,
+        read: ReadEpoch,
+        content_type: int,
+        version: int,
+        seq: int,
+        cid: bytes,
+        fragment: bytes,
+        record: bytes | None,
+    ) -> Opened | None:
+        """CID agreement, version, replay window, authentication, size, then mark.
+        ``record`` is the whole record when the caller has it (a faster AEAD open)."""
+        epoch = read.epoch
+        if (content_type == TLS12_CID) != (read.cid is not None and epoch != 0) or cid != (
+            read.cid or b""
+        ):
+            return None  # RFC 9146 §3: protected records carry our CID iff agreed
+        protection = read.protection
+        if protection is None:
+            # Epoch 0 has nothing to verify, so it gets no window (RFC 6347 §4.1.2.6
+            # updates it only for verified records): one forged record numbered 2^48-1
+            # would otherwise make every real one look old. Repeats are harmless: the
+            # handshake layer drops repeated messages by message_seq.
+            if len(fragment) > MAX_PLAINTEXT:
+                return None
+            return content_type, epoch, seq, fragment
+        if version != DTLS1_2 or not read.window.is_fresh(seq):
+            return None  # duplicate or too old
+        meter = work.meter
+        if meter is not None:
+            meter.counts["open"] += 1
+            meter.counts["open_bytes"] += len(fragment)
+        epoch_seq = epoch << 48 | seq
+        try:
+            if cid:
+                inner = protection.open_with(epoch_seq, cid_prefix(epoch_seq, cid), fragment)
+                content_type, plaintext = unwrap_inner(inner)
+            elif record is not None:
+                plaintext = protection.open_record(epoch_seq, content_type, record)
+            else:
+                plaintext = protection.open(epoch_seq.to_bytes(8, "big"), content_type, fragment)
+        except BadRecordError:
+            # RFC 6347 §4.1.2.7: invalid records are silently discarded (and counted)
+            if not self.failed_open:
+                self.auth_failures += 1
+                self.failed_open = True
+            return None
+        if len(plaintext) > MAX_PLAINTEXT:
+            return None
+        window = read.window
+        self.authentic = True
+        self.newest = self.newest or seq > window.top
+        window.mark(seq)  # only now: the record is authentic
+        return content_type, epoch, seq, plaintext
+
+    # -- epochs -----------------------------------------------------------------------
+
+    def prepare(self, epoch: ReadEpoch) -> None:
+        """The next epoch's keys are ready; the peer's ChangeCipherSpec starts it."""
+        self.pending = epoch
+
+    def start_pending(self) -> list[Record]:
+        """Start the pending epoch; the held records, for the caller to ``accept``
+        (failures among them count once)."""
+        pending = self.pending
+        assert pending is not None  # the caller checked
+        self.epochs[pending.epoch] = pending
+        self.current = pending
+        self.pending = None
+        held, self.held, self.held_bytes = self.held, [], 0
+        return held
+
+    def restart_epoch0(self) -> None:
+        """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
+        self.epochs[0] = ReadEpoch(0, None)
+        if self.current.epoch == 0:
+            self.current = self.epochs[0]
+
+    def forget(self) -> None:
+        """Drop every key and held record (the connection closed)."""
+        self.epochs = {}
+        self.current = ReadEpoch(0, None)  # filed nowhere: nothing opens
+        self.pending = None
+        self.held, self.held_bytes = [], 0
