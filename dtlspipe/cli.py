@@ -25,7 +25,7 @@ from . import __version__
 from .demo import run_demo
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, key_file_line
-from .keylog import KeyLogFile
+from .keylog import KeyLogError, KeyLogFile
 from .options import (
     DEFAULT_FFDHE,
     SUPPORTED_CIPHERS,
@@ -40,7 +40,7 @@ from .options import (
     usage,
 )
 from .psk import genpsk
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, source_key
 from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
 from .workers import bind_group, supervise
 
@@ -81,13 +81,14 @@ def _groups(curves: tuple[NamedGroup, ...]) -> tuple[NamedGroup, ...]:
 @functools.cache
 def _keylog(path: str | None) -> KeyLogFile | None:
     """``-keylog`` or SSLKEYLOGFILE, opened (and warned about) once per process; a file
-    that cannot be opened is an error of use."""
+    that cannot be opened, or that others than this user could read or replace (see
+    keylog.py), is an error of use."""
     if path is None:
         return None
     try:
         keylog = KeyLogFile(path)
-    except OSError as exc:
-        raise UsageError(f"cannot open key log file {path}: {exc.strerror or exc}") from None
+    except KeyLogError as exc:
+        raise UsageError(str(exc)) from None
     keylog.warn()
     return keylog
 
@@ -126,10 +127,11 @@ def _policy(opts: Options) -> SessionPolicy:
 
 
 def _admit(opts: Options) -> Callable[[Address, float], bool] | None:
+    """-rate-limit: new sessions per IPv4 host or IPv6 /64 (see ratelimit.source_key)."""
     if opts.rate_limit is None:
         return None
     limiter = RateLimiter(opts.rate_limit.limit, opts.rate_limit.period)
-    return lambda addr, now: limiter.allow(str(addr[0]), now)
+    return lambda addr, now: limiter.allow(source_key(addr[0]), now)
 
 
 def _bind(opts: Options, workers: int = 0) -> list[socket.socket]:

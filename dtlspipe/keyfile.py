@@ -20,10 +20,21 @@ Keys never appear in a message: errors name the file and the line number only, a
 :class:`KeyStore` logs identities, never keys. The engine consults :meth:`KeyStore.lookup`
 only while a handshake runs, so :meth:`KeyStore.reload` (SIGHUP) never disturbs an
 established session: a withdrawn key stops new handshakes, not running sessions.
+
+Whoever can change the file can let a client in, so the file is opened with
+``O_NOFOLLOW`` (a symbolic link at the path is refused) and the open descriptor is
+checked with ``fstat``: it must be a regular file owned by the effective user or by root
+(systemd credentials are one or the other), and neither its group nor others may write
+it (``mode & 0o022 == 0``); anything else is a KeyFileError, at startup an error of use,
+on reload a warning with the old keys kept. Group read is fine (``0640 root:dtlspipe``
+is how a root-owned file is given to a service user, ``0440`` how systemd hands over a
+credential); read by every user only draws a warning, as it lets local users learn keys
+but not add them. Directories on the path are not checked.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -33,13 +44,16 @@ from .udp import LogThrottle
 
 __all__ = [
     "MAX_FILE_SIZE", "MAX_IDENTITY_LENGTH", "MAX_KEY_BYTES", "KeyFileError", "KeyStore",
-    "identity_problem", "key_file_line", "parse_key_file", "read_key_file", "shown_identity",
+    "file_problem", "identity_problem", "key_file_line", "parse_key_file", "read_key_file",
+    "shown_identity",
 ]  # fmt: skip
 
 MAX_FILE_SIZE = 16 * 1024 * 1024
 MAX_IDENTITY_LENGTH = 0xFFFF  # RFC 4279 §5.1
 MAX_KEY_BYTES = 512  # dtls.config: psk must be 1..512 bytes
 SHOWN_IDENTITY_CHARS = 64
+#: read only; a FIFO must not hang us, a symbolic link is not followed
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 log = logging.getLogger("dtlspipe")
 
@@ -145,18 +159,22 @@ def parse_key_file(data: bytes, path: str) -> dict[bytes, bytes]:
 
 
 def read_key_file(path: str) -> dict[bytes, bytes]:
-    """Read and parse the key file at ``path``; KeyFileError for anything wrong with it."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not hang us
+    """Read and parse the key file at ``path``; KeyFileError for anything wrong with it,
+    including a file that others than its owner could change (see :func:`file_problem`)."""
+    where = f"key file {path}"
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, OPEN_FLAGS)
     except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise KeyFileError(f"{where}: a symbolic link, refused (not followed)") from None
         raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"key file {path}: not a regular file")
+        problem = file_problem(info)
+        if problem is not None:
+            raise KeyFileError(f"{where}: {problem}")
         if info.st_size > MAX_FILE_SIZE:
-            raise KeyFileError(f"key file {path}: larger than {MAX_FILE_SIZE >> 20} MiB")
+            raise KeyFileError(f"{where}: larger than {MAX_FILE_SIZE >> 20} MiB")
         with os.fdopen(fd, "rb", closefd=False) as stream:
             data = stream.read(MAX_FILE_SIZE + 1)  # the file may grow after fstat
     except OSError as exc:
@@ -164,11 +182,26 @@ def read_key_file(path: str) -> dict[bytes, bytes]:
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_SIZE:
-        raise KeyFileError(f"key file {path}: larger than {MAX_FILE_SIZE >> 20} MiB")
+        raise KeyFileError(f"{where}: larger than {MAX_FILE_SIZE >> 20} MiB")
     keys = parse_key_file(data, path)
     if info.st_mode & stat.S_IROTH:
         log.warning("key file %s is readable by every user (chmod o-r %s)", path, path)
     return keys
+
+
+def file_problem(info: os.stat_result) -> str | None:
+    """Why an opened key file must not be used, or None: it is not a regular file, it
+    belongs to someone other than this process's effective user or root, or its group or
+    others may write it. Any of those could add a key, and with it a client."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    euid = os.geteuid()
+    if info.st_uid not in (euid, 0):
+        return f"belongs to uid {info.st_uid}, not to this process's user (uid {euid}) or root"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"its group or others may write it (mode {mode:04o}; chmod go-w it)"
+    return None
 
 
 class KeyStore:

@@ -5,37 +5,88 @@ that Wireshark reads to decrypt captured DTLS.
 The engine produces the lines (:attr:`dtls.DTLSConfiguration.keylog`); this module only
 writes them: the file is opened once at startup for appending, created with mode 0600,
 and flushed after every line so that a capture can be decrypted while the tunnel runs.
+
+Master secrets must only go into a file this process's user alone controls, so the file
+is opened with ``O_NOFOLLOW`` (a symbolic link at FILE is refused, not followed: someone
+who can write the directory, ``/tmp`` say, cannot aim the secrets elsewhere) and
+``O_NONBLOCK`` (a FIFO without a reader fails instead of hanging), and the open file is
+then checked with ``fstat`` (so there is no gap between check and use): it must be a
+regular file, with one link, owned by the effective user, and neither group nor others may
+read or write it (``mode & 0o077 == 0``). Anything else is refused with
+:class:`KeyLogError`, a one-line message naming FILE; the CLI makes that an error of use.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 
 log = logging.getLogger("dtlspipe")
 
-__all__ = ["KeyLogFile"]
+__all__ = ["KeyLogError", "KeyLogFile", "open_key_log"]
+
+OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class KeyLogError(Exception):
+    """A key log file that cannot or must not be written; the message is one line."""
+
+
+def open_key_log(path: str) -> int:
+    """A descriptor for appending to the key log at ``path``, created 0600 if missing;
+    KeyLogError unless it is a regular file only this process's user controls."""
+    where = f"key log file {path}"
+    try:
+        fd = os.open(path, OPEN_FLAGS, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise KeyLogError(f"{where} is a symbolic link: refused, not followed") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads, a device that is not there
+            raise KeyLogError(f"{where} is not a regular file") from None
+        raise KeyLogError(f"cannot open {where}: {exc.strerror or exc}") from None
+    try:
+        problem = _problem(os.fstat(fd))
+        if problem is not None:
+            raise KeyLogError(f"{where} {problem}")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _problem(info: os.stat_result) -> str | None:
+    """Why the opened file must not receive master secrets, or None."""
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    euid = os.geteuid()
+    if info.st_uid != euid:
+        return f"belongs to uid {info.st_uid}, not to this process's user (uid {euid})"
+    if mode & 0o077:
+        return f"may be read or written by others than its owner (mode {mode:04o}; chmod 600 it)"
+    if info.st_nlink != 1:
+        return f"has {info.st_nlink} hard links (another name may expose it)"
+    return None
 
 
 class KeyLogFile:
     """A callable for ``DTLSConfiguration.keylog`` that appends each line to ``path``.
 
-    Raises OSError when the file cannot be opened. A later write error (a full disk) is
-    logged once and the line is lost: it must never fail a handshake."""
+    Raises KeyLogError when the file cannot be opened or fails the checks above. A later
+    write error (a full disk) is logged once and the line is lost: it must never fail a
+    handshake."""
 
     def __init__(self, path: str) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o600)
+        fd = open_key_log(path)
         try:
-            mode = os.fstat(fd).st_mode
             self._file = os.fdopen(fd, "a", encoding="ascii")
         except Exception:
             os.close(fd)
             raise
         self.path = path
-        #: the file existed and others than its owner may read it
-        self.shared = stat.S_ISREG(mode) and bool(mode & 0o077)
         self._failed = False
 
     def __call__(self, line: str) -> None:
@@ -56,8 +107,6 @@ class KeyLogFile:
             "that file can decrypt this tunnel's traffic",
             self.path,
         )
-        if self.shared:
-            log.warning("key log %s is readable by other users (chmod 600 it)", self.path)
 
     def close(self) -> None:
         self._file.close()

@@ -290,8 +290,8 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
                "2h, and a client reconnecting to a server offers the last one, skipping the "
                "key exchange"),
     "rate-limit": ("value", "rate_limit", parse_rate_limit, "20/1m0s",
-                   "new sessions allowed per source IP address, as <limit>/<duration>; "
-                   "an empty string disables the limit"),
+                   "new sessions allowed per source host (IPv4 address, IPv6 /64), as "
+                   "<limit>/<duration>; an empty string disables the limit"),
     "q": ("bool", "quiet", parse_bool, "", "log warnings and errors only"),
     "skip-hello-verify": ("bool", "skip_hello_verify", parse_bool, "true",
                           "(server only) answer a ClientHello without the HelloVerifyRequest "

@@ -244,6 +244,109 @@ def test_lookup_is_the_engines_psk_lookup(tmp_path: Path) -> None:
         cli._key_store(bad)
 
 
+# --- defect 10: who may own and write the key file -----------------------------------------
+
+NOBODY = 65534
+MALLORY = f"mallory:{SECRET}\n"
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(KeyFileError) as info:
+        read_key_file(str(path))
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert_no_secret(message)
+    return message
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o660, 0o606, 0o666, 0o622, 0o420])
+def test_defect10_keyfile_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Another user who may write the file appends mallory:KEY; it used to be accepted
+    (the file was only checked for being world-readable)."""
+    path = write(tmp_path / "keys", f"alice:{KA}\n{MALLORY}")
+    path.chmod(mode)
+    message = refused(path)
+    assert "group or others may write it" in message and f"mode {mode:04o}" in message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user owns takes root")
+def test_defect10_keyfile_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "keys", f"alice:{KA}\n{MALLORY}")
+    os.chown(path, NOBODY, -1)  # 0600, but nobody's: nobody may rewrite it at will
+    assert f"belongs to uid {NOBODY}" in refused(path)
+
+
+def test_defect10_keyfile_owned_by_root_or_by_us_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner may be the effective user or root (a root-owned ``0640 root:dtlspipe``
+    file read by a service user, as in docs/systemd.md). The test pretends to run as
+    another uid, so that a file the test itself owns stands for someone else's."""
+    path = write(tmp_path / "keys", f"alice:{KA}\n")
+    mine = path.stat().st_uid
+    assert read_key_file(str(path))  # the effective user's own file
+    monkeypatch.setattr(os, "geteuid", lambda: mine + 1)
+    if mine == 0:
+        assert read_key_file(str(path))  # root's file, read by another user
+    else:
+        assert f"belongs to uid {mine}" in refused(path)  # neither root's nor ours
+
+
+def test_defect10_keyfile_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    target = write(tmp_path / "real-keys", f"alice:{KA}\n")
+    link = tmp_path / "keys"
+    link.symlink_to(target)
+    assert "symbolic link" in refused(link)
+    with pytest.raises(UsageError, match="symbolic link"):
+        cli._key_store(parse_args(["-keyfile", str(link), *SERVER], {}))
+    assert read_key_file(str(target))  # the file itself is fine
+
+
+@pytest.mark.parametrize("mode", [0o400, 0o440, 0o600, 0o640])
+def test_defect10_systemd_credentials_and_group_read_are_accepted_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    """A systemd credential ($CREDENTIALS_DIRECTORY/NAME: 0400 or 0440, the service user's
+    or root's) and a ``0640 root:dtlspipe`` file load without a warning."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    path = write(creds / "keys", f"alice:{KA}\n")
+    path.chmod(mode)
+    creds.chmod(0o500)  # as systemd leaves the directory
+    with caplog.at_level(logging.WARNING, logger="dtlspipe"):
+        assert KeyStore.load(str(path)).lookup(b"alice") == bytes.fromhex(KA)
+    assert caplog.records == []
+
+
+def test_defect10_refused_file_on_reload_keeps_the_old_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGHUP re-reads the file: one that is refused (writable by others, a symbolic link,
+    another user's) is logged in one WARNING and mallory stays out."""
+    path = write(tmp_path / "keys", f"alice:{KA}\n")
+    store = KeyStore.load(str(path))
+    other = write(tmp_path / "other", f"alice:{KA}\n{MALLORY}")
+    cases = ["writable", "symlink", "foreign"]
+    for case in cases:
+        caplog.clear()
+        path.unlink()
+        if case == "writable":
+            write(path, f"alice:{KA}\n{MALLORY}").chmod(0o666)
+        elif case == "symlink":
+            path.symlink_to(other)
+        elif os.geteuid() == 0:
+            os.chown(write(path, f"alice:{KA}\n{MALLORY}"), NOBODY, -1)
+        else:
+            continue  # "another user's file" needs root; the other cases still ran
+        with caplog.at_level(logging.INFO, logger="dtlspipe"):
+            assert store.reload() is False
+        assert [r.levelno for r in caplog.records] == [logging.WARNING], (case, caplog.text)
+        assert "still using the 1 identities" in caplog.text and str(path) in caplog.text
+        assert_no_secret(caplog.text)
+        assert store.lookup(b"mallory") is None
+        assert store.lookup(b"alice") == bytes.fromhex(KA)
+
+
 # --- options ----------------------------------------------------------------------------
 
 

@@ -216,3 +216,51 @@ def test_genpsk_identity_prints_a_key_file_line() -> None:
     assert res.returncode == 0 and re.fullmatch(r"alice:[0-9a-f]{32}\n", res.stdout), res
     res = tk.run_cli("-identity", "#alice", "genpsk", timeout=15)
     assert res.returncode == 2 and res.stdout == "" and "'#'" in res.stderr, res
+
+
+def test_defect10_key_file_others_control_is_refused_at_startup(tmp_path: Path) -> None:
+    """A key file others may write, another user's or a symbolic link: status 2, one line."""
+    env = {k: v for k, v in os.environ.items() if k != "DTLSPIPE_PSK"}
+    writable, link, foreign = tmp_path / "writable", tmp_path / "link", tmp_path / "foreign"
+    write_keys(writable, f"alice:{KA}\n")
+    writable.chmod(0o620)
+    link.symlink_to(writable)
+    cases = [(writable, "mode 0620"), (link, "symbolic link")]
+    if os.geteuid() == 0:  # making a file another user owns takes root
+        write_keys(foreign, f"alice:{KA}\n")
+        os.chown(foreign, 65534, -1)
+        cases.append((foreign, "belongs to uid 65534"))
+    for path, fragment in cases:
+        res = tk.run_cli("-keyfile", str(path), "server", "127.0.0.1:0", "127.0.0.1:9", env=env)
+        assert res.returncode == 2 and res.stdout == "", res
+        assert len(res.stderr.splitlines()) == 1 and fragment in res.stderr, res.stderr
+        assert str(path) in res.stderr and KA not in res.stderr
+
+
+def test_defect10_sighup_of_a_file_others_may_write_keeps_the_old_keys(
+    launcher: tk.Launcher, upstream: tk.Upstream, tmp_path: Path
+) -> None:
+    """The reported attack: another user appends mallory:KEY to a writable key file and
+    waits for a SIGHUP. The reload is refused, one WARNING says why, and mallory's
+    handshake fails while alice's sessions keep going."""
+    keyfile = tmp_path / "keys"
+    write_keys(keyfile, f"alice:{KA}\n")
+    server, sport = start_server(launcher, keyfile, upstream)
+    _, alice = start_client(launcher, sport, "alice", KA)
+    mallory, entry = start_client(launcher, sport, "mallory", KM)
+    app, bad = tk.udp_socket(), tk.udp_socket()
+    try:
+        tk.roundtrip(app, alice, b"before")
+        keyfile.chmod(0o666)
+        with keyfile.open("a") as f:
+            f.write(f"mallory:{KM}\n")
+        sighup(server, r"group or others may write it .*still using the 1 identities")
+        bad.sendto(b"let me in", entry)
+        server.wait_for(r"unknown PSK identity 'mallory'", tk.SESSION_DEADLINE, stream="stderr")
+        tk.wait_lines(mallory, tk.CLIENT_HS_FAILED, 1, what="mallory's handshake fails")
+        tk.roundtrip(app, alice, b"after")
+    finally:
+        app.close()
+        bad.close()
+    assert established_identities(server) == ["alice"], server.describe()
+    assert_no_key_in(server)
