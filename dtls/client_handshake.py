@@ -5,9 +5,9 @@ The legal (state, message) pairs are ``ClientHandshake.table``; see :mod:`dtls.h
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from .config import EMSMode
+from .config import DTLSConfiguration, EMSMode
 from .constants import (
     DTLS1_0,
     DTLS1_2,
@@ -17,7 +17,7 @@ from .constants import (
 )
 from .ffdhe import DHEKey, check_custom_group, is_ffdhe, named_group_of
 from .groups import EphemeralKey
-from .handshake import EXT, HT, FlightItem, Handshake, State, proto
+from .handshake import EXT, HT, Effect, Handshake, RestartRead, State, proto
 from .messages import (
     ClientHello,
     ClientKeyExchange,
@@ -35,9 +35,6 @@ from .messages import (
 from .session import SessionState
 from .suites import SUITES_BY_CODE, CipherKind, KeyExchange
 
-if TYPE_CHECKING:
-    from .connection import DTLSConnection
-
 
 class ClientHandshake(Handshake):
     table: ClassVar[dict[State, dict[int, str]]] = {
@@ -54,8 +51,8 @@ class ClientHandshake(Handshake):
         State.CLIENT_WAIT_FINISHED: {HT.finished: "on_finished"},
     }
 
-    def __init__(self, conn: DTLSConnection) -> None:
-        super().__init__(conn)
+    def __init__(self, config: DTLSConfiguration) -> None:
+        super().__init__(config)
         self.state = State.CLIENT_START
         self.hello: ClientHello | None = None
         self.offered_extensions: set[int] = set()
@@ -65,7 +62,9 @@ class ClientHandshake(Handshake):
         #: the earlier session offered for resumption, if any
         self.offered_session: SessionState | None = None
 
-    def start(self, session: SessionState | None = None) -> list[FlightItem]:
+    def start(self, now: float, session: SessionState | None = None) -> list[Effect]:
+        """Flight 1: the ClientHello, offering to resume ``session`` if it can."""
+        self.now = now
         cfg = self.config
         session_id = b""
         if session is not None and self._can_offer(session):
@@ -99,7 +98,8 @@ class ClientHandshake(Handshake):
             DTLS1_2, self.client_random, session_id, b"", suites, b"\x00", extensions
         )
         self.state = State.CLIENT_WAIT_HELLO
-        return [self.message(HT.client_hello, self.hello.encode())]
+        self.send([self.message(HT.client_hello, self.hello.encode())])
+        return self.effects()
 
     def _can_offer(self, session: SessionState) -> bool:
         """Whether this ClientHello can offer to resume ``session``: its suite is offered,
@@ -125,10 +125,10 @@ class ClientHandshake(Handshake):
             raise proto(AlertDescription.handshake_failure, "too many HelloVerifyRequests")
         assert self.hello is not None
         self.hello.cookie = hvr.cookie
-        self.conn.flight_answered()
-        self.conn.reset_read_window()
+        self.answered()
+        self._effects.append(RestartRead())
         self.transcript = bytearray()  # RFC 6347 §4.2.6: the first ClientHello is not hashed
-        self.conn.send_flight([self.message(HT.client_hello, self.hello.encode())], final=False)
+        self.send([self.message(HT.client_hello, self.hello.encode())])
 
     def on_server_hello(self, body: bytes) -> None:
         sh = ServerHello.parse(body)
@@ -171,7 +171,7 @@ class ClientHandshake(Handshake):
         if self.etm and suite.kind is not CipherKind.CBC:
             # RFC 7366 §3: never negotiated with an AEAD suite
             raise proto(AlertDescription.illegal_parameter, "encrypt_then_mac with an AEAD suite")
-        self.conn.flight_answered()
+        self.answered()
         offered = self.offered_session
         if offered is not None and sh.session_id == offered.session_id:
             self._resume(offered)
@@ -241,7 +241,7 @@ class ClientHandshake(Handshake):
         self.derive_keys(premaster)
         finished = self.message(HT.finished, self.finished_data(True), epoch=1)
         self.state = State.CLIENT_WAIT_CCS
-        self.conn.send_flight([cke, self.ccs(), finished], final=False)
+        self.send([cke, self.ccs(), finished])
 
     def on_change_cipher_spec(self) -> None:
         self.state = State.CLIENT_WAIT_FINISHED
@@ -250,10 +250,10 @@ class ClientHandshake(Handshake):
         self.check_finished(body, from_client=False)
         self.state = State.ESTABLISHED
         if not self.resumed:
-            self.conn.handshake_complete(self.completed(), keep_flight=False)
+            self.complete(keep_flight=False)
             return
         # The abbreviated handshake ends with our flight, kept for a repeated server
         # flight (RFC 6347 §4.2.4), as a server keeps its last one in a full handshake.
         finished = self.message(HT.finished, self.finished_data(True), epoch=1)
-        self.conn.send_flight([self.ccs(), finished], final=True)
-        self.conn.handshake_complete(self.completed(), keep_flight=True)
+        self.send([self.ccs(), finished], final=True)
+        self.complete(keep_flight=True)

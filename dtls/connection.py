@@ -39,8 +39,19 @@ from .events import (
 )
 from .flight import pack_flight
 from .fragment import Reassembler, parse_fragments
-from .handshake import CCS_STATES, HANDSHAKING, FlightItem, State
-from .keyschedule import RESERVED_LABELS, KeyBlock, export_keying_material
+from .handshake import (
+    CCS_STATES,
+    HANDSHAKING,
+    Complete,
+    Effect,
+    FlightAnswered,
+    FlightItem,
+    InstallKeys,
+    RestartRead,
+    SendFlight,
+    State,
+)
+from .keyschedule import RESERVED_LABELS, export_keying_material
 from .messages import ClientHello
 from .path import PeerPath
 from .protection import CBCHMAC, make_protection
@@ -49,7 +60,6 @@ from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState
-from .suites import CipherSuite
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
 # cookie round, one more per HelloVerifyRequest before that.
@@ -74,8 +84,9 @@ class DTLSConnection(Roaming):
         #: ``DTLSServer`` routed a datagram to, needs no second table keyed by address.
         self.context: object = None
         self._hs: ClientHandshake | ServerHandshake = (
-            ClientHandshake(self) if is_client else ServerHandshake(self)
+            ClientHandshake(configuration) if is_client else ServerHandshake(configuration)
         )
+        self._closed = False
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
         # the one record intake: read epochs, held records, replay windows
@@ -85,7 +96,6 @@ class DTLSConnection(Roaming):
         self._early_data: list[bytes] = []
         self._reassembler = Reassembler()
         self._learn_first_seq = not is_client
-        self._send_seq = 0
         self._flight: list[FlightItem] | None = None
         self._flight_final = False
         self._retransmit_at: float | None = None
@@ -119,7 +129,7 @@ class DTLSConnection(Roaming):
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
-        return f"<DTLSConnection {role} {self._hs.state.name} peer={self.peer!r}>"
+        return f"<DTLSConnection {role} {self.state.name} peer={self.peer!r}>"
 
     # the record layer's state under the names tests and the fuzz harness used before
     # it was one object (read-only)
@@ -143,11 +153,15 @@ class DTLSConnection(Roaming):
     def _read_epoch(self) -> int:
         return self._records.current.epoch
 
+    @property
+    def _send_seq(self) -> int:
+        return self._hs.send_seq
+
     # -- public API ---------------------------------------------------------------------
 
     @property
     def state(self) -> State:
-        return self._hs.state
+        return State.CLOSED if self._closed else self._hs.state
 
     @property
     def now(self) -> float:
@@ -156,21 +170,21 @@ class DTLSConnection(Roaming):
 
     @property
     def is_established(self) -> bool:
-        return self._hs.state is State.ESTABLISHED
+        return not self._closed and self._hs.state is State.ESTABLISHED
 
     @property
     def is_closed(self) -> bool:
-        return self._hs.state is State.CLOSED
+        return self._closed
 
     def connect(self, now: float, session: SessionState | None = None) -> None:
         """Client: start the handshake (flight 1), offering to resume ``session`` (an
         earlier connection's ``session``) if given (RFC 5246 §7.3)."""
-        if not self.is_client or self._hs.state is not State.CLIENT_START:
+        if not self.is_client or self.state is not State.CLIENT_START:
             raise LocalProtocolError("connect() is for a client that has not started")
         assert isinstance(self._hs, ClientHandshake)
         self._now = now
         self._deadline = now + self.configuration.handshake_timeout
-        self.send_flight(self._hs.start(session), final=False)
+        self._apply(self._hs.start(now, session))
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
         """Feed one datagram from the peer. Invalid records are silently dropped.
@@ -178,18 +192,20 @@ class DTLSConnection(Roaming):
         ``address`` is where it came from: with connection IDs the peer may send from a
         new one (see :mod:`dtls.path`); None means ``peer``.
         """
-        if self._hs.state is State.CLOSED:
+        if self._closed:
             return
         self._now = now
-        if self._deadline is None and self._hs.state is State.SERVER_WAIT_CH:
+        if self._deadline is None and self.state is State.SERVER_WAIT_CH:
             self._deadline = now + self.configuration.handshake_timeout
         self._resent = False
         self._source = address
         records = self._records
         records.start_datagram()
+        # RFC 9146 §4: the CID in our records has the length we chose (it is not on the
+        # wire); the handshake knows it from the hellos, before the keys exist
         own_cid = self._hs.own_cid
         records.cid_length = len(own_cid) if own_cid else 0
-        for opened in records.records(data, self._hs.state in HANDSHAKING):
+        for opened in records.records(data, self.state in HANDSHAKING):
             self._on_record(*opened)
             if self.is_closed:
                 break
@@ -250,7 +266,7 @@ class DTLSConnection(Roaming):
     def handle_timer(self, now: float) -> None:
         """Fire due timers: the handshake deadline, then flight retransmission."""
         self._now = now
-        if self._hs.state is State.CLOSED:
+        if self._closed:
             return
         if self._deadline is not None and now >= self._deadline:
             reason = "handshake timed out"
@@ -287,8 +303,8 @@ class DTLSConnection(Roaming):
         write = self._app_write
         if write is not None and len(data) <= MAX_PLAINTEXT and write.next_seq < MAX_SEQUENCE:
             return write.protect(ContentType.application_data, data)
-        if self._hs.state is not State.ESTABLISHED:
-            if self._hs.state is State.CLOSED:
+        if not self.is_established:
+            if self._closed:
                 raise LocalProtocolError("the connection is closed")
             raise LocalProtocolError("application data before the handshake completed")
         if len(data) > MAX_PLAINTEXT:
@@ -328,11 +344,11 @@ class DTLSConnection(Roaming):
         """Server: the ClientHello (its body, parsed) that the endpoint already read from
         this connection's first datagram, so that it is parsed once, not twice."""
         if isinstance(self._hs, ServerHandshake):
-            self._hs.parsed_hello = (body, hello)
+            self._hs.reuse_hello(body, hello)
 
     def close(self) -> None:
         """Send close_notify and end the connection (idempotent)."""
-        if self._hs.state is State.CLOSED:
+        if self._closed:
             return
         self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
         self._close(
@@ -342,14 +358,14 @@ class DTLSConnection(Roaming):
     def abandon(self, reason: str, *, by_peer: bool = False) -> None:
         """End the connection without a word on the wire (its peer has started a new
         one): keys and buffers are forgotten and a ConnectionClosed is queued."""
-        if self._hs.state is not State.CLOSED:
+        if not self._closed:
             self._close(reason, error=False, by_peer=by_peer)
 
     # -- record intake ------------------------------------------------------------------
 
     def _on_record(self, content_type: int, epoch: int, seq: int, plaintext: bytes) -> None:
         """An opened record (see :mod:`dtls.recordlayer`), dispatched by content type."""
-        if self._hs.state is State.SERVER_WAIT_CH and epoch == 0:
+        if self.state is State.SERVER_WAIT_CH and epoch == 0:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
             # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
             # starting again at 0 would look like a replay to the client.
@@ -371,7 +387,7 @@ class DTLSConnection(Roaming):
         failures = self._records.auth_failures
         if (
             failures >= self.configuration.max_auth_failures
-            and self._hs.state in HANDSHAKING
+            and self.state in HANDSHAKING
             and self._records.failed_open
         ):
             self._close(
@@ -396,7 +412,6 @@ class DTLSConnection(Roaming):
         fragments = parse_fragments(data)
         if fragments is None:
             return  # malformed fragment header: discard the record
-        hs = self._hs
         for frag in fragments:
             if (
                 self._learn_first_seq
@@ -409,7 +424,7 @@ class DTLSConnection(Roaming):
                 if frag.offset == 0:
                     self._peer_retransmitted(frag.message_seq)
                 continue
-            if hs.state in HANDSHAKING:
+            if self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
                 # nothing, and only the next expected message may end a handshake
@@ -419,14 +434,14 @@ class DTLSConnection(Roaming):
             elif epoch == 0:
                 continue  # after the handshake, plaintext messages are unauthenticated
             self._reassembler.add(frag)
-        while hs.state is not State.CLOSED:
+        while not self._closed:
             message = self._reassembler.pop()
             if message is None:
                 break
-            if hs.state is State.ESTABLISHED:
+            if self.is_established:
                 self._post_handshake_message(*message)
             else:
-                hs.handle(*message)
+                self._apply(self._hs.handle(*message, self._now))
 
     def _post_handshake_message(self, msg_type: int, seq: int, body: bytes) -> None:
         renegotiation = (
@@ -459,7 +474,7 @@ class DTLSConnection(Roaming):
         half = self.configuration.initial_timeout / 2
         if self._now - self._flight_started_at < half or self._now - self._reacted_at < half:
             return
-        if self._hs.state in HANDSHAKING or self._flight_final:
+        if self.state in HANDSHAKING or self._flight_final:
             self._resent = True
             self._reacted_at = self._now
             self._transmit_flight()
@@ -471,15 +486,15 @@ class DTLSConnection(Roaming):
         records = self._records
         if data != b"\x01" or epoch != records.current.epoch:
             return
-        if self._hs.state not in CCS_STATES or records.pending is None:
+        if self.state not in CCS_STATES or records.pending is None:
             return
         held = records.start_pending()
         self._hs.on_change_cipher_spec()
         failed = records.failed_open
         for record in held:  # (at most max_held_records; their failures count once)
-            if self._hs.state is State.CLOSED:
+            if self._closed:
                 break
-            opened = records.accept(record, self._hs.state in HANDSHAKING)
+            opened = records.accept(record, self.state in HANDSHAKING)
             if opened is not None:
                 self._on_record(*opened)
         # a held record that failed does not stop this datagram's own records
@@ -488,7 +503,7 @@ class DTLSConnection(Roaming):
     def _on_application_data(self, epoch: int, data: bytes) -> None:
         if epoch == 0:
             return  # never legal unprotected
-        if self._hs.state is State.ESTABLISHED:
+        if self.is_established:
             if self._flight is not None:
                 # RFC 6347 §4.2.4: authenticated data proves the peer has our final
                 # flight; stop keeping it for retransmission.
@@ -507,7 +522,7 @@ class DTLSConnection(Roaming):
         level, description = data[0], data[1]
         if level == AlertLevel.warning:
             if description == AlertDescription.close_notify:
-                handshaking = self._hs.state in HANDSHAKING
+                handshaking = self.state in HANDSHAKING
                 self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
                 reason = "peer closed during the handshake" if handshaking else "peer closed"
                 self._close(reason, error=handshaking, by_peer=True, alert=description)
@@ -522,15 +537,23 @@ class DTLSConnection(Roaming):
 
     # -- called by the handshake ---------------------------------------------------------
 
-    def next_message_seq(self) -> int:
-        seq = self._send_seq
-        self._send_seq += 1
-        return seq
+    def _apply(self, effects: list[Effect]) -> None:
+        """Do what a handshake step asked for, in order (see dtls.handshake)."""
+        for effect in effects:
+            if isinstance(effect, SendFlight):
+                self._send_flight(effect.items, effect.final)
+            elif isinstance(effect, FlightAnswered):
+                self._flight_answered()
+            elif isinstance(effect, InstallKeys):
+                self._install_keys(effect)
+            elif isinstance(effect, RestartRead):
+                self._records.restart_epoch0()
+            elif isinstance(effect, Complete):
+                self._complete(effect)
+            if self._closed:
+                return
 
-    def start_message_seq(self, seq: int) -> None:
-        self._send_seq = seq
-
-    def send_flight(self, items: list[FlightItem], final: bool) -> None:
+    def _send_flight(self, items: list[FlightItem], final: bool) -> None:
         self._flight = items
         self._peer_flight_seq = self._reassembler.next_seq
         self._flight_final = final
@@ -542,38 +565,32 @@ class DTLSConnection(Roaming):
             if item.content_type == ContentType.change_cipher_spec:
                 self._write_epoch = 1
 
-    def flight_answered(self) -> None:
+    def _flight_answered(self) -> None:
         """The peer's next flight has begun: stop retransmitting ours."""
         self._retransmit_at = None
         self._peer_flight_start = self._reassembler.next_seq - 1
 
-    def reset_read_window(self) -> None:
-        """After a HelloVerifyRequest the server starts afresh (RFC 6347 §4.2.1)."""
-        self._records.restart_epoch0()
-
-    def prepare_epoch(self, suite: CipherSuite, keys: KeyBlock, etm: bool) -> None:
+    def _install_keys(self, effect: InstallKeys) -> None:
+        suite, keys, etm = effect.suite, effect.block, effect.etm
         rnd = self.configuration.random
         client = make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac, rnd, etm)
         server = make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac, rnd, etm)
         mine, theirs = (client, server) if self.is_client else (server, client)
-        if self._hs.cid_mac_quirk and isinstance(mine, CBCHMAC):
+        if effect.cid_mac_quirk and isinstance(mine, CBCHMAC):
             mine.cid_mac_quirk = True
         # RFC 9146 §3: once encryption starts, records carry the CID of their receiver
-        self._write_epochs[1] = WriteEpoch(1, mine, self._hs.peer_cid or None)
-        self._records.prepare(ReadEpoch(1, theirs, self._hs.own_cid or None))
+        self._write_epochs[1] = WriteEpoch(1, mine, effect.peer_cid or None)
+        self._records.prepare(ReadEpoch(1, theirs, effect.own_cid or None))
 
-    def handshake_complete(self, event: HandshakeCompleted, keep_flight: bool) -> None:
+    def _complete(self, done: Complete) -> None:
         self._retransmit_at = None
         self._deadline = None
-        if not keep_flight:
+        if not done.keep_flight:
             self._flight = None
         self._reassembler.clear()
-        hs = self._hs
-        assert hs.suite is not None
-        self._exporter = (hs.suite.prf_hash, hs.master, hs.client_random, hs.server_random)
-        self.session = hs.session_state(self._now)
-        hs.forget()
-        self.handshake = event
+        self._exporter = done.exporter
+        self.session = done.session
+        event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None
         self._app_write = self._write_epochs[self._write_epoch]
         if event.connection_id:
@@ -608,7 +625,7 @@ class DTLSConnection(Roaming):
 
     def _close(self, reason: str, *, error: bool, by_peer: bool, alert: int | None = None) -> None:
         """Enter CLOSED and forget every key, buffer and timer."""
-        self._hs.state = State.CLOSED
+        self._closed = True
         self._hs.forget()
         self._exporter = None
         self._path = None  # a closed connection goes nowhere

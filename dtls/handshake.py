@@ -24,8 +24,9 @@ import enum
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from .config import DTLSConfiguration
 from .constants import (
     AlertDescription,
     ContentType,
@@ -39,6 +40,7 @@ from .ffdhe import DHEKey
 from .fragment import full_message
 from .groups import EphemeralKey
 from .keyschedule import (
+    KeyBlock,
     ecdhe_psk_premaster,
     extended_master_secret,
     key_block,
@@ -53,9 +55,6 @@ from .messages import (
 )
 from .session import SessionState
 from .suites import CipherSuite
-
-if TYPE_CHECKING:
-    from .connection import DTLSConnection
 
 HT = HandshakeType
 EXT = ExtensionType
@@ -96,15 +95,78 @@ def proto(alert: AlertDescription, reason: str) -> ProtocolError:
     return ProtocolError(alert, reason)
 
 
+# -- effects: what the handshake asks its connection to do ------------------------------
+#
+# The handshake never calls into the connection: each step returns what should happen,
+# in order, and the connection (which owns the record layer, the flights and their
+# timers) applies it. A step that raises ProtocolError has no effects.
+
+
+@dataclass(frozen=True)
+class SendFlight:
+    """Send this flight (and retransmit it until answered, unless ``final``: then keep
+    it for a repeat of the peer's last flight, RFC 6347 §4.2.4)."""
+
+    items: list[FlightItem]
+    final: bool
+
+
+@dataclass(frozen=True)
+class FlightAnswered:
+    """The peer's next flight has begun: stop retransmitting ours."""
+
+
+@dataclass(frozen=True)
+class RestartRead:
+    """A HelloVerifyRequest came: epoch 0 starts afresh (RFC 6347 §4.2.1)."""
+
+
+@dataclass(frozen=True, repr=False)
+class InstallKeys:
+    """The next epoch's keys (RFC 5246 §6.3), and the CIDs its records carry (RFC 9146
+    §3): ``own_cid`` in what we receive, ``peer_cid`` in what we send."""
+
+    suite: CipherSuite
+    block: KeyBlock
+    etm: bool
+    own_cid: bytes | None
+    peer_cid: bytes | None
+    cid_mac_quirk: bool
+
+    def __repr__(self) -> str:
+        return f"<InstallKeys {self.suite.name} (keys hidden)>"
+
+
+@dataclass(frozen=True, repr=False)
+class Complete:
+    """The handshake is done; ``exporter`` is (PRF hash, master secret, client random,
+    server random) for RFC 5705, ``session`` what resuming it needs. ``keep_flight``:
+    the flight just sent is kept for the peer's retransmissions."""
+
+    event: HandshakeCompleted
+    keep_flight: bool
+    exporter: tuple[str, bytes, bytes, bytes]
+    session: SessionState | None
+
+    def __repr__(self) -> str:
+        return f"<Complete {self.event.cipher_suite.name} (secrets hidden)>"
+
+
+Effect = SendFlight | FlightAnswered | RestartRead | InstallKeys | Complete
+
+
 class Handshake:
     """State shared by both roles: randoms, transcript, negotiated parameters."""
 
     state: State
     table: ClassVar[dict[State, dict[int, str]]]
 
-    def __init__(self, conn: DTLSConnection) -> None:
-        self.conn = conn
-        self.config = conn.configuration
+    def __init__(self, config: DTLSConfiguration) -> None:
+        self.config = config
+        self._effects: list[Effect] = []
+        self.now = 0.0  # the time of the step being taken
+        #: the message_seq of our next handshake message (RFC 6347 §4.2.2)
+        self.send_seq = 0
         self.transcript = bytearray()
         self.client_random = b""
         self.server_random = b""
@@ -130,8 +192,15 @@ class Handshake:
 
     # -- dispatch ----------------------------------------------------------------
 
-    def handle(self, msg_type: int, seq: int, body: bytes) -> None:
-        """Process one whole handshake message, in message_seq order."""
+    def effects(self) -> list[Effect]:
+        """What the last step asked for, in order (and forget it)."""
+        out, self._effects = self._effects, []
+        return out
+
+    def handle(self, msg_type: int, seq: int, body: bytes, now: float) -> list[Effect]:
+        """Process one whole handshake message, in message_seq order; its effects."""
+        self.now = now
+        self._effects = []
         handlers = self.table.get(self.state, {})
         name = handlers.get(msg_type)
         if name is None:
@@ -146,11 +215,13 @@ class Handshake:
         self.current_seq = seq
         handler: Callable[[bytes], None] = getattr(self, name)
         handler(body)
+        return self.effects()
 
     # -- helpers used by both roles ----------------------------------------------
 
     def message(self, msg_type: int, body: bytes, epoch: int = 0) -> FlightItem:
-        seq = self.conn.next_message_seq()
+        seq = self.send_seq
+        self.send_seq += 1
         if msg_type != HT.hello_verify_request:
             self.transcript += full_message(msg_type, seq, body)
         return FlightItem(ContentType.handshake, epoch, msg_type, seq, body)
@@ -183,7 +254,23 @@ class Handshake:
         if self.config.keylog is not None:
             self.config.keylog(keylog_line(self.client_random, master))
         block = key_block(self.suite, master, self.client_random, self.server_random)
-        self.conn.prepare_epoch(self.suite, block, self.etm)
+        cids = (self.own_cid, self.peer_cid)
+        self._effects.append(InstallKeys(self.suite, block, self.etm, *cids, self.cid_mac_quirk))
+
+    def send(self, items: list[FlightItem], final: bool = False) -> None:
+        self._effects.append(SendFlight(items, final))
+
+    def answered(self) -> None:
+        self._effects.append(FlightAnswered())
+
+    def complete(self, keep_flight: bool) -> None:
+        """The handshake is done: its event, exporter and session go out, and every
+        secret it held is forgotten."""
+        assert self.suite is not None
+        exporter = (self.suite.prf_hash, self.master, self.client_random, self.server_random)
+        session = self.session_state(self.now)
+        self._effects.append(Complete(self.completed(), keep_flight, exporter, session))
+        self.forget()
 
     def session_state(self, now: float) -> SessionState | None:
         """What resuming this session needs, once the handshake is done."""

@@ -7,9 +7,9 @@ Flight 2 (HelloVerifyRequest) is sent statelessly by :mod:`dtls.endpoint`. The l
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from .config import EMSMode
+from .config import DTLSConfiguration, EMSMode
 from .constants import (
     DTLS1_2,
     EC_POINT_UNCOMPRESSED,
@@ -35,9 +35,6 @@ from .messages import (
 from .session import SESSION_ID_LEN, SessionState, psk_digest
 from .suites import SUITES_BY_CODE, CipherKind, CipherSuite, KeyExchange
 
-if TYPE_CHECKING:
-    from .connection import DTLSConnection
-
 
 class ServerHandshake(Handshake):
     table: ClassVar[dict[State, dict[int, str]]] = {
@@ -46,8 +43,8 @@ class ServerHandshake(Handshake):
         State.SERVER_WAIT_FINISHED: {HT.finished: "on_finished"},
     }
 
-    def __init__(self, conn: DTLSConnection) -> None:
-        super().__init__(conn)
+    def __init__(self, config: DTLSConfiguration) -> None:
+        super().__init__(config)
         self.state = State.SERVER_WAIT_CH
         #: (body, parsed) of a ClientHello the endpoint has already parsed
         self.parsed_hello: tuple[bytes, ClientHello] | None = None
@@ -95,12 +92,17 @@ class ServerHandshake(Handshake):
                 return NamedGroup(code)
         return None  # RFC 7919 §4: none of the client's FFDHE groups: no FFDHE suite
 
+    def reuse_hello(self, body: bytes, hello: ClientHello) -> None:
+        """The ClientHello the endpoint already parsed (its body, parsed), so that the
+        first one is parsed once, not twice."""
+        self.parsed_hello = (body, hello)
+
     def on_client_hello(self, body: bytes) -> None:
         known, self.parsed_hello = self.parsed_hello, None
         ch = known[1] if known is not None and known[0] == body else ClientHello.parse(body)
         # RFC 6347 §4.2.2: the server's first message_seq follows the ClientHello's
-        self.conn.start_message_seq(self.current_seq)
-        self.conn.flight_answered()
+        self.send_seq = self.current_seq
+        self.answered()
         # DTLS versions count down: 0xFEFD (1.2) < 0xFEFF (1.0).
         if ch.client_version > DTLS1_2:
             raise proto(AlertDescription.protocol_version, "client does not offer DTLS 1.2")
@@ -169,7 +171,7 @@ class ServerHandshake(Handshake):
             flight.append(self.message(HT.server_key_exchange, ServerKeyExchange(hint).encode()))
         flight.append(self.message(HT.server_hello_done, b""))
         self.state = State.SERVER_WAIT_CKE
-        self.conn.send_flight(flight, final=False)
+        self.send(flight)
 
     def _resumable(self, ch: ClientHello, exts: dict[int, bytes]) -> SessionState | None:
         """The cached session the ClientHello asks for, if it can be resumed as it was
@@ -177,7 +179,7 @@ class ServerHandshake(Handshake):
         cache = self.config.session_cache
         if cache is None or not ch.session_id:
             return None
-        state = cache.lookup(ch.session_id, self.conn.now)
+        state = cache.lookup(ch.session_id, self.now)
         if state is None:
             return None
         suite = state.cipher_suite
@@ -213,7 +215,7 @@ class ServerHandshake(Handshake):
         self.install_master(state.master)
         finished = self.message(HT.finished, self.finished_data(False), epoch=1)
         self.state = State.SERVER_WAIT_CCS
-        self.conn.send_flight([hello, self.ccs(), finished], final=False)
+        self.send([hello, self.ccs(), finished])
 
     def _issue(self, length: int) -> bytes:
         """A new connection or session ID: the configured prefix, then random bytes."""
@@ -257,7 +259,7 @@ class ServerHandshake(Handshake):
         assert self.suite is not None
         kx = self.suite.kx
         cke = ClientKeyExchange.parse(body, kx is KeyExchange.ECDHE_PSK, kx is KeyExchange.DHE_PSK)
-        self.conn.flight_answered()
+        self.answered()
         psk = self.config.key_for(cke.identity)
         if psk is None:
             if self.config.announce_unknown_identity:
@@ -278,13 +280,13 @@ class ServerHandshake(Handshake):
         self.check_finished(body, from_client=True)
         self.state = State.ESTABLISHED
         if self.resumed:  # the client's flight was the last one
-            self.conn.handshake_complete(self.completed(), keep_flight=False)
+            self.complete(keep_flight=False)
             return
         finished = self.message(HT.finished, self.finished_data(False), epoch=1)
         # The final flight is kept: a repeated client flight 5 gets it again (§4.2.4).
-        self.conn.send_flight([self.ccs(), finished], final=True)
+        self.send([self.ccs(), finished], final=True)
         cache = self.config.session_cache
-        state = self.session_state(self.conn.now)
+        state = self.session_state(self.now)
         if cache is not None and state is not None:
             cache.store(state)  # only a completed handshake makes a resumable session
-        self.conn.handshake_complete(self.completed(), keep_flight=True)
+        self.complete(keep_flight=True)
