@@ -57,6 +57,7 @@ from .path import PeerPath
 from .protection import CBCHMAC, make_protection
 from .record import ReadEpoch, Record, WriteEpoch
 from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
+from .retransmit import Flights
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState
@@ -96,16 +97,7 @@ class DTLSConnection(Roaming):
         self._early_data: list[bytes] = []
         self._reassembler = Reassembler()
         self._learn_first_seq = not is_client
-        self._flight: list[FlightItem] | None = None
-        self._flight_final = False
-        self._retransmit_at: float | None = None
-        self._timeout = configuration.initial_timeout
-        self._deadline: float | None = None
-        self._peer_flight_seq = 0  # message_seq expected when we sent our flight
-        self._peer_flight_start = -1  # first message_seq of the peer's latest flight
-        self._resent = False
-        self._flight_started_at = 0.0  # first transmission of the current flight
-        self._reacted_at = float("-inf")  # last reactive resend
+        self._flights = Flights(configuration.initial_timeout, configuration.max_timeout)
         self._now = 0.0
         # connection IDs (RFC 9146): the peer's address and its checks (see dtls.path),
         # where the datagram being read came from; datagrams for other addresses
@@ -183,7 +175,7 @@ class DTLSConnection(Roaming):
             raise LocalProtocolError("connect() is for a client that has not started")
         assert isinstance(self._hs, ClientHandshake)
         self._now = now
-        self._deadline = now + self.configuration.handshake_timeout
+        self._flights.deadline = now + self.configuration.handshake_timeout
         self._apply(self._hs.start(now, session))
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
@@ -195,9 +187,9 @@ class DTLSConnection(Roaming):
         if self._closed:
             return
         self._now = now
-        if self._deadline is None and self.state is State.SERVER_WAIT_CH:
-            self._deadline = now + self.configuration.handshake_timeout
-        self._resent = False
+        if self._flights.deadline is None and self.state is State.SERVER_WAIT_CH:
+            self._flights.deadline = now + self.configuration.handshake_timeout
+        self._flights.resent = False
         self._source = address
         records = self._records
         records.start_datagram()
@@ -235,10 +227,10 @@ class DTLSConnection(Roaming):
             return None
         result = None
         if opened is not None:
-            self._now, self._source, self._resent = now, address, False
+            self._now, self._source, self._flights.resent = now, address, False
             content_type, epoch, seq, plaintext = opened
             if content_type == ContentType.application_data:
-                self._flight = None  # as in _on_application_data
+                self._flights.items = None  # as in _on_application_data
                 result = plaintext
             else:  # a tls12_cid record's inner type (RFC 9146 §4)
                 self._on_record(content_type, epoch, seq, plaintext)
@@ -260,30 +252,29 @@ class DTLSConnection(Roaming):
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` should next be called, or None."""
-        timers = [t for t in (self._retransmit_at, self._deadline) if t is not None]
-        return min(timers) if timers else None
+        return self._flights.timer()
 
     def handle_timer(self, now: float) -> None:
         """Fire due timers: the handshake deadline, then flight retransmission."""
         self._now = now
         if self._closed:
             return
-        if self._deadline is not None and now >= self._deadline:
+        flights = self._flights
+        if flights.deadline is not None and now >= flights.deadline:
             reason = "handshake timed out"
             failures = self._records.auth_failures
             if failures:
                 reason += f"; {failures} record(s) from the peer failed authentication (wrong PSK?)"
             self._close(reason, error=True, by_peer=False)
             return
-        if self._retransmit_at is not None and now >= self._retransmit_at:
+        if flights.retransmit_at is not None and now >= flights.retransmit_at:
             # RFC 6347 §4.2.4.1: retransmit the whole flight and double the timer
             try:
                 self._transmit_flight()
             except ProtocolError as exc:
                 self._fail(exc)
                 return
-            self._timeout = min(self._timeout * 2, self.configuration.max_timeout)
-            self._retransmit_at = now + self._timeout
+            flights.back_off(now)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -456,27 +447,9 @@ class DTLSConnection(Roaming):
         )
 
     def _peer_retransmitted(self, seq: int) -> None:
-        """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost.
-
-        The trigger is the first fragment of any message of that flight (OpenSSL repeats
-        a flight record by record, and the repeat of its Finished alone may be all that
-        arrives); the time limits below make a repeated flight spread over several
-        datagrams cost one resend. A repeat of the peer's *answer* to our flight proves
-        ours arrived, and resending on it would ping-pong.
-        """
-        if self._flight is None or self._resent or seq >= self._peer_flight_seq:
-            return
-        if seq < self._peer_flight_start:
-            return
-        # A peer's timer cannot have fired this soon after our flight first left: that is a
-        # copy the network duplicated. Forged epoch-0 repeats get at most one resend per
-        # half initial timeout.
-        half = self.configuration.initial_timeout / 2
-        if self._now - self._flight_started_at < half or self._now - self._reacted_at < half:
-            return
-        if self.state in HANDSHAKING or self._flight_final:
-            self._resent = True
-            self._reacted_at = self._now
+        """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost
+        (see :meth:`Flights.react_to_repeat` for when that is believed)."""
+        if self._flights.react_to_repeat(seq, self._now, self.state in HANDSHAKING):
             self._transmit_flight()
 
     def _on_change_cipher_spec(self, epoch: int, data: bytes) -> None:
@@ -504,10 +477,9 @@ class DTLSConnection(Roaming):
         if epoch == 0:
             return  # never legal unprotected
         if self.is_established:
-            if self._flight is not None:
-                # RFC 6347 §4.2.4: authenticated data proves the peer has our final
-                # flight; stop keeping it for retransmission.
-                self._flight = None
+            # RFC 6347 §4.2.4: authenticated data proves the peer has our final flight;
+            # stop keeping it for retransmission.
+            self._flights.items = None
             self._events.append(ApplicationData(data))
         elif (
             len(self._early_data) < self.configuration.max_held_records
@@ -554,21 +526,15 @@ class DTLSConnection(Roaming):
                 return
 
     def _send_flight(self, items: list[FlightItem], final: bool) -> None:
-        self._flight = items
-        self._peer_flight_seq = self._reassembler.next_seq
-        self._flight_final = final
-        self._timeout = self.configuration.initial_timeout
-        self._flight_started_at = self._now
+        self._flights.sent(items, final, self._reassembler.next_seq, self._now)
         self._transmit_flight()
-        self._retransmit_at = None if final else self._now + self._timeout
         for item in items:
             if item.content_type == ContentType.change_cipher_spec:
                 self._write_epoch = 1
 
     def _flight_answered(self) -> None:
         """The peer's next flight has begun: stop retransmitting ours."""
-        self._retransmit_at = None
-        self._peer_flight_start = self._reassembler.next_seq - 1
+        self._flights.answered(self._reassembler.next_seq)
 
     def _install_keys(self, effect: InstallKeys) -> None:
         suite, keys, etm = effect.suite, effect.block, effect.etm
@@ -583,10 +549,7 @@ class DTLSConnection(Roaming):
         self._records.prepare(ReadEpoch(1, theirs, effect.own_cid or None))
 
     def _complete(self, done: Complete) -> None:
-        self._retransmit_at = None
-        self._deadline = None
-        if not done.keep_flight:
-            self._flight = None
+        self._flights.stop(keep=done.keep_flight)
         self._reassembler.clear()
         self._exporter = done.exporter
         self.session = done.session
@@ -603,9 +566,10 @@ class DTLSConnection(Roaming):
     # -- output -------------------------------------------------------------------------
 
     def _transmit_flight(self) -> None:
-        assert self._flight is not None
+        items = self._flights.items
+        assert items is not None
         # raises ProtocolError when the peer's CID leaves no room in the MTU
-        out = pack_flight(self._flight, self._write_epochs, self.configuration.mtu)
+        out = pack_flight(items, self._write_epochs, self.configuration.mtu)
         if out is None:
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             return
@@ -636,9 +600,7 @@ class DTLSConnection(Roaming):
             if cache is not None:
                 cache.remove(self.session.session_id)
             self.session = None
-        self._flight = None
-        self._retransmit_at = None
-        self._deadline = None
+        self._flights.stop(keep=False)
         self._early_data = []
         self._reassembler.clear()
         self._records.forget()

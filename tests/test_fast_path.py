@@ -357,7 +357,7 @@ class Bench:
             writes = [c._write_epochs[1].next_seq for c in (fast, general)]
             assert writes[0] == writes[1]
         assert fast._auth_failures == general._auth_failures
-        assert (fast._flight is None) == (general._flight is None)
+        assert (fast._flights.items is None) == (general._flights.items is None)
         if self.side == SERVER:
             servers = [self.sims[0].server, self.sims[1].server]
             assert servers[0].stats == servers[1].stats
