@@ -19,6 +19,8 @@ The counters (each an upper bound of a kind of work, not a timing):
 ``cookie_bytes``   bytes hashed to make or check a cookie
 ``visited``        entries visited in an endpoint's tables (connections, handshakes,
                    timers), outside the O(1) lookup of the datagram's own connection
+``rebuilt``        entries a timer heap rebuild walked (amortized: at most 3 per
+                   timer scheduled, see :mod:`dtls.timerheap`)
 ``prime_tests``    safe-prime tests of a DH group (each at most 4096 bits)
 ``datagrams_out``  datagrams a flight was packed into
 """
@@ -68,3 +70,48 @@ def metering() -> Iterator[WorkMeter]:
         yield meter
     finally:
         meter = previous
+
+
+#: records of the next epoch held during a handshake, and their bytes (the
+#: configuration's ``max_held_records`` default and ``recordlayer.MAX_HELD_BYTES``)
+_HELD_RECORDS, _HELD_BYTES = 32, 32768
+_MAX_MESSAGE, _MAX_RANGES = 16384, 64  # fragment.MAX_MESSAGE, fragment.MAX_RANGES
+_HELLO_ITEMS = 512 + 64  # messages.MAX_CIPHER_SUITES + MAX_EXTENSIONS
+
+
+def datagram_bounds(size: int, timers_fired: int = 0) -> dict[str, int]:
+    """The most work one datagram of ``size`` bytes (or one timer step firing
+    ``timers_fired`` timers) may cost a server endpoint or a connection, per counter:
+    the table of docs/denial-of-service.md ("Work per input"), with the engine's default
+    bounds. Tests and the fuzz oracle hold every input to it.
+
+    A datagram frames at most ``size // 13 + 1`` records and parses at most
+    ``size // 12 + 1`` fragments; a ChangeCipherSpec in it may also replay the held
+    records (``_HELD_RECORDS``, ``_HELD_BYTES`` in all). Opening is at most once per
+    record, and over the datagram's own bytes and the held ones; at most one open per
+    datagram fails (and one more among held records). Reassembly touches each fragment's
+    bytes once, plus the ranges it merges (each range is merged once after it was made,
+    so this is amortized one per fragment; one fragment may merge at most
+    ``_MAX_RANGES``).
+    """
+    records = size // 13 + 1 + _HELD_RECORDS
+    fragments = (size + _HELD_BYTES) // 12 + 1 + _HELD_RECORDS
+    return {
+        "records": records,
+        "open": records,
+        "open_bytes": size + _HELD_BYTES,
+        "fragments": fragments,
+        "reassembly": size + _HELD_BYTES + fragments * (_MAX_RANGES + 2),
+        "alloc": _MAX_MESSAGE * fragments,
+        "hello_items": _HELLO_ITEMS + 64,  # one ClientHello, or a ServerHello's extensions
+        "cookie_bytes": 3 * (size + 32),  # check with two secrets, then make one
+        "visited": 8 + 4 * timers_fired,
+        "prime_tests": 1,
+        "datagrams_out": 64 * (1 + timers_fired),
+    }
+
+
+def over_bounds(meter: WorkMeter, size: int, timers_fired: int = 0) -> dict[str, tuple[int, int]]:
+    """The counters of ``meter`` above :func:`datagram_bounds`: {name: (count, bound)}."""
+    bounds = datagram_bounds(size, timers_fired)
+    return {k: (v, bounds[k]) for k, v in meter.counts.items() if v > bounds.get(k, 0)}
