@@ -6,10 +6,12 @@ socket each plaintext came from."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 import anyio
+import pytest
 
 from dtls import DTLSConfiguration, DTLSConnection, HandshakeCompleted
 from dtlspipe.sessions import SessionPolicy
@@ -19,14 +21,16 @@ from dtlspipe.udp import bind_udp
 PSK = b"\x0b" * 32
 
 
-def client_conn() -> DTLSConnection:
+def client_conn(identity: bytes = b"c") -> DTLSConnection:
     config = DTLSConfiguration(
-        random=os.urandom, psk=PSK, psk_identity=b"c", connection_id_length=0
+        random=os.urandom, psk=PSK, psk_identity=identity, connection_id_length=0
     )
     return DTLSConnection(config, is_client=True)
 
 
-async def pump(conn: DTLSConnection, sock: socket.socket, server: tuple[str, int]) -> None:
+async def pump(
+    conn: DTLSConnection, sock: socket.socket, server: tuple[str, int], cid: bool = True
+) -> None:
     """Drive one client's handshake over its socket, with a deadline."""
     conn.connect(anyio.current_time())
     with anyio.fail_after(10):
@@ -44,7 +48,7 @@ async def pump(conn: DTLSConnection, sock: socket.socket, server: tuple[str, int
                 conn.handle_timer(anyio.current_time())
             assert not conn.is_closed
     done = [e for e in iter(conn.next_event, None) if isinstance(e, HandshakeCompleted)]
-    assert done and done[0].peer_connection_id  # the client sends the server's CID
+    assert done and bool(done[0].peer_connection_id) is cid  # it sends the server's CID
 
 
 async def received(service: socket.socket, count: int) -> list[tuple[bytes, int]]:
@@ -86,3 +90,32 @@ def test_defect3_a_cid_record_from_another_sessions_address_reaches_its_own_sess
             s.close()
 
     anyio.run(main)
+
+
+def test_defect15_an_authenticated_identity_is_logged_cut_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12, defect 15: the established line shows the identity as keyfile's
+    shown_identity does (escaped, cut to 64 characters), not up to 64 KiB of it."""
+
+    async def main() -> None:
+        service = bind_udp("127.0.0.1", 0)
+        listen = bind_udp("127.0.0.1", 0)
+        config = DTLSConfiguration(random=os.urandom, psk=PSK, hello_verify=False)
+        tunnel = TunnelServer(config, listen, service.getsockname(), SessionPolicy())
+        sock = bind_udp("127.0.0.1", 0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tunnel.serve, tg)
+            identity = b"\x1b[31m" + b"m" * 5000
+            await pump(client_conn(identity), sock, listen.getsockname(), cid=False)
+            with anyio.fail_after(5):
+                while not tunnel.sessions:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        service.close()
+        sock.close()
+
+    with caplog.at_level(logging.INFO, logger="dtlspipe"):
+        anyio.run(main)
+    (line,) = [r.getMessage() for r in caplog.records if "established" in r.getMessage()]
+    assert len(line) < 200 and "\x1b" not in line and "mmm..." in line.replace("'", "")
