@@ -220,28 +220,32 @@ class DTLSConnection(Roaming):
             self.receive_datagram(datagram, now, address)
             return None
         records = self._records
-        records.start_datagram()
+        records.failed_open = records.authentic = records.newest = False
         opened = records.open_only_record(datagram)
         if opened is FALLBACK:
             self.receive_datagram(datagram, now, address)
             return None
+        self._now = now
+        if opened is None:
+            if records.failed_open:
+                self._after_records()
+            return None
+        content_type, epoch, seq, plaintext = opened
         result = None
-        if opened is not None:
-            self._now, self._source, self._flights.resent = now, address, False
-            content_type, epoch, seq, plaintext = opened
-            if content_type == ContentType.application_data:
-                self._flights.items = None  # as in _on_application_data
-                result = plaintext
-            else:  # a tls12_cid record's inner type (RFC 9146 §4)
-                self._on_record(content_type, epoch, seq, plaintext)
-        self._after_records()
+        if content_type == ContentType.application_data:
+            self._flights.items = None  # as in _on_application_data
+            result = plaintext
+        else:  # a tls12_cid record's inner type (RFC 9146 §4)
+            self._source, self._flights.resent = address, False
+            self._on_record(content_type, epoch, seq, plaintext)
         path = self._path
         if (
-            address is not None
-            and path is not None
-            and records.authentic
+            path is not None
+            and address is not None
             and (address != path.peer or path.pending)
+            and not self._closed
         ):
+            self._source = address
             self._path_update(address, len(datagram), now)
         return result
 

@@ -133,34 +133,36 @@ class DTLSServer:
     ) -> tuple[DTLSConnection | None, bytes | None]:
         self._now = now
         conn = self.connections.get(address)
+        first = data[:1]
         n = self._cid_length
-        if n and data[:1] == b"\x19":
+        if n and first == b"\x19":
             by_cid = self._by_cid.get(data[11 : 11 + n])
             if by_cid is not None:
                 conn = by_cid  # RFC 9146: the CID names the connection, whatever the address
         if conn is None:
             return self._new_peer(data, address, now), None
-        candidate = self._candidates.get(address)
-        if (
-            candidate is None
-            and data[:1] == b"\x16"
-            and data[3:5] == b"\0\0"
-            and data[13:14] == b"\1"
-        ):
+        candidate = self._candidates.get(address) if self._candidates else None
+        if fast and candidate is None and first in _FAST_TYPES:
+            peer = conn.peer
+            plaintext = conn.receive_application_datagram(data, now, address)
+            if plaintext is not None and address == peer:
+                # the shortcut's common case: one application record from the peer's
+                # own address queues nothing (no event, no output, and nothing can move
+                # towards the address it is at), so there is nothing to collect
+                return conn, plaintext
+            self._after(conn)
+            return conn, plaintext
+        if candidate is None and first == b"\x16" and data[3:5] == b"\0\0" and data[13:14] == b"\1":
             # an epoch-0 ClientHello leads: a new one beside this connection?
             hello = self._new_client_hello(data, conn)
             if hello is not None:
                 return self._another_hello(data, address, conn, hello, now), None
-        plaintext = None
-        if fast and candidate is None and data[:1] in _FAST_TYPES:
-            plaintext = conn.receive_application_datagram(data, now, address)
-        else:
-            conn.receive_datagram(data, now, address)
-            if candidate is not None:
-                candidate.receive_datagram(data, now)
-                self._collect_candidate(address, candidate)
+        conn.receive_datagram(data, now, address)
+        if candidate is not None:
+            candidate.receive_datagram(data, now)
+            self._collect_candidate(address, candidate)
         self._after(conn)
-        return conn, plaintext
+        return conn, None
 
     def _new_client_hello(self, data: bytes, conn: DTLSConnection) -> FirstHello | None:
         """The ClientHello leading ``data`` if its random is not ``conn``'s own."""

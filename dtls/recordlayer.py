@@ -120,19 +120,18 @@ class RecordLayer:
                 or length != len(datagram) - HEADER.size
             ):
                 return FALLBACK
-            fragment, record = datagram[HEADER.size :], datagram
+            start = HEADER.size
         else:
-            header = HEADER.size + len(cid)
-            if content_type != TLS12_CID or len(datagram) <= header:
+            start = HEADER.size + len(cid)
+            if content_type != TLS12_CID or len(datagram) <= start:
                 return FALLBACK
-            length = int.from_bytes(datagram[header - 2 : header], "big")
-            if length != len(datagram) - header or datagram[11 : 11 + len(cid)] != cid:
+            length = int.from_bytes(datagram[start - 2 : start], "big")
+            if length != len(datagram) - start or datagram[11 : 11 + len(cid)] != cid:
                 return FALLBACK
-            fragment, record = datagram[header:], None
         if epoch_seq >> 48 != read.epoch or length > MAX_CIPHERTEXT:
             return FALLBACK
         seq = epoch_seq & MAX_SEQUENCE
-        return self.open_checked(read, content_type, version, seq, cid or b"", fragment, record)
+        return self.open_checked(read, content_type, version, seq, cid or b"", datagram, start)
 
     def accept(self, record: Record, handshaking: bool) -> Opened | None:
         """Route a framed record by epoch, then open it."""
@@ -143,13 +142,7 @@ class RecordLayer:
                 self._hold(record)
             return None
         return self.open_checked(
-            read,
-            record.content_type,
-            record.version,
-            record.seq,
-            record.cid,
-            record.fragment,
-            None,
+            read, record.content_type, record.version, record.seq, record.cid, record.fragment, 0
         )
 
     def _hold(self, record: Record) -> None:
@@ -170,22 +163,28 @@ class RecordLayer:
         version: int,
         seq: int,
         cid: bytes,
-        fragment: bytes,
-        record: bytes | None,
+        data: bytes,
+        start: int,
     ) -> Opened | None:
         """CID agreement, version, replay window, authentication, size, then mark.
-        ``record`` is the whole record when the caller has it (a faster AEAD open)."""
+        The record's fragment is ``data[start:]``: ``data`` is the whole record (header
+        first, ``start`` past it) when the caller has it, for a faster AEAD open, or
+        the fragment itself (``start`` 0)."""
         epoch = read.epoch
-        if (content_type == TLS12_CID) != (read.cid is not None and epoch != 0) or cid != (
-            read.cid or b""
-        ):
-            return None  # RFC 9146 §3: protected records carry our CID iff agreed
+        # RFC 9146 §3: protected records carry our CID if, and only if, it was agreed
+        agreed = read.cid
+        if agreed is None or epoch == 0:
+            if cid or content_type == TLS12_CID:
+                return None
+        elif content_type != TLS12_CID or cid != agreed:
+            return None
         protection = read.protection
         if protection is None:
             # Epoch 0 has nothing to verify, so it gets no window (RFC 6347 §4.1.2.6
             # updates it only for verified records): one forged record numbered 2^48-1
             # would otherwise make every real one look old. Repeats are harmless: the
             # handshake layer drops repeated messages by message_seq.
+            fragment = data[start:] if start else data
             if len(fragment) > MAX_PLAINTEXT:
                 return None
             return content_type, epoch, seq, fragment
@@ -194,16 +193,17 @@ class RecordLayer:
         meter = work.meter
         if meter is not None:
             meter.counts["open"] += 1
-            meter.counts["open_bytes"] += len(fragment)
+            meter.counts["open_bytes"] += len(data) - start
         epoch_seq = epoch << 48 | seq
         try:
             if cid:
+                fragment = data[start:] if start else data
                 inner = protection.open_with(epoch_seq, cid_prefix(epoch_seq, cid), fragment)
                 content_type, plaintext = unwrap_inner(inner)
-            elif record is not None:
-                plaintext = protection.open_record(epoch_seq, content_type, record)
+            elif start:  # data is the whole record
+                plaintext = protection.open_record(epoch_seq, content_type, data)
             else:
-                plaintext = protection.open(epoch_seq.to_bytes(8, "big"), content_type, fragment)
+                plaintext = protection.open(epoch_seq.to_bytes(8, "big"), content_type, data)
         except BadRecordError:
             # RFC 6347 §4.1.2.7: invalid records are silently discarded (and counted)
             if not self.failed_open:
