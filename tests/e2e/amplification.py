@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -34,7 +36,15 @@ import floodkit as fk
 
 from dtlspipe.options import parse_duration  # floodkit put the checkout on sys.path
 
-FIRST_FLIGHT = 0.8  # s: replies before the server's first retransmission (its timer: 1 s)
+# s: a probe's replies within this of its first one are its first flight (the server's
+# retransmission timer: 1 s). Timed by the kernel's arrival stamps, not by when this process
+# gets to read them, so a machine that delays the server or the prober does not move a
+# reply from one flight to the other.
+FIRST_FLIGHT = 0.8
+# SO_TIMESTAMPNS (Python does not name it): 35 on Linux but for alpha, hppa, sparc and mips;
+# without it a reply is timed when it is read
+_STAMP = 35 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64") else None
+_TIMESPEC = struct.Struct("@ll")  # struct timespec, as that option delivers it
 FAILED = re.compile(r"handshake from (\S+) failed: (.*)")
 
 
@@ -50,7 +60,7 @@ class Figures:
     sizes: list[int] = field(default_factory=list)  # every reply datagram's size
     flights: list[int] = field(default_factory=list)  # per probe: datagrams received
     types: set[str] = field(default_factory=set)  # what the replies were (reply_type)
-    late: int = 0  # replies after the first flight: retransmissions
+    late: int = 0  # replies after the first flight (FIRST_FLIGHT): retransmissions
 
     @property
     def first_ratio(self) -> float:
@@ -81,6 +91,16 @@ def reply_type(datagram: bytes) -> str:
     return {21: "alert"}.get(datagram[0], "other")
 
 
+def _recv(sock: socket.socket) -> tuple[bytes, float]:
+    """A datagram and when it arrived (the kernel's stamp when there is one)."""
+    data, ancillary, _, _ = sock.recvmsg(65535, socket.CMSG_SPACE(_TIMESPEC.size))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == _STAMP and len(payload) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
+            return data, sec + nsec / 1e9
+    return data, time.time()
+
+
 def measure(
     port: int,
     window: float,
@@ -97,7 +117,7 @@ def measure(
     }
     socks: list[socket.socket] = []
     kind_of: dict[int, str] = {}
-    sent_at: dict[int, float] = {}
+    first_at: dict[int, float] = {}  # when each probe's first reply arrived
     first: dict[int, int] = {}
     total: dict[int, int] = {}
     count: dict[int, int] = {}
@@ -106,9 +126,11 @@ def measure(
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((host, 0))
             s.setblocking(False)
+            if _STAMP is not None:
+                s.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
             s.sendto(fk.hello_datagram(kind, os.urandom(32)), (host, port))
             fd = s.fileno()
-            sent_at[fd], kind_of[fd] = time.monotonic(), kind
+            kind_of[fd] = kind
             first[fd] = total[fd] = count[fd] = 0
             socks.append(s)
     sources = {f"{host}:{s.getsockname()[1]}" for s in socks}
@@ -124,7 +146,7 @@ def measure(
                 fd = key.fd
                 while True:
                     try:
-                        reply = key.fileobj.recv(65535)  # type: ignore[union-attr]
+                        reply, at = _recv(key.fileobj)  # type: ignore[arg-type]
                     except OSError:
                         break
                     fig = figures[kind_of[fd]]
@@ -132,7 +154,7 @@ def measure(
                     fig.types.add(reply_type(reply))
                     total[fd] += len(reply)
                     count[fd] += 1
-                    if time.monotonic() - sent_at[fd] < FIRST_FLIGHT:
+                    if at - first_at.setdefault(fd, at) < FIRST_FLIGHT:
                         first[fd] += len(reply)
                     else:
                         fig.late += 1

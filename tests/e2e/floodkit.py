@@ -47,6 +47,7 @@ from dtlspipe.options import DEFAULT_CIPHERS, DEFAULT_CURVES  # noqa: E402
 
 PSK_HEX = "000102030405060708090a0b0c0d0e0f"  # tests/interop/peers.py PSK
 GO_WAIT = 30.0  # a sender gives up if the test never says go
+DRAIN_MAX = 3.0  # s: a flood waits at most this long after its last datagram for replies
 
 # --------------------------------------------------------------------------- ClientHellos
 
@@ -236,7 +237,8 @@ def flood(
     kinds: Counter[str] = Counter()
     reply_sizes: Counter[int] = Counter()
 
-    def drain(timeout: float) -> None:
+    def drain(timeout: float) -> int:
+        got = 0
         for key, _ in sel.select(timeout):
             while True:
                 try:
@@ -244,6 +246,8 @@ def flood(
                 except OSError:
                     break
                 reply_sizes[len(reply)] += 1
+                got += 1
+        return got
 
     start = time.monotonic()
     deadline = start + duration
@@ -259,9 +263,13 @@ def flood(
             sent_bytes += len(data)
             kinds[kind] += 1
         drain(0.001)  # what came back; this also paces us
-    end = time.monotonic()
-    while (left := end + 0.5 - time.monotonic()) > 0:  # the answers to the last ones
-        drain(left)
+    end = last = time.monotonic()
+    # the answers to the last ones: until none came for 0.5 s (at most DRAIN_MAX s), so
+    # that a server the machine slowed down is not counted short
+    while (left := min(end + DRAIN_MAX, last + 0.5) - time.monotonic()) > 0:
+        if drain(left):
+            last = time.monotonic()
+    reply_drops = socket_drops(socks)  # replies our own full receive buffers dropped
     for s in socks:
         s.close()
     elapsed = end - start
@@ -269,7 +277,8 @@ def flood(
         "sent": sent, "bytes": sent_bytes, "errors": errors, "start": start, "end": end,
         "elapsed": elapsed, "rate": sent / elapsed if elapsed > 0 else 0.0,
         "replies": reply_sizes.total(), "reply_bytes": sum(n * c for n, c in reply_sizes.items()),
-        "reply_sizes": dict(reply_sizes), "kinds": dict(kinds), "sockets": sockets,
+        "reply_sizes": dict(reply_sizes), "reply_drops": reply_drops, "kinds": dict(kinds),
+        "sockets": sockets, "drained": last - end,
     }  # fmt: skip
 
 
@@ -574,6 +583,21 @@ def udp_drops(port: int) -> int:
             if len(cols) > 12 and int(cols[1].rsplit(":", 1)[1], 16) == port:
                 drops += int(cols[-1])
     return drops
+
+
+def socket_drops(socks: list[socket.socket]) -> int:
+    """Datagrams the kernel dropped (receive buffer full) on these sockets, bound to
+    IPv4 addresses: their rows of /proc/net/udp, read once."""
+    mine = set()
+    for s in socks:
+        host, port = s.getsockname()[:2]
+        addr = int(ipaddress.IPv4Address(host)).to_bytes(4, "big")
+        mine.add(f"{int.from_bytes(addr, sys.byteorder):08X}:{port:04X}")
+    try:
+        rows = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    return sum(int(cols[-1]) for row in rows if len(cols := row.split()) > 12 and cols[1] in mine)
 
 
 def cpu_seconds(pid: int) -> float:

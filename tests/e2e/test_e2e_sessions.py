@@ -115,9 +115,13 @@ def test_idle_expiry_per_stale_mode(
     def client_ends() -> dict[str, list[str]]:
         return _ends(tunnel.client)
 
-    # Phase 1: traffic flows for WINDOW; only the expected sessions end, by idleness.
-    deadline = time.monotonic() + WINDOW
-    while time.monotonic() < deadline:
+    # Phase 1: traffic flows for WINDOW, and on until the expected sessions have ended
+    # (by idleness: IDLE s after their last datagram, later if the machine's load delays
+    # the timer, so at most WINDOW + 5 s); no other session ends meanwhile.
+    start = time.monotonic()
+    while (now := time.monotonic()) < start + WINDOW or (
+        now < start + WINDOW + 5 and not expected <= set(client_ends())
+    ):
         unexpected = set(client_ends()) - expected
         assert not unexpected, f"{unexpected} ended while active\n{tunnel.describe()}"
         time.sleep(0.05)
@@ -147,6 +151,10 @@ def test_idle_expiry_per_stale_mode(
     tk.assert_alive(*tunnel.procs)
 
 
+def _rounded(lifetimes: dict[str, float]) -> str:
+    return ", ".join(f"{t:.3f}" for t in sorted(lifetimes.values())) + " s"
+
+
 def _durations(proc: Proc) -> dict[str, float]:
     """Session lifetimes (established -> ended) by source, from the log timestamps."""
     started = {m["src"]: tk.stamp(m) for m in tk.lines(proc, tk.ESTABLISHED)}
@@ -162,34 +170,49 @@ def test_time_limit_fixed_on_the_server(launcher: Launcher, upstream: Upstream):
         tk.roundtrip(sock, tunnel.entry, b"hello")
     ends = tk.wait_lines(tunnel.server, tk.ENDED, 3, timeout=6)
     assert {m["reason"] for m in ends} == {"time limit reached"}, tunnel.describe()
-    for src, lifetime in _durations(tunnel.server).items():
-        assert 0.9 <= lifetime <= 1.6, f"{src} lived {lifetime:.3f} s\n{tunnel.describe()}"
+    # never before the limit (the server's sessions begin at "established"); how late the
+    # timer fires depends on the machine's load
+    lifetimes = _durations(tunnel.server)
+    for src, lifetime in lifetimes.items():
+        assert lifetime >= 0.9, f"{src} lived {lifetime:.3f} s\n{tunnel.describe()}"
+    measured = tk.Measured("-time-limit 1s")
+    measured.expect(max(lifetimes.values()) <= 1.6, f"lifetimes {_rounded(lifetimes)}")
     client_ends = tk.wait_lines(tunnel.client, tk.ENDED, 3)
     assert {m["reason"] for m in client_ends} == {"peer closed"}, tunnel.describe()
     tk.roundtrip(socks[0], tunnel.entry, b"again")  # a fresh session
     assert len(tk.lines(tunnel.client, tk.ESTABLISHED)) == 4
     for sock in socks:
         sock.close()
+    measured.skip_if_unmet()
 
 
 def test_time_limit_range_on_the_client(launcher: Launcher, upstream: Upstream):
     """``-time-limit 1s-2s``: each session gets its own lifetime, drawn within [1 s, 2 s]."""
     tunnel = Tunnel.start(launcher, upstream.address, client_opts=["-time-limit", "1s-2s"])
     socks = [tk.udp_socket() for _ in range(6)]
+    opened = {}  # when each source's first datagram left: before its session began
     for sock in socks:
+        opened[tk.source(sock)] = time.time()
         tk.roundtrip(sock, tunnel.entry, b"hello")
     ends = tk.wait_lines(tunnel.client, tk.ENDED, len(socks), timeout=8)
     assert {m["reason"] for m in ends} == {"time limit reached"}, tunnel.describe()
-    lifetimes = _durations(tunnel.client)
+    lifetimes = _durations(tunnel.client)  # from "established": after the handshake
     assert set(lifetimes) == {tk.source(s) for s in socks}
-    for src, lifetime in lifetimes.items():
-        assert 0.9 <= lifetime <= 2.6, f"{src} lived {lifetime:.3f} s\n{tunnel.describe()}"
+    # A client's session begins at its first datagram, so its handshake, as long as the
+    # machine's load makes it, is part of its lifetime: no end before 1 s after the
+    # datagram (log stamps are to the millisecond). How late: the load again.
+    for m in ends:
+        lived = tk.stamp(m) - opened[m["src"]]
+        assert lived >= 1.0 - 0.002, f"{m['src']} ended {lived:.3f} s after its first datagram"
+    measured = tk.Measured("-time-limit 1s-2s")
+    measured.expect(max(lifetimes.values()) <= 2.6, f"lifetimes {_rounded(lifetimes)}")
     # six uniform draws all within 50 ms of each other: probability about 2e-6
     assert max(lifetimes.values()) - min(lifetimes.values()) > 0.05, lifetimes
     server_ends = tk.wait_lines(tunnel.server, tk.ENDED, len(socks))
     assert {m["reason"] for m in server_ends} == {"peer closed"}, tunnel.describe()
     for sock in socks:
         sock.close()
+    measured.skip_if_unmet()
 
 
 def test_rate_limit_on_the_client(launcher: Launcher, upstream: Upstream):
