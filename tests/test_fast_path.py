@@ -1,17 +1,17 @@
-"""The engine's fast path for established connections, checked against the general path.
+"""The receive shortcut of established connections, checked against a model of the RFC.
 
-``DTLSConnection.receive_application_datagram`` (and the server's) promise to behave
-exactly like ``receive_datagram``, except that the plaintext of a datagram that is one
-valid application_data record of the current epoch is returned instead of queued as an
-``ApplicationData`` event. The equivalence tests build three identical established pairs
-(same seeds, so the same keys: checked by sealing the same record on all three): the
-first pair's receiver takes the fast path, the second's the general path, and the third
-pair's sender crafts the datagrams (valid records at chosen sequence numbers, replays,
-bit flips, wrong epochs and versions, bad lengths, packed records, alerts, epoch-0
-handshake replays...). After every datagram both receivers must agree on what was
-delivered, the events, the datagrams to send, the state and the replay window, and
-the delivered data and the window must match an independent model of RFC 6347
-§4.1.2.6 (a set of seen sequence numbers and a 256-wide window).
+There is one record intake (dtls/recordlayer.py); ``receive_application_datagram``
+(the connection's and the server's) frames a datagram that is exactly one application
+record in one step and otherwise takes the general framing. These tests hold both ways
+in to the same outcome *and* to an independent model written from RFC 6347 §4.1.2.6
+(a set of seen sequence numbers and a 256-wide window) and from how each datagram was
+crafted: three identical established pairs (same seeds, so the same keys: checked by
+sealing the same record on all three); the first pair's receiver takes the shortcut,
+the second's the general path, and the third pair's sender crafts the datagrams (valid
+records at chosen sequence numbers, replays, bit flips, wrong epochs and versions, bad
+lengths, packed records, alerts, epoch-0 handshake replays...). After every datagram
+both receivers must agree on what was delivered, the events, the datagrams to send, the
+state and the replay window, and the delivered data and the window must be the model's.
 
 The rest (handshakes driven through the fast path, ``seal_application_data``, the server
 endpoint's fast path for new peers and second handshakes, ``handle_timer``'s
