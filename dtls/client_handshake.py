@@ -101,6 +101,10 @@ class ClientHandshake(Handshake):
         self.send([self.message(HT.client_hello, self.hello.encode())])
         return self.effects()
 
+    def forget(self) -> None:
+        super().forget()
+        self.offered_session = None  # it holds the master secret of the earlier session
+
     def _can_offer(self, session: SessionState) -> bool:
         """Whether this ClientHello can offer to resume ``session``: its suite is offered,
         and the hello carries the extensions the session was made with. RFC 7627 §5.3: a

@@ -165,6 +165,11 @@ class DTLSConnection(Roaming):
         return not self._closed and self._hs.state is State.ESTABLISHED
 
     @property
+    def authenticated_last(self) -> bool:
+        """Did the last datagram received carry a record that authenticated?"""
+        return self._records.authentic
+
+    @property
     def is_closed(self) -> bool:
         return self._closed
 
@@ -557,6 +562,11 @@ class DTLSConnection(Roaming):
         self._reassembler.clear()
         self._exporter = done.exporter
         self.session = done.session
+        cache = self.configuration.session_cache
+        if not self.is_client and not done.event.resumed and cache is not None and done.session:
+            # only a completed handshake, whose last flight went out, makes a resumable
+            # session (a server's resumed session is in the cache already)
+            cache.store(done.session)
         event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None
         self._app_write = self._write_epochs[self._write_epoch]

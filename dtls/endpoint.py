@@ -15,17 +15,22 @@ never larger than the datagram it answers (no amplification).
 
 A ClientHello with a new client random on the address of an *established* connection
 starts a second handshake beside it (RFC 6347 §4.2.8): the old connection keeps working
-until the new one completes, and only then is it replaced (its caller sees a
-``ConnectionClosed`` for it, then the new one's ``HandshakeCompleted``). A new handshake
-that fails vanishes silently, so a replayed or forged ClientHello cannot end a session.
-On the address of a connection still in its handshake, such a ClientHello (with a valid
-cookie when cookies are asked for) replaces it at once: the client restarted, and the
-old attempt, which authenticated nothing, is abandoned.
+until the new one completes, and only then does it give the address up. Without a CID
+it is then replaced (its caller sees a ``ConnectionClosed`` for it, then the new one's
+``HandshakeCompleted``); with one it stays, reachable by its CID, and is filed again
+where its next authenticated record comes from (a NAT may have given its old port to
+another client). A new handshake that fails vanishes silently, so a replayed or forged
+ClientHello cannot end a session. On the address of a connection still in its handshake,
+or of a second handshake, such a ClientHello (with a valid cookie when cookies are asked
+for) replaces that attempt at once: the client restarted, and the old attempt, which
+authenticated nothing, is abandoned. A datagram to an address with a second handshake
+is read by one of the two (epoch 0 by the new handshake; anything else by the live
+connection first, and by the new handshake only if nothing in it authenticated there).
 
 With connection IDs the connection decides whether its peer has moved (RFC 9146 §6,
 RFC 9853: see :mod:`dtls.path`); the endpoint files it under the new address and
 reports a ``PeerAddressChanged``. A connection never moves onto an address another
-connection uses.
+established connection uses; a handshake in progress there gives way (it is abandoned).
 
 Work per datagram: one dictionary lookup to route it, the connection's own work, and
 O(1) bookkeeping; handshake timers live in a heap (:mod:`dtls.timerheap`). Nothing on
@@ -70,8 +75,10 @@ class DTLSServer:
         # RFC 9146: established connections by the CID their peer sends
         self._by_cid: dict[bytes, DTLSConnection] = {}
         self._cid_length = configuration.connection_id_length or 0
-        # where each connection is filed (its peer when it last moved or was created)
-        self._filed: dict[DTLSConnection, Address] = {}
+        # where each connection is filed (its peer when it last moved or was created);
+        # None: a CID connection that gave its address up to a new handshake there,
+        # reachable by its CID until it is filed again where it next speaks from
+        self._filed: dict[DTLSConnection, Address | None] = {}
         # §4.2.8: a second handshake on the address of an established connection
         self._candidates: dict[Address, DTLSConnection] = {}
         # handshakes in progress (connections and candidates), with their host
@@ -92,6 +99,7 @@ class DTLSServer:
             "connections_created": 0,
             "busy": 0,
             "replaced": 0,
+            "unfiled": 0,
             "restarted": 0,
             "second_handshakes_failed": 0,
         }
@@ -152,25 +160,41 @@ class DTLSServer:
                 return conn, plaintext
             self._after(conn)
             return conn, plaintext
-        if candidate is None and first == b"\x16" and data[3:5] == b"\0\0" and data[13:14] == b"\1":
+        if first == b"\x16" and data[3:5] == b"\0\0" and data[13:14] == b"\1":
             # an epoch-0 ClientHello leads: a new one beside this connection?
-            hello = self._new_client_hello(data, conn)
+            hello = self._new_client_hello(data, conn, candidate)
             if hello is not None:
                 return self._another_hello(data, address, conn, hello, now), None
-        conn.receive_datagram(data, now, address)
-        if candidate is not None:
+        if candidate is not None and data[3:5] == b"\0\0":
+            # epoch 0 leads: the second handshake's (an established connection ignores
+            # unprotected records); anything else is the live connection's first, and
+            # the second handshake's only if nothing in it authenticated there
             candidate.receive_datagram(data, now)
             self._collect_candidate(address, candidate)
+            return candidate, None
+        conn.receive_datagram(data, now, address)
         self._after(conn)
+        if candidate is not None and not conn.authenticated_last:
+            candidate.receive_datagram(data, now)
+            self._collect_candidate(address, candidate)
+            return candidate, None
         return conn, None
 
-    def _new_client_hello(self, data: bytes, conn: DTLSConnection) -> FirstHello | None:
-        """The ClientHello leading ``data`` if its random is not ``conn``'s own."""
+    def _new_client_hello(
+        self, data: bytes, conn: DTLSConnection, candidate: DTLSConnection | None
+    ) -> FirstHello | None:
+        """The ClientHello leading ``data`` if its random is neither ``conn``'s nor its
+        second handshake's (``candidate``)."""
         if not (conn.is_established or conn in self._handshaking):
             return None
         hello = FirstHello.read(data)
-        if hello is None or hello.prefix.random == self._hello_random.get(conn):
-            return None  # not a ClientHello, or a copy of the one already served
+        if hello is None:
+            return None
+        random = hello.prefix.random
+        if random == self._hello_random.get(conn) or (
+            candidate is not None and random == self._hello_random.get(candidate)
+        ):
+            return None  # a copy of one already served
         return hello
 
     def _another_hello(
@@ -183,11 +207,21 @@ class DTLSServer:
     ) -> DTLSConnection | None:
         """A ClientHello with a new random on the address of a live connection."""
         if conn.is_established:
-            # RFC 6347 §4.2.8: a new handshake beside the live connection
+            # RFC 6347 §4.2.8: a new handshake beside the live connection; one that
+            # restarts (a new random again) replaces the earlier attempt
+            earlier = self._candidates.pop(address, None)
             candidate = self._admit_peer(data, address, hello, now, kind=_SECOND)
-            if candidate is not None:
-                candidate.receive_datagram(data, now)
-                self._collect_candidate(address, candidate)
+            if candidate is None:
+                if earlier is not None:
+                    self._candidates[address] = earlier
+                return None
+            if earlier is not None:
+                earlier.abandon("restarted by a new ClientHello from the same address")
+                self._handshake_ended(earlier, failed=True)
+                self._hello_random.pop(earlier, None)
+                self.stats["restarted"] += 1
+            candidate.receive_datagram(data, now)
+            self._collect_candidate(address, candidate)
             return candidate
         # the client restarted its handshake: a new one (cookie checked, limits applied)
         # replaces the old attempt, which authenticated nothing
@@ -206,12 +240,22 @@ class DTLSServer:
         self._collect(conn)
         if conn in self._handshaking:
             self._timers.schedule(conn)
-        filed = self._filed.get(conn)
-        if filed is not None and filed != conn.peer:  # moved (RFC 9146 §6)
-            if self.connections.get(filed) is conn:
-                del self.connections[filed]
-            self._drop_candidate(filed)
+        if conn not in self._filed:
+            return  # a second handshake: filed when it completes
+        filed = self._filed[conn]
+        if filed != conn.peer:  # moved (RFC 9146 §6)
             new: Address = conn.peer  # type: ignore[assignment]
+            if filed is None:  # reachable by CID only (see _promote)
+                if not self._address_free(new):
+                    return  # it has not left the address it gave up
+            else:
+                if self.connections.get(filed) is conn:
+                    del self.connections[filed]
+                self._drop_candidate(filed)
+            displaced = self.connections.get(new)
+            if displaced is not None and displaced is not conn:  # a handshake, see above
+                displaced.abandon("its address was taken by a connection that moved there")
+                self._collect(displaced)
             self.connections[new] = conn
             self._filed[conn] = new
 
@@ -254,7 +298,7 @@ class DTLSServer:
         if not admission.room_for(host):
             self.stats["busy"] += 1
             return None
-        if kind == _FIRST and len(self.connections) >= cfg.max_connections:
+        if kind == _FIRST and len(self._filed) >= cfg.max_connections:
             self.stats["dropped"] += 1
             return None
         if self._admit is not None and not self._admit(address, now):
@@ -280,7 +324,14 @@ class DTLSServer:
         return conn
 
     def _address_free(self, address: object) -> bool:
-        return address not in self.connections and address not in self._candidates
+        """May a connection move to ``address`` (RFC 9146 §6)? Not onto an established
+        connection's; a handshake in progress there, which authenticated nothing, gives
+        way (it is abandoned when the move happens), so a spoofed ClientHello cannot pin
+        a session to an address its client has left."""
+        if address in self._candidates:
+            return False
+        other = self.connections.get(address)  # type: ignore[call-overload]
+        return other is None or other in self._handshaking
 
     # -- events -------------------------------------------------------------------------
 
@@ -346,9 +397,20 @@ class DTLSServer:
         self._completed(candidate, done)
         old = self.connections.get(address)
         if old is not None:
-            self.stats["replaced"] += 1
-            old.abandon("replaced by a new handshake from the same address", by_peer=True)
-            self._collect(old)  # its ConnectionClosed; forgotten
+            old_done = old.handshake
+            if old_done is not None and old_done.connection_id:
+                # RFC 9146: a session with a CID outlives its address. Another client may
+                # have been given this address (a NAT reusing a port); the old session
+                # gives it up, stays reachable by its CID, and is filed again where its
+                # next authenticated record comes from (its replies go to its last
+                # address until then)
+                del self.connections[address]
+                self._filed[old] = None
+                self.stats["unfiled"] += 1
+            else:
+                self.stats["replaced"] += 1
+                old.abandon("replaced by a new handshake from the same address")
+                self._collect(old)  # its ConnectionClosed; forgotten
         self.connections[address] = candidate
         self._filed[candidate] = address
         self._events.append((address, done, candidate))
@@ -391,7 +453,7 @@ class DTLSServer:
         """``stateless_datagrams`` and whatever callers queued with ``send`` on any
         connection: visits every connection, so it is for simple callers (tests, tools),
         not for a per-datagram path."""
-        for conn in list(self.connections.values()):
+        for conn in list(self._filed):
             work.add("visited")
             self._after(conn)  # e.g. a close() the caller made directly
         return self.stateless_datagrams()
@@ -412,7 +474,7 @@ class DTLSServer:
         """close_notify to every peer (for shutdown)."""
         for address in list(self._candidates):
             self._drop_candidate(address)
-        for conn in list(self.connections.values()):
+        for conn in list(self._filed):
             conn.close()
             self._after(conn)
 

@@ -164,6 +164,7 @@ class DHEKey:
     def __init__(
         self, p: int, g: int, random: RandomSource, group: NamedGroup | None = None
     ) -> None:
+        work.add("kex")  # a key pair made (RFC 8422 §5.4, RFC 7919 §3)
         self.p = p
         self.group = group
         bits = EXPONENT_BITS[group] if group is not None else _CUSTOM_EXPONENT_BITS
@@ -198,6 +199,7 @@ class DHEKey:
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret Z with its leading zero bytes stripped (RFC 5246 §8.1.2)."""
+        work.add("kex")  # a shared secret computed
         y = int.from_bytes(peer_public, "big")
         if not 1 < y < self.p - 1:  # RFC 7919 §5.1
             raise ProtocolError(AlertDescription.illegal_parameter, "DH public value out of range")

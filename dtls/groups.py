@@ -14,6 +14,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from . import work
 from .constants import AlertDescription, NamedGroup
 from .errors import ConfigurationError, ProtocolError
 from .suites import parse_name_list
@@ -90,6 +91,7 @@ class EphemeralKey:
     """One side's ephemeral key pair for a single handshake."""
 
     def __init__(self, group: NamedGroup, random: RandomSource) -> None:
+        work.add("kex")  # a key pair made (RFC 8422 §5.4, RFC 7919 §3)
         self.group = group
         self._key: x25519.X25519PrivateKey | x448.X448PrivateKey | ec.EllipticCurvePrivateKey
         if group is NamedGroup.x25519:
@@ -113,6 +115,7 @@ class EphemeralKey:
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret Z; a bad peer value raises ``illegal_parameter``."""
+        work.add("kex")  # a shared secret computed
         bad = ProtocolError(AlertDescription.illegal_parameter, "invalid ECDH public value")
         if len(peer_public) != _POINT_LEN[self.group]:
             raise bad

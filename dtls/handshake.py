@@ -332,3 +332,4 @@ class Handshake:
         self.master = b""
         self.ephemeral = None
         self.transcript = bytearray()
+        self.psk_digest = b""

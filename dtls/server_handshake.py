@@ -285,8 +285,5 @@ class ServerHandshake(Handshake):
         finished = self.message(HT.finished, self.finished_data(False), epoch=1)
         # The final flight is kept: a repeated client flight 5 gets it again (§4.2.4).
         self.send([self.ccs(), finished], final=True)
-        cache = self.config.session_cache
-        state = self.session_state(self.now)
-        if cache is not None and state is not None:
-            cache.store(state)  # only a completed handshake makes a resumable session
+        # the connection caches the session once this flight has gone (Complete)
         self.complete(keep_flight=True)
