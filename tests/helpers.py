@@ -361,8 +361,8 @@ def reprotect(write: object, record: bytes, transform: Callable[[bytes], bytes])
 def assert_no_keys(conn: DTLSConnection) -> None:
     """A closed connection has forgotten every key, pending key and timer."""
     assert conn.is_closed
-    assert conn._read_epochs == {} and conn._write_epochs == {}
-    assert conn._pending_read is None
+    assert conn._records.epochs == {} and conn._write_epochs == {}
+    assert conn._records.pending is None
     assert conn._hs.master == b"" and conn.get_timer() is None
     assert conn._exporter is None
 

@@ -128,12 +128,12 @@ def test_client_holds_an_epoch1_finished_before_server_hello() -> None:
     client, server = pair()
     client.connect(0.0)
     client.receive_datagram(garbage1(0), 0.0)
-    assert len(client._held) == 1 and client.state is State.CLIENT_WAIT_HELLO
+    assert len(client._records.held) == 1 and client.state is State.CLIENT_WAIT_HELLO
     assert client.next_event() is None
     sim = Simulator(client, server)
     sim.pump()
-    assert sim.completed_at == 0.0 and client._held == []
-    assert client._auth_failures == 1
+    assert sim.completed_at == 0.0 and client._records.held == []
+    assert client._records.auth_failures == 1
     assert wire_alerts(sim, C2S) == []
     data_both_ways(sim)
 
@@ -172,8 +172,8 @@ def test_epoch1_finished_without_its_ccs_is_held_until_the_ccs_comes() -> None:
     sim = Simulator(*pair(), policy=policy)
     sim.start()
     conn = sim.server_conn()
-    assert conn.state is State.SERVER_WAIT_CCS and len(conn._held) == 1
-    assert conn._pending_read is not None and conn._records.current.epoch == 0
+    assert conn.state is State.SERVER_WAIT_CCS and len(conn._records.held) == 1
+    assert conn._records.pending is not None and conn._records.current.epoch == 0
     assert [s.names for s in sim.log if s.direction == S2C][-1] == FLIGHT4  # no answer yet
     sim.run()
     assert sim.completed_at == 1.0
@@ -201,7 +201,7 @@ def test_finished_never_followed_by_ccs_times_out_silently_without_keys() -> Non
     assert "timed out" in closed_event(sim.server_events).reason
     assert_no_keys(conn)
     assert_no_keys(sim.client)
-    assert conn._held == []
+    assert conn._records.held == []
 
 
 def test_finished_before_ccs_in_the_same_flight_is_held_at_the_server() -> None:
@@ -213,11 +213,11 @@ def test_finished_before_ccs_in_the_same_flight_is_held_at_the_server() -> None:
     sim.inject(C2S, cke)
     assert conn.state is State.SERVER_WAIT_CCS
     sim.inject(C2S, fin)
-    assert len(conn._held) == 1 and conn.state is State.SERVER_WAIT_CCS
+    assert len(conn._records.held) == 1 and conn.state is State.SERVER_WAIT_CCS
     assert HandshakeCompleted not in [type(e) for _, e in sim.server_events]
     release(sim)
     sim.inject(C2S, ccs)
-    assert conn._held == [] and sim.completed_at == 0.0
+    assert conn._records.held == [] and sim.completed_at == 0.0
     assert wire_alerts(sim, S2C) == []
     data_both_ways(sim)
 
@@ -227,10 +227,10 @@ def test_finished_before_ccs_in_the_same_flight_is_held_at_the_client() -> None:
     sim, held = held_pair(FLIGHT6)
     ccs, fin = split_records(held[0])
     sim.inject(S2C, fin)
-    assert len(sim.client._held) == 1 and sim.client.state is State.CLIENT_WAIT_CCS
+    assert len(sim.client._records.held) == 1 and sim.client.state is State.CLIENT_WAIT_CCS
     assert HandshakeCompleted not in [type(e) for _, e in sim.client_events]
     sim.inject(S2C, ccs)
-    assert sim.client._held == [] and sim.completed_at == 0.0
+    assert sim.client._records.held == [] and sim.completed_at == 0.0
     data_both_ways(sim)
 
 
@@ -245,12 +245,12 @@ def test_second_ccs_during_the_handshake_is_dropped() -> None:
     cke, ccs, fin = split_records(held[0])
     sim.inject(C2S, cke + ccs)
     assert conn.state is State.SERVER_WAIT_FINISHED and conn._records.current.epoch == 1
-    read1 = conn._read_epochs[1]
+    read1 = conn._records.epochs[1]
     sim.inject(C2S, CCS0)
     ccs1 = sim.client._write_epochs[1].protect(ContentType.change_cipher_spec, b"\x01")
     sim.inject(C2S, ccs1)
     assert conn.state is State.SERVER_WAIT_FINISHED
-    assert conn._read_epochs[1] is read1 and conn._pending_read is None
+    assert conn._records.epochs[1] is read1 and conn._records.pending is None
     release(sim)
     sim.inject(C2S, fin)
     assert sim.completed_at == 0.0 and wire_alerts(sim, S2C) == []
@@ -279,9 +279,9 @@ def test_ccs_before_client_key_exchange_is_dropped() -> None:
     sim.inject(C2S, CCS0)
     assert conn.state is State.SERVER_WAIT_CKE
     assert (
-        conn._pending_read is None
+        conn._records.pending is None
         and conn._records.current.epoch == 0
-        and set(conn._read_epochs) == {0}
+        and set(conn._records.epochs) == {0}
     )
     assert_quiet(sim, since)
     release(sim)
@@ -294,7 +294,7 @@ def test_ccs_before_server_hello_done_is_dropped_by_the_client() -> None:
     sim, held = held_pair(FLIGHT4)
     since = marks(sim)
     sim.inject(S2C, CCS0)
-    assert sim.client.state is State.CLIENT_WAIT_HELLO and sim.client._pending_read is None
+    assert sim.client.state is State.CLIENT_WAIT_HELLO and sim.client._records.pending is None
     assert_quiet(sim, since)
     release(sim)
     sim.inject(S2C, held[0])
@@ -343,7 +343,7 @@ def test_early_epoch1_data_is_delivered_only_after_the_finished_at_the_client() 
     ccs, fin = split_records(held[0])
     conn.send(b"early-1")
     sim.inject(S2C, b"".join(conn.datagrams_to_send()))
-    assert len(sim.client._held) == 1 and sim.client_events == []
+    assert len(sim.client._records.held) == 1 and sim.client_events == []
     sim.inject(S2C, ccs)
     assert sim.client.state is State.CLIENT_WAIT_FINISHED
     assert sim.client._early_data == [b"early-1"]

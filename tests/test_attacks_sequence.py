@@ -244,7 +244,7 @@ def test_wrong_psk_fails_silently_and_leaves_no_keys() -> None:
     assert all(r.content_type != ContentType.alert for s in sim.log for r in s.records)
     assert not any(s.direction == S2C and "Finished" in s.names for s in sim.log)
     server_closed, client_closed = closed_event(sim.server_events), closed_event(sim.client_events)
-    assert "wrong PSK" in server_closed.reason and conns[0]._auth_failures >= 1
+    assert "wrong PSK" in server_closed.reason and conns[0]._records.auth_failures >= 1
     assert "timed out" in client_closed.reason
     assert_no_keys(conns[0])
     assert_no_keys(client)
@@ -293,7 +293,7 @@ def test_random_epoch1_finished_after_completion_is_dropped() -> None:
     sim.inject(C2S, garbage)
     sim.inject(S2C, garbage)
     assert_quiet(sim, since)
-    assert conn._auth_failures == 1 and sim.client._auth_failures == 1
+    assert conn._records.auth_failures == 1 and sim.client._records.auth_failures == 1
     data_both_ways(sim)
 
 

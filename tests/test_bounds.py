@@ -225,10 +225,10 @@ def test_next_epoch_records_held_up_to_the_bound() -> None:
     bound = client.configuration.max_held_records
     for i in range(3 * bound):
         sim.inject(S2C, encode_record(ContentType.application_data, 1, i, bytes(40)))
-        assert len(client._held) <= bound
-    assert len(client._held) == bound
+        assert len(client._records.held) <= bound
+    assert len(client._records.held) == bound
     sim.inject(S2C, sim.held)  # type: ignore[attr-defined]
-    assert client.is_established and client._held == []
+    assert client.is_established and client._records.held == []
     assert sim.completed_at == 0.0
     exchange_data(sim)
 
@@ -241,10 +241,10 @@ def test_next_epoch_records_held_up_to_the_byte_bound() -> None:
     sim.start()
     for i in range(10):
         sim.inject(S2C, encode_record(ContentType.application_data, 1, i, bytes(10000)))
-        assert sum(len(r.fragment) for r in client._held) <= MAX_HELD_BYTES
-    assert len(client._held) == MAX_HELD_BYTES // 10000
+        assert sum(len(r.fragment) for r in client._records.held) <= MAX_HELD_BYTES
+    assert len(client._records.held) == MAX_HELD_BYTES // 10000
     sim.inject(S2C, sim.held)  # type: ignore[attr-defined]
-    assert sim.completed_at == 0.0 and client._held == []
+    assert sim.completed_at == 0.0 and client._records.held == []
 
 
 def test_early_data_held_up_to_the_bound() -> None:
@@ -297,7 +297,7 @@ def test_a_closed_connection_holds_no_buffers() -> None:
     sim = Simulator(client, server).run()
     assert sim.client_closed is not None
     assert isinstance(client, DTLSConnection) and client.is_closed
-    assert client._held == [] and client._early_data == []
+    assert client._records.held == [] and client._early_data == []
     assert client._reassembler.buffered_bytes == 0
     assert isinstance(server, DTLSServer) and server.connections == {}
 

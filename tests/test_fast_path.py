@@ -124,7 +124,7 @@ class Bench:
         direction = S2C if side == CLIENT else C2S
         self.handshake_datagrams = [s.data for s in craft.log if s.direction == direction]
         # the model of the epoch-1 replay window: the peer's Finished was record 0
-        window = self.fast_conn._read_epochs[1].window
+        window = self.fast_conn._records.epochs[1].window
         assert (window.top, window._bits) == (0, 1)
         self.seen, self.top, self.closed = {0}, 0, False
         self.history: list[tuple[bytes, list[Effect]]] = []
@@ -348,7 +348,7 @@ class Bench:
         fast, general = self.fast_conn, self.general_conn
         assert fast.state is general.state
         assert fast.is_closed == self.closed
-        windows = [c._read_epochs.get(1) for c in (fast, general)]
+        windows = [c._records.epochs.get(1) for c in (fast, general)]
         if windows[0] is None or windows[1] is None:
             assert windows[0] is windows[1] is None and self.closed
         else:
@@ -356,7 +356,7 @@ class Bench:
             assert tops_bits[0] == tops_bits[1] == (self.top, self.model_bits())
             writes = [c._write_epochs[1].next_seq for c in (fast, general)]
             assert writes[0] == writes[1]
-        assert fast._auth_failures == general._auth_failures
+        assert fast._records.auth_failures == general._records.auth_failures
         assert (fast._flights.items is None) == (general._flights.items is None)
         if self.side == SERVER:
             servers = [self.sims[0].server, self.sims[1].server]

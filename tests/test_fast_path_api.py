@@ -130,7 +130,7 @@ def test_fast_path_of_a_handshaking_connection_returns_none() -> None:
     forged = twin.server_conn().seal_application_data(b"not for you")
     assert client.receive_application_datagram(forged, 0.0) is None
     assert client.next_event() is None and client.state is State.CLIENT_WAIT_HELLO
-    assert len(client._held) == 1
+    assert len(client._records.held) == 1
     assert server.receive_application_datagram(forged, CLIENT_ADDR, 0.0) is None
     assert server.connections == {} and server.stats["dropped"] == 1
 

@@ -258,7 +258,7 @@ def test_sequence_numbers_past_2_32_and_duplicates() -> None:
     for datagram in (first, older, first, older):
         sim.inject(C2S, datagram)
     assert server_got(sim) == [b"a", b"b"]
-    assert sim.server_conn()._read_epochs[1].window.top == 2**32 + 5
+    assert sim.server_conn()._records.epochs[1].window.top == 2**32 + 5
     data_both_ways(sim)
 
 
@@ -288,12 +288,12 @@ def test_records_older_than_the_window_are_dropped_unopened() -> None:
     sim.inject(C2S, records[top - REPLAY_WINDOW])
     sim.inject(C2S, records[top - REPLAY_WINDOW + 1])
     assert server_got(sim) == [b"top", b"%d" % (top - REPLAY_WINDOW + 1)]
-    failures = conn._auth_failures
+    failures = conn._records.auth_failures
     too_old = encode_record(ContentType.application_data, 1, top - REPLAY_WINDOW, bytes(40))
     sim.inject(C2S, too_old)
-    assert conn._auth_failures == failures  # too old: not even opened
+    assert conn._records.auth_failures == failures  # too old: not even opened
     sim.inject(C2S, encode_record(ContentType.application_data, 1, top + 1, bytes(40)))
-    assert conn._auth_failures == failures + 1  # fresh: opened, failed, dropped
+    assert conn._records.auth_failures == failures + 1  # fresh: opened, failed, dropped
 
 
 def test_forged_record_does_not_move_the_window() -> None:
@@ -306,7 +306,8 @@ def test_forged_record_does_not_move_the_window() -> None:
     sim.inject(C2S, encode_record(ContentType.application_data, 1, MAX_SEQUENCE, bytes(48)))
     sim.inject(S2C, encode_record(ContentType.application_data, 1, MAX_SEQUENCE, bytes(48)))
     assert_quiet(sim, since)
-    assert conn._read_epochs[1].window.top < 100 and sim.client._read_epochs[1].window.top < 100
+    assert conn._records.epochs[1].window.top < 100
+    assert sim.client._records.epochs[1].window.top < 100
     data_both_ways(sim)
 
 
@@ -344,16 +345,16 @@ def test_epoch2_record_is_dropped() -> None:
     epoch2 = encode_record(ContentType.application_data, 2, 0, bytes(48))
     sim, _ = held_pair(FLIGHT6)
     sim.inject(S2C, epoch2)
-    assert sim.client.state is State.CLIENT_WAIT_CCS and sim.client._held == []
+    assert sim.client.state is State.CLIENT_WAIT_CCS and sim.client._records.held == []
     sim.inject(S2C, encode_record(ContentType.application_data, 1, 0, bytes(48)))
-    assert len(sim.client._held) == 1  # the next epoch is held, epoch 2 is not
+    assert len(sim.client._records.held) == 1  # the next epoch is held, epoch 2 is not
     sim = established()
     conn = sim.server_conn()
     since = marks(sim)
     sim.inject(C2S, epoch2)
     sim.inject(S2C, epoch2)
     assert_quiet(sim, since)
-    assert conn._auth_failures == 0 and sim.client._auth_failures == 0
+    assert conn._records.auth_failures == 0 and sim.client._records.auth_failures == 0
     data_both_ways(sim)
 
 
@@ -368,7 +369,7 @@ def test_epoch2_record_between_ccs_and_finished_is_not_kept() -> None:
     sim.inject(S2C, encode_record(ContentType.application_data, 2, 0, bytes(48)))
     sim.inject(S2C, fin)
     assert sim.completed_at == 0.0
-    assert sim.client._held == [], "an epoch-2 record is still held after the handshake"
+    assert sim.client._records.held == [], "an epoch-2 record is still held after the handshake"
     data_both_ways(sim)
 
 

@@ -405,9 +405,9 @@ def alerts_sent(datagrams: list[bytes], peer: DTLSConnection) -> list[tuple[int,
 
 
 def assert_no_keys(conn: DTLSConnection) -> None:
-    assert conn._read_epochs == {}
+    assert conn._records.epochs == {}
     assert conn._write_epochs == {}
-    assert conn._pending_read is None
+    assert conn._records.pending is None
     assert conn._hs.master == b""
     assert conn.get_timer() is None
 

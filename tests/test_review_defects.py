@@ -180,7 +180,7 @@ def test_defect6_records_failing_authentication_are_capped() -> None:
     sim = Simulator(DTLSConnection(config, is_client=True), server)
     sim.start()  # flight 5 arrives; its Finished fails (a half-open handshake)
     conn = server.connections[CLIENT_ADDR]
-    assert conn.state is State.SERVER_WAIT_FINISHED and conn._auth_failures == 1
+    assert conn.state is State.SERVER_WAIT_FINISHED and conn._records.auth_failures == 1
     garbage = b"".join(encode_record(23, 1, 10 + i, bytes(64)) for i in range(238))
     for n in range(2, 20):
         with work.metering() as meter:

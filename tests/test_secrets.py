@@ -36,7 +36,7 @@ def secrets_of(sim: Simulator) -> list[bytes]:
     """Every key byte string of both ends (PSK, traffic keys, MAC keys, IV salts)."""
     out = [PSK]
     for conn in (sim.client, sim.server_conn()):
-        for epoch in (*conn._read_epochs.values(), *conn._write_epochs.values()):
+        for epoch in (*conn._records.epochs.values(), *conn._write_epochs.values()):
             prot = epoch.protection
             for name in ("_key", "_mac_key", "_salt", "_iv"):
                 value = getattr(prot, name, None)
@@ -331,7 +331,7 @@ def test_invalid_records_are_dropped_without_a_trace(suite: str, etm: bool) -> N
     conn = sim.server_conn()
     conn.send(b"a genuine record of some length")
     (datagram,) = conn.datagrams_to_send()
-    window = sim.client._read_epochs[1].window
+    window = sim.client._records.epochs[1].window
     before = ((window.top, window._bits), sim.client.state, len(sim.client_events), len(sim.log))
     for pos in (13, 20, len(datagram) - 17, len(datagram) - 1):  # nonce/IV, body, pad, tag
         bad = bytearray(datagram)
