@@ -55,7 +55,7 @@ from .keyschedule import RESERVED_LABELS, export_keying_material
 from .messages import ClientHello
 from .path import PeerPath
 from .protection import CBCHMAC, make_protection
-from .record import ReadEpoch, Record, WriteEpoch
+from .record import ReadEpoch, WriteEpoch
 from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
 from .retransmit import Flights
 from .roaming import Roaming
@@ -122,32 +122,6 @@ class DTLSConnection(Roaming):
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
         return f"<DTLSConnection {role} {self.state.name} peer={self.peer!r}>"
-
-    # the record layer's state under the names tests and the fuzz harness used before
-    # it was one object (read-only)
-    @property
-    def _read_epochs(self) -> dict[int, ReadEpoch]:
-        return self._records.epochs
-
-    @property
-    def _pending_read(self) -> ReadEpoch | None:
-        return self._records.pending
-
-    @property
-    def _held(self) -> list[Record]:
-        return self._records.held
-
-    @property
-    def _auth_failures(self) -> int:
-        return self._records.auth_failures
-
-    @property
-    def _read_epoch(self) -> int:
-        return self._records.current.epoch
-
-    @property
-    def _send_seq(self) -> int:
-        return self._hs.send_seq
 
     # -- public API ---------------------------------------------------------------------
 

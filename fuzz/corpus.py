@@ -164,29 +164,36 @@ class Pair:
         self.to_client.extend(d for d, _addr in self.server.datagrams_to_send())
         while (ev := self.client.next_event()) is not None:
             self.client_events.append(ev)
-        while (item := self.server.next_event()) is not None:
-            self.server_events.append(item[1])
-            # only one address: the events are those of the current connection, or after
-            # its ConnectionClosed those of the one that replaced it (a completed second
-            # handshake, RFC 6347 §4.2.8)
-            assert self.server_conns, "a server event before any connection"
-            current = self.server_conns[-1][1]
-            if current and isinstance(current[-1], ConnectionClosed):
-                self._track(self.server.connections.get(ADDR))
-            self.server_conns[-1][1].append(item[1])
+        while (item := self.server.next_connection_event()) is not None:
+            conn, event = item
+            self.server_events.append(event)
+            self._events_of(conn).append(event)
         self._track(self.server.connections.get(ADDR))
 
+    def _events_of(self, conn: DTLSConnection) -> list[Event]:
+        """The events of one of the server's connections (a new one is tracked)."""
+        for known, events in self.server_conns:
+            if known is conn:
+                return events
+        self.server_conns.append((conn, []))
+        return self.server_conns[-1][1]
+
     def _track(self, conn: DTLSConnection | None) -> None:
-        if conn is not None and conn is not self.server_conn:
+        """``conn`` is the server's current connection to the client (a new one may
+        follow a closed one, or replace one: RFC 6347 §4.2.8, a restarted handshake)."""
+        if conn is not None:
+            self._events_of(conn)
             self.server_conn = conn
-            self.server_conns.append((conn, []))
 
     def client_receive(self, data: bytes) -> None:
         self.client.receive_datagram(data, self.now)
         self.collect()
 
     def server_receive(self, data: bytes) -> None:
-        self._track(self.server.receive_datagram(data, ADDR, self.now))
+        # (the connection it went to may be a second handshake beside the current one,
+        # RFC 6347 §4.2.8, which stays hidden unless it completes: collect() tracks the
+        # one filed under ADDR)
+        self.server.receive_datagram(data, ADDR, self.now)
         self.collect()
 
     def deliver(self) -> str | None:
@@ -212,10 +219,14 @@ class Pair:
         if not timers:
             return False
         self.now = max(self.now, min(timers))
-        self.client.handle_timer(self.now)
-        self.server.handle_timer(self.now)
+        self._fire()
         self.collect()
         return True
+
+    def _fire(self) -> None:
+        """Both ends' timers, at ``now``."""
+        self.client.handle_timer(self.now)
+        self.server.handle_timer(self.now)
 
     def pump(self, timers: bool = True) -> None:
         """Run until nothing is queued and (with ``timers``) no timer is left."""
@@ -290,16 +301,19 @@ def build() -> dict[str, dict[str, bytes]]:
             for target, direction in (("server", "c2s"), ("client", "s2c")):
                 side = [d for dirn, d in wire if dirn == direction]
                 add(target, f"{source}-seq-{direction}.bin", sequence(side))
-    from fuzz import worlds  # it imports this module
+    # (they import this module)
+    from fuzz.worlds.cid_seeds import cid_corpus, cid_records_corpus
+    from fuzz.worlds.dhe import dhe_corpus
+    from fuzz.worlds.resume_seeds import resume_corpus
 
-    cid_inputs = worlds.cid_corpus()
+    cid_inputs = cid_corpus()
     for name, data in cid_inputs.items():
         add("cid", name, data)
-    for name, data in worlds.cid_records_corpus(cid_inputs).items():
+    for name, data in cid_records_corpus(cid_inputs).items():
         add("cid_records", name, data)
-    for name, data in worlds.dhe_corpus().items():
+    for name, data in dhe_corpus().items():
         add("dhe", name, data)
-    for name, data in worlds.resume_corpus().items():
+    for name, data in resume_corpus().items():
         add("resume", name, data)
     return out
 

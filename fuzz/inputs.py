@@ -18,9 +18,10 @@ Control byte bits (the others are ignored, so any byte is valid):
   deadline; twice is past the cookie secret's lifetime), without firing timers.
 - ``0x10`` (:data:`TO_CLIENT`, ``cid`` and ``resume``): deliver the datagram to the
   client of the world instead of the server.
-- ``0x20`` (:data:`OTHER_PATH`, ``cid`` only): deliver it through
-  ``receive_application_datagram`` instead of ``receive_datagram`` (``cid`` also runs every
-  input a second time with this bit inverted, and compares).
+- ``0x20`` (:data:`OTHER_PATH`, ``cid`` only): deliver it through the fast path (the
+  server's ``receive``, the client's ``receive_application_datagram``) instead of
+  ``receive_datagram`` (``cid`` also runs every input a second time with this bit
+  inverted, and compares).
 
 At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
 one. Nothing here imports ``dtls`` (atheris must instrument it first).

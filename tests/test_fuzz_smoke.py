@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz import corpus, inputs, run, targets, worlds  # noqa: E402
+from fuzz import corpus, inputs, run, targets  # noqa: E402
+from fuzz.worlds import cid, dhe, resume  # noqa: E402
 
 SEED = 20261124
 ITERATIONS = {
@@ -86,14 +87,14 @@ def test_seed_corpus_reaches_deep_states() -> None:
 
 
 def test_cid_seeds_roam() -> None:
-    """The recorded roaming scripts still drive the rebuilt CID worlds (fuzz/worlds.py):
+    """The recorded roaming scripts still drive the rebuilt CID worlds (fuzz/worlds/):
     the path_challenge cookies match, the peer moves twice (RFC 9853: new host, then a
     new port) or at once without RFC 9853, and data flows afterwards."""
-    names = [f"cid-{spec.name}-seq-roaming.bin" for spec in worlds.CID_SPECS]
+    names = [f"cid-{spec.name}-seq-roaming.bin" for spec in cid.CID_SPECS]
     files = [(corpus.CORPUS_DIR / "cid" / name).read_bytes() for name in names]
     result = run.smoke("cid", 0, corpus=files)
     assert result.ok, result.failures
-    for spec in worlds.CID_SPECS:
+    for spec in cid.CID_SPECS:
         assert result.stats.get(f"cid[{spec.name}]:moved") == 2, (spec, result.stats)
         # every world stays established and passes data (the other specs' records are
         # garbage to it)
@@ -103,7 +104,7 @@ def test_cid_seeds_roam() -> None:
 
 
 def test_dhe_seeds_reach_their_outcomes() -> None:
-    """The recorded DHE_PSK messages still fit the rebuilt pairs (fuzz/worlds.py): the
+    """The recorded DHE_PSK messages still fit the rebuilt pairs (fuzz/worlds/): the
     real ones complete the handshake, the others end where RFC 4279 §3 and RFC 7919 put
     them (the seeds carry their RFC 7919 group as a one-byte index, expand_dh_p)."""
     names = [
@@ -133,21 +134,33 @@ def test_expand_dh_p_keeps_the_target_fast() -> None:
     generator (any other would cost the client a full safe-prime test)."""
     from dtls.ffdhe import FFDHE_GROUPS, ffdhe_prime
 
-    vec = worlds.dh_vector
+    vec = dhe.dh_vector
     ys = vec(b"\x05" * 256)
     for i, group in enumerate(FFDHE_GROUPS):
-        p = worlds.int_bytes(ffdhe_prime(group))
+        p = dhe.int_bytes(ffdhe_prime(group))
         body = vec(b"h") + vec(p) + vec(b"\x02") + ys
-        assert worlds.expand_dh_p(vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys) == body
-        assert worlds.compact_dh_p(body) == vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys
+        assert dhe.expand_dh_p(vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys) == body
+        assert dhe.compact_dh_p(body) == vec(b"h") + vec(bytes((i,))) + vec(b"\x02") + ys
         with_g5 = vec(b"h") + vec(p) + vec(b"\x05") + ys
-        assert worlds.expand_dh_p(with_g5) == (
+        assert dhe.expand_dh_p(with_g5) == (
             body if group.name in ("ffdhe2048", "ffdhe3072", "ffdhe4096") else with_g5
         )
     one_byte = vec(b"") + vec(b"\x05") + vec(b"\x02") + ys  # not an index: a tiny group
-    assert worlds.expand_dh_p(one_byte) == one_byte
+    assert dhe.expand_dh_p(one_byte) == one_byte
     for junk in (b"", b"\x00", b"\xff\xff\x00", bytes(7)):
-        worlds.expand_dh_p(junk)
+        dhe.expand_dh_p(junk)
+
+
+def _resume_run(spec: resume.ResumeSpec, data: bytes) -> tuple[resume.ResumeWorld, dict[str, int]]:
+    """One input through one ResumeWorld; its STATS without the world's prefix."""
+    world = resume.ResumeWorld(spec)
+    resume.STATS.clear()
+    steps = inputs.split(data)
+    for step in steps:
+        world.step(step)
+    world.finish(steps[-1].datagram)
+    assert len(world.cache) <= resume.MAX_SESSIONS
+    return world, {k.split(":", 1)[1]: v for k, v in resume.STATS.items() if ":" in k}
 
 
 def test_resume_seeds_resume() -> None:
@@ -155,20 +168,16 @@ def test_resume_seeds_resume() -> None:
     world's client resumes its session and passes data; a fatal alert afterwards takes
     the session out of the cache; a new full handshake makes a session and evicts one;
     an old client's hello offering the session without extended master secret gets a
-    full handshake (RFC 7627 §5.3), while the world's own client still resumes."""
-    names = [f"resume-{spec.name}-seq.bin" for spec in worlds.RESUME_SPECS]
+    full handshake (RFC 7627 §5.3), whose new session evicts the oldest: in the gcm
+    world the world's own (its client then gets a full handshake too), in the cbc-mte
+    world another (its client still resumes)."""
+    names = [f"resume-{spec.name}-seq.bin" for spec in resume.RESUME_SPECS]
     names += ["resume-gcm-seq-then-fatal.bin", "resume-gcm-fresh-full.bin"]
-    names += ["resume-gcm-stranger-psk-cbc-noems.bin", "resume-gcm-finished-wrong.bin"]
+    names += ["resume-gcm-finished-wrong.bin"]
     for name in names:
         data = (corpus.CORPUS_DIR / "resume" / name).read_bytes()
-        spec = next(s for s in worlds.RESUME_SPECS if name.startswith(f"resume-{s.name}-"))
-        world = worlds.ResumeWorld(spec)
-        worlds.STATS.clear()
-        steps = inputs.split(data)
-        for step in steps:
-            world.step(step)
-        world.finish(steps[-1].datagram)
-        stats = {k.split(":", 1)[1]: v for k, v in worlds.STATS.items() if ":" in k}
+        spec = next(s for s in resume.RESUME_SPECS if name.startswith(f"resume-{s.name}-"))
+        world, stats = _resume_run(spec, data)
         if name.endswith("-seq.bin"):
             assert stats.get("resumed") == stats.get("client-resumed") == 1, (name, stats)
             assert stats.get("data-ok") == 1, (name, stats)
@@ -177,11 +186,45 @@ def test_resume_seeds_resume() -> None:
         elif "fresh-full" in name:
             assert stats.get("session-made") == 2 and stats.get("session-gone") == 2, stats
             assert stats.get("client-full") == 1  # its own session was the oldest: evicted
-        elif "noems" in name:
-            assert stats.get("resumed") == 1, stats
         else:  # a wrong Finished under the right keys: decrypt_error, no resumption
             assert stats.get("resumed") is None and stats.get("closed:51") == 1, stats
-        assert len(world.cache) <= worlds.MAX_SESSIONS
+    noems = (corpus.CORPUS_DIR / "resume" / "resume-gcm-stranger-psk-cbc-noems.bin").read_bytes()
+    gcm, _, cbc_mte = resume.RESUME_SPECS
+    _, stats = _resume_run(gcm, noems)
+    assert stats.get("resumed") is None and stats.get("full") == 2, stats
+    assert stats.get("client-full") == 1 and stats.get("data-ok") == 1, stats
+    _, stats = _resume_run(cbc_mte, noems)
+    assert stats.get("full") == 1 and stats.get("resumed") == 1, stats
+    assert stats.get("client-resumed") == 1 and stats.get("data-ok") == 1, stats
+
+
+def test_work_oracle_bounds_and_reports() -> None:
+    """The work oracle (fuzz/metering.py, bounds in fuzz/invariants.py): a step within
+    its bounds passes and leaves its maxima in STATS; one over a bound fails naming the
+    counter, its value and its bound; a counter without a bound is a failure too."""
+    from collections import Counter
+
+    from dtls import work
+    from fuzz.invariants import STATS, Shape, check_work, work_bounds
+    from fuzz.metering import metered
+
+    pair = corpus.Pair(corpus.SCENARIO["psk-gcm"]).start()
+    (hello,) = pair.to_server
+    STATS.clear()
+    with metered("oracle", hello, server=pair.server, address=corpus.ADDR):
+        pair.server.receive_datagram(hello, corpus.ADDR, 0.0)
+    assert STATS["work:records:max"] >= 1 and STATS["work:hello_items:max"] >= 2
+    with (
+        pytest.raises(AssertionError, match=r"work open = 3 > 1, the harness's bound"),
+        metered("oracle", hello, server=pair.server, address=corpus.ADDR),
+    ):
+        work.add("open", 3)  # as a record layer that tried every record of a datagram
+    bounds = work_bounds(Shape(130, fired=0))
+    assert bounds["records"] == 11 and bounds["open"] == 1 and bounds["open_bytes"] == 130
+    # a second handshake beside the connection: both open the datagram's records
+    assert work_bounds(Shape(130, receivers=2))["open_bytes"] == 260
+    with pytest.raises(AssertionError, match="without a bound"):
+        check_work(Counter({"new_counter": 1}), bounds, "oracle")
 
 
 def test_sequence_format() -> None:
