@@ -68,6 +68,15 @@ def encode_extensions(w: Writer, extensions: Extensions, empty_block: bool = Fal
     w.vector(2, inner.getvalue())
 
 
+def _hello_head(r: Reader) -> tuple[int, bytes, bytes, bytes]:
+    """A ClientHello's client_version, random, session_id and cookie."""
+    version = r.uint16("client_version")
+    random = r.fixed(RANDOM_LEN, "random")
+    session_id = r.vector(1, "session_id", 0, 32)
+    cookie = r.vector(1, "cookie", 0, MAX_COOKIE_LEN)
+    return version, random, session_id, cookie
+
+
 @dataclass
 class ClientHello:
     """RFC 6347 §4.2.1::
@@ -96,10 +105,7 @@ class ClientHello:
     @classmethod
     def parse(cls, body: bytes) -> ClientHello:
         r = Reader(body)
-        version = r.uint16("client_version")
-        random = r.fixed(RANDOM_LEN, "random")
-        session_id = r.vector(1, "session_id", 0, 32)
-        cookie = r.vector(1, "cookie", 0, MAX_COOKIE_LEN)
+        version, random, session_id, cookie = _hello_head(r)
         suites_raw = r.vector(2, "cipher_suites", 2)
         if len(suites_raw) % 2:
             raise DecodeError("cipher_suites: odd length")
@@ -150,12 +156,9 @@ class HelloPrefix:
     def parse(cls, body: bytes) -> HelloPrefix:
         """Raises DecodeError if the fields up to compression_methods are malformed."""
         r = Reader(body)
-        version = r.uint16("client_version")
-        random = r.fixed(RANDOM_LEN, "random")
-        session_id = r.vector(1, "session_id", 0, 32)
-        cookie_at = r.position
-        cookie = r.vector(1, "cookie", 0, MAX_COOKIE_LEN)
+        version, random, session_id, cookie = _hello_head(r)
         after_cookie = r.position
+        cookie_at = after_cookie - 1 - len(cookie)
         r.skip_vector(2, "cipher_suites", 2)
         r.skip_vector(1, "compression_methods", 1)
         params = body[:cookie_at] + body[after_cookie : r.position]
