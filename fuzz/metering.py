@@ -62,13 +62,19 @@ class Before:
         self.held_bytes = sum(len(r.fragment) for r in held)
         self.held_fragments = sum(len(r.fragment) // WORK_FRAGMENT_BYTES + 1 for r in held)
         self.seen = {epoch: _seen(epoch) for c in conns for epoch in _epochs(c)}
+        self.open = [c for c in conns if not c.is_closed]
 
-    def authentic(self) -> int:
+    def authentic(self, protected: int) -> int:
         """Records the step opened and found authentic: marked in a replay window since
-        (a window a connection dropped by closing is still read here; one it made and
-        dropped within the step is not)."""
+        (a window a connection dropped by closing is still read here). An epoch made
+        and dropped within the step (keys from this datagram's ClientKeyExchange, then a
+        close) leaves no window to read: if a connection closed in the step, any of the
+        datagram's ``protected`` records may have been authentic."""
         epochs = dict.fromkeys([*self.seen, *(e for c in self.conns for e in _epochs(c))])
-        return sum(len(_seen(e) - self.seen.get(e, frozenset())) for e in epochs)
+        seen = sum(len(_seen(e) - self.seen.get(e, frozenset())) for e in epochs)
+        if any(c.is_closed for c in self.open):
+            seen = max(seen, protected)
+        return seen
 
 
 @contextmanager
@@ -103,6 +109,7 @@ def metered(
     max_held = max(cfg.max_held_records for cfg in configs)
     cid_length = max(cfg.connection_id_length or 0 for cfg in configs)
     held = holdable(data, cid_length)
+    protected = sum(1 for r in iter_records(data, cid_length) if r.epoch != 0)
     with work.metering() as meter:
         yield
     counts = Counter(meter.counts)
@@ -127,7 +134,7 @@ def metered(
         before.held_bytes,
         before.held_fragments,
         held,
-        before.authentic(),
+        before.authentic(protected),
         heap,
     )
     check_work(+counts, work_bounds(shape), where)
