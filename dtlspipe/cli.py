@@ -25,7 +25,7 @@ from . import __version__
 from .demo import run_demo
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, key_file_line
-from .keylog import KeyLogError, KeyLogFile
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 from .options import (
     DEFAULT_FFDHE,
     SUPPORTED_CIPHERS,

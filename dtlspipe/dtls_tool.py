@@ -36,7 +36,7 @@ from dtls.keyschedule import RESERVED_LABELS
 from dtls.session import SESSION_ID_LEN, SessionCache, SessionState
 from dtls.suites import SUITES_BY_CODE, KeyExchange
 
-from .keylog import KeyLogError, KeyLogFile
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 
 LINGER = 0.5  # seconds the client waits for replies after stdin ends
 EXPORT_LENGTH = 20  # --export-length when only --export-label is given (as OpenSSL's)
@@ -73,7 +73,7 @@ def build_config(args: argparse.Namespace, is_client: bool) -> DTLSConfiguration
     except ValueError:
         raise UsageError("--psk must be hex") from None
     keylog: Callable[[str], None] | None = None
-    if args.keylog:  # the same checks as dtlspipe's -keylog (see dtlspipe/keylog.py)
+    if args.keylog:  # the same checks as dtlspipe's -keylog (see dtls/aio/keylog.py)
         try:
             keylog = KeyLogFile(args.keylog)
         except KeyLogError as exc:

@@ -40,7 +40,7 @@ import os
 import stat
 
 from .psk import decode_psk
-from .udp import LogThrottle
+from .throttle import LogThrottle
 
 __all__ = [
     "MAX_FILE_SIZE", "MAX_IDENTITY_LENGTH", "MAX_KEY_BYTES", "KeyFileError", "KeyStore",

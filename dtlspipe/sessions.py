@@ -2,7 +2,7 @@
 and one timer heap per tunnel.
 
 A session has no task of its own: readiness callbacks carry its datagrams (see
-:mod:`dtlspipe.udp`), and :class:`Timers` calls its ``on_timer`` when its next deadline
+:mod:`dtls.aio.udp`), and :class:`Timers` calls its ``on_timer`` when its next deadline
 (a handshake retransmission, going stale, its time limit) comes. One task per tunnel
 runs the heap, so a session costs a few objects and a socket, not a task, a coroutine
 frame and cancel scopes; a task is started only to resolve a host name.
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
+from dtls.aio import mmsg
+from dtls.aio.udp import Address, connect_udp, dial, numeric_address
 from dtls.session import SessionState
 
-from . import mmsg
 from .options import StaleMode
-from .udp import Address, connect_udp, dial, numeric_address
 
 log = logging.getLogger("dtlspipe")
 

@@ -1,7 +1,7 @@
 """The tunnel's runtime: sockets, sessions and timers around the sans-I/O engine.
 
 Data path (PERF.md): every socket is watched by a readiness callback
-(:class:`dtlspipe.udp.Readers`) that reads a batch of datagrams (``recvmmsg`` on Linux)
+(:class:`dtls.aio.udp.Readers`) that reads a batch of datagrams (``recvmmsg`` on Linux)
 and carries each one from its receive to its send in the same pass, through the engine's
 fast path for established connections, sending each session's output as one batch
 (``sendmmsg``). Tasks only dial, run handshake timers and end stale sessions.
@@ -19,10 +19,11 @@ client, the DTLS client for the server); "right" is where it goes.
 
 from __future__ import annotations
 
+from dtls.aio.udp import Address, bind_udp
+
 from .sessions import MAX_PENDING, MAX_PLAINTEXT, Session, SessionPolicy, fmt
 from .tunnel_client import ClientSession, TunnelClient
 from .tunnel_server import ServerSession, TunnelServer
-from .udp import Address, bind_udp
 
 __all__ = [
     "MAX_PENDING",

@@ -1,7 +1,7 @@
 """The tunnel client: one plaintext listening socket; each source address gets a session
 with its own UDP socket connected to the server and its own client DTLSConnection.
 
-Datagrams travel in readiness callbacks (:class:`dtlspipe.udp.Readers`): the listening
+Datagrams travel in readiness callbacks (:class:`dtls.aio.udp.Readers`): the listening
 socket's callback reads a batch, seals each datagram with its session's connection
 (:meth:`dtls.DTLSConnection.seal_application_data`) and sends each session's records in
 one batch; a session socket's callback opens records
@@ -31,6 +31,15 @@ from dtls import (
     HandshakeCompleted,
     LocalProtocolError,
 )
+from dtls.aio.udp import (
+    Address,
+    Readers,
+    recv_batch,
+    recv_batch_from,
+    send_batch,
+    sendto,
+    sendto_batch,
+)
 
 from .sessions import (
     MAX_PENDING,
@@ -44,16 +53,7 @@ from .sessions import (
     local_name,
 )
 from .stats import SummaryLog, TunnelStats
-from .udp import (
-    Address,
-    LogThrottle,
-    Readers,
-    recv_batch,
-    recv_batch_from,
-    send_batch,
-    sendto,
-    sendto_batch,
-)
+from .throttle import LogThrottle
 
 log = logging.getLogger("dtlspipe")
 

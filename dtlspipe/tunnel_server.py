@@ -35,6 +35,15 @@ from dtls import (
     LocalProtocolError,
     PeerAddressChanged,
 )
+from dtls.aio.udp import (
+    Address,
+    Readers,
+    recv_batch,
+    recv_batch_from,
+    send_batch,
+    sendto,
+    sendto_batch,
+)
 
 from .keyfile import shown_identity
 from .sessions import (
@@ -48,16 +57,7 @@ from .sessions import (
     local_name,
 )
 from .stats import Snapshot, SummaryLog, TunnelStats
-from .udp import (
-    Address,
-    LogThrottle,
-    Readers,
-    recv_batch,
-    recv_batch_from,
-    send_batch,
-    sendto,
-    sendto_batch,
-)
+from .throttle import LogThrottle
 
 log = logging.getLogger("dtlspipe")
 

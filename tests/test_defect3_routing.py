@@ -14,9 +14,9 @@ import anyio
 import pytest
 
 from dtls import DTLSConfiguration, DTLSConnection, HandshakeCompleted
+from dtls.aio.udp import bind_udp
 from dtlspipe.sessions import SessionPolicy
 from dtlspipe.tunnel_server import TunnelServer
-from dtlspipe.udp import bind_udp
 
 PSK = b"\x0b" * 32
 

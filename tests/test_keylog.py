@@ -1,4 +1,4 @@
-"""The key log file (``-keylog`` / ``SSLKEYLOGFILE``, dtlspipe/keylog.py): what it accepts
+"""The key log file (``-keylog`` / ``SSLKEYLOGFILE``, dtls/aio/keylog.py): what it accepts
 and what it refuses before a single master secret is written (defect 9: a root-run tunnel
 used to follow symbolic links and append to other users' files without a word).
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtlspipe import cli
-from dtlspipe.keylog import KeyLogError, KeyLogFile
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 
 KEY = "000102030405060708090a0b0c0d0e0f"
 SERVER = ["-psk", KEY, "server", "127.0.0.1:0", "127.0.0.1:9"]

@@ -1,4 +1,4 @@
-"""Batched UDP I/O (dtlspipe.mmsg) on loopback sockets, against the stdlib.
+"""Batched UDP I/O (dtls.aio.mmsg) on loopback sockets, against the stdlib.
 
 Every test runs twice: with the recvmmsg/sendmmsg ctypes binding (the module's public
 functions, when ``mmsg.BATCHED``) and with the portable fallbacks (``_recv_loop`` and
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dtlspipe import mmsg
+from dtls.aio import mmsg
 
 DEADLINE = 5.0  # seconds any expected datagram may take to arrive on loopback
 BATCH = mmsg.BATCH

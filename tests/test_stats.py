@@ -1,5 +1,5 @@
 """The tunnel's counters, the summary line (dtlspipe.stats) and the key log file
-(dtlspipe.keylog): formatting is pure, so every field is checked on made-up figures."""
+(dtls.aio.keylog): formatting is pure, so every field is checked on made-up figures."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from dtls import DTLSConfiguration
-from dtlspipe.keylog import KeyLogError, KeyLogFile
+from dtls.aio.udp import bind_udp
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 from dtlspipe.sessions import SessionPolicy
 from dtlspipe.stats import DROP_REASONS, Snapshot, SummaryLog, TunnelStats, format_summary
 from dtlspipe.tunnel_server import TunnelServer
-from dtlspipe.udp import bind_udp
 
 FIELD = re.compile(r"(\w+)=(\S+)")
 

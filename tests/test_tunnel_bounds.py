@@ -187,7 +187,7 @@ def test_server_sessions_bounded_and_slot_reused() -> None:
 def test_log_throttle_counts_what_it_holds_back(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dtlspipe.udp as udp
+    import dtlspipe.throttle as udp
 
     clock = [100.0]
     monkeypatch.setattr(udp.time, "monotonic", lambda: clock[0])

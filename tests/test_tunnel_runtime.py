@@ -11,9 +11,9 @@ import time
 import anyio
 import pytest
 
+from dtls.aio.udp import Readers, bind_udp
 from dtlspipe import sessions as sessions_module
 from dtlspipe.sessions import MemoryTrimmer, Session, SessionPolicy, Timers
-from dtlspipe.udp import Readers, bind_udp
 
 
 class Recording(Session):

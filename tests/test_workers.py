@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from dtls.aio.udp import bind_udp
 from dtlspipe.options import UsageError, parse_args
-from dtlspipe.udp import bind_udp
 from dtlspipe.workers import bind_group, run_program, steering_program
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")

@@ -8,7 +8,7 @@ listening socket at BIND gets its own socket connected to REMOTE, and what comes
 that socket goes back to the source from the listening socket. A session ends when
 either side has been silent for the idle time.
 
-The I/O is the tunnel's own, from ``dtlspipe.udp``, used the way dtlspipe's tunnel uses
+The I/O is the tunnel's own, from ``dtls.aio.udp``, used the way dtlspipe's tunnel uses
 it, so that the ratio of the two is the cost of DTLS and of the tunnel's bookkeeping:
 
 - ``batch``: readiness callbacks (``Readers``: the event loop's ``add_reader``) that read
@@ -16,7 +16,7 @@ it, so that the ratio of the two is the cost of DTLS and of the tunnel's bookkee
   (``send_batch``/``sendto_batch``);
 - ``drain``: a task per socket that waits with ``anyio.wait_readable`` and then drains the
   non-blocking socket (``drain``/``drain_from``) datagram by datagram (``send``/``sendto``);
-- ``auto`` (the default): ``batch`` when dtlspipe.udp has those helpers, else ``drain``.
+- ``auto`` (the default): ``batch`` when dtls.aio.udp has those helpers, else ``drain``.
 
 The event loop is uvloop when it is importable, as for the tunnel. Per-session log lines
 ("listening on", "started", "ended") match what the benchmark counts for the tunnel.
@@ -42,7 +42,7 @@ sys.path.insert(0, CODE_ROOT)  # the dtlspipe package the tunnel runs (run.py --
 import anyio  # noqa: E402
 from anyio.abc import TaskGroup  # noqa: E402
 
-from dtlspipe import udp  # noqa: E402
+from dtls.aio import udp  # noqa: E402
 
 log = logging.getLogger("bare-relay")
 MAX_PENDING = 128  # datagrams queued per session while its socket is dialled (as the tunnel)
@@ -260,7 +260,7 @@ def cli(argv: list[str] | None = None) -> int:
     uvloop = importlib.util.find_spec("uvloop") is not None
     has_batch = all(hasattr(udp, name) for name in BATCH_API)
     if args.io == "batch" and not has_batch:
-        parser.error("this dtlspipe.udp has no batch API")
+        parser.error("this dtls.aio.udp has no batch API")
     batch = has_batch if args.io == "auto" else args.io == "batch"
     try:
         anyio.run(

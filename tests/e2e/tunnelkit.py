@@ -145,7 +145,7 @@ HELD_BACK = re.compile(r"\(and (\d+) more like it not logged\)")
 
 def count_lines(proc: Proc, rx: re.Pattern[str]) -> int:
     """Log lines matching ``rx``, plus those the server's log throttle held back
-    (``dtlspipe.udp.LogThrottle``: "... (and N more like it not logged)")."""
+    (``dtlspipe.throttle.LogThrottle``: "... (and N more like it not logged)")."""
     total = 0
     for line in proc.stderr.splitlines():
         if rx.search(line):

@@ -1,10 +1,11 @@
-"""``-keylog FILE`` (or ``SSLKEYLOGFILE``): each session's master secret, appended to FILE
-in the NSS key log format (``CLIENT_RANDOM <client random> <master secret>``, in hex)
+"""A key log file (``keylog=`` of :mod:`dtls.aio`, the tools' ``-keylog FILE`` or
+``SSLKEYLOGFILE``): each session's master secret, appended to FILE in the NSS key log
+format (``CLIENT_RANDOM <client random> <master secret>``, in hex)
 that Wireshark reads to decrypt captured DTLS.
 
 The engine produces the lines (:attr:`dtls.DTLSConfiguration.keylog`); this module only
 writes them: the file is opened once at startup for appending, created with mode 0600,
-and flushed after every line so that a capture can be decrypted while the tunnel runs.
+and flushed after every line so that a capture can be decrypted while the program runs.
 
 Master secrets must only go into a file this process's user alone controls, so the file
 is opened with ``O_NOFOLLOW`` (a symbolic link at FILE is refused, not followed: someone
@@ -13,7 +14,8 @@ who can write the directory, ``/tmp`` say, cannot aim the secrets elsewhere) and
 then checked with ``fstat`` (so there is no gap between check and use): it must be a
 regular file, with one link, owned by the effective user, and neither group nor others may
 read or write it (``mode & 0o077 == 0``). Anything else is refused with
-:class:`KeyLogError`, a one-line message naming FILE; the CLI makes that an error of use.
+:class:`KeyLogError` (a :class:`~dtls.ConfigurationError`), a one-line message naming
+FILE; the command-line tools make that an error of use.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ import logging
 import os
 import stat
 
-log = logging.getLogger("dtlspipe")
+from ..errors import ConfigurationError
+
+log = logging.getLogger("dtls")
 
 __all__ = ["KeyLogError", "KeyLogFile", "open_key_log"]
 
 OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-class KeyLogError(Exception):
+class KeyLogError(ConfigurationError):
     """A key log file that cannot or must not be written; the message is one line."""
 
 
@@ -103,8 +107,8 @@ class KeyLogFile:
     def warn(self) -> None:
         """The startup warning: whoever has this file can decrypt the traffic."""
         log.warning(
-            "writing TLS session keys to %s (-keylog/SSLKEYLOGFILE): anyone who can read "
-            "that file can decrypt this tunnel's traffic",
+            "writing TLS session keys to %s: anyone who can read that file can decrypt "
+            "this traffic",
             self.path,
         )
 

@@ -1,5 +1,5 @@
-"""UDP plumbing for the tunnel: readiness callbacks, bounded batched reads, quiet sends,
-and a log throttle for per-datagram warnings.
+"""UDP plumbing shared by the library (:mod:`dtls.aio`) and the tunnel: readiness callbacks,
+bounded batched reads and quiet sends.
 
 Every socket is watched by :class:`Readers`, which calls a function when it has data
 (asyncio's ``add_reader``: no task switch, no per-wakeup registration). The function
@@ -11,9 +11,7 @@ the same pass; what is left waits for the next turn of the event loop, so one bu
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,8 +19,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import mmsg
-
-log = logging.getLogger("dtlspipe")
 
 Address = tuple[Any, ...]
 RECV_SIZE = mmsg.RECV_SIZE
@@ -183,48 +179,3 @@ class Readers:
         scope = self._scopes.pop(fd, None)
         if scope is not None:
             scope.cancel()
-
-
-class LogThrottle:
-    """At most ``per_second`` lines of one kind a second, so a flood of refused or failed
-    handshakes cannot flood the log (and slow the server down writing it). The lines
-    held back are not lost from the count: the next line of that kind let through, or
-    ``flush`` once its second is over, says "(and N more like it not logged)"."""
-
-    def __init__(self, per_second: int = 10) -> None:
-        self.per_second = per_second
-        # kind -> [window start, lines let through, lines held back, last held line]
-        self._kinds: dict[str, list[Any]] = {}
-
-    def warning(self, kind: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        state = self._kinds.setdefault(kind, [now, 0, 0, None])
-        if now - state[0] >= 1.0:
-            self.flush(kind)
-            state[0], state[1] = now, 0
-        if state[1] >= self.per_second:
-            state[2] += 1
-            state[3] = (msg, args)
-            return
-        state[1] += 1
-        self._log(msg, args, state[2])
-        state[2], state[3] = 0, None
-
-    def flush(self, kind: str | None = None) -> None:
-        """Report what was held back, for one kind or (None) for every kind whose second
-        is over; the tunnel calls it at least once a second."""
-        now = time.monotonic()
-        for name, state in self._kinds.items():
-            if (kind is None and now - state[0] < 1.0) or (kind not in (None, name)):
-                continue
-            if state[3] is not None:
-                msg, args = state[3]
-                self._log(msg, args, state[2] - 1)
-                state[2], state[3] = 0, None
-
-    @staticmethod
-    def _log(msg: str, args: tuple[object, ...], held: int) -> None:
-        if held:
-            msg += " (and %d more like it not logged)"
-            args = (*args, held)
-        log.warning(msg, *args)

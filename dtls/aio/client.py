@@ -1,0 +1,333 @@
+"""``await dtls.aio.connect(host, port, psk=...)``: a DTLS client stream.
+
+The client owns one connected UDP socket. On asyncio (uvloop included) the loop's
+readiness callback reads it (:class:`dtls.aio.udp.Readers` without a task): records are
+opened as they arrive and wait in the stream's queue, and the engine's answers (a
+retransmitted flight, an alert) go out at once even while the application is not in
+``receive``. On other backends (trio), ``receive`` reads the socket itself, and ``send``
+first reads what is queued on it (so a resumed handshake's lost last flight is answered
+while the application only sends).
+
+Why a handshake failed is told apart (:mod:`dtls.aio.errors`): no answer at all, an
+ICMP error from the kernel, answers that stopped once our keys were in use (a wrong PSK
+or identity), an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from collections.abc import Callable
+
+import anyio
+
+from ..config import DTLSConfiguration, EMSMode
+from ..connection import DTLSConnection
+from ..constants import AlertDescription
+from ..events import ApplicationData, ConnectionClosed
+from ..handshake import State
+from ..session import SessionState
+from . import udp
+from .errors import (
+    AlertReceivedError,
+    AuthenticationFailed,
+    HandshakeError,
+    HandshakeTimeout,
+    PeerUnreachable,
+)
+from .options import GroupsOption, KeyLogOption, SuitesOption, configuration
+from .stream import DEFAULT_MAX_QUEUE, DTLSStream
+
+#: ICMP errors (ECONNREFUSED on the socket) that end a handshake: the first may be a
+#: server that is restarting, the second comes after a retransmission
+MAX_REFUSED = 2
+#: alerts that mean "your key or identity is not mine" (RFC 4279 §2, RFC 5246 §7.2.2)
+AUTH_ALERTS = frozenset(
+    {
+        AlertDescription.unknown_psk_identity,
+        AlertDescription.decrypt_error,
+        AlertDescription.bad_record_mac,
+    }
+)
+#: states after our keys are in use: a silent server there did not accept them
+KEYED_STATES = frozenset({State.CLIENT_WAIT_CCS, State.CLIENT_WAIT_FINISHED})
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    psk: bytes,
+    identity: bytes | str = b"",
+    cipher_suites: SuitesOption = None,
+    groups: GroupsOption = None,
+    mtu: int = 1400,
+    extended_master_secret: EMSMode | str = EMSMode.REQUIRE,
+    connection_id: int | None = None,
+    handshake_timeout: float = 10.0,
+    session: SessionState | None = None,
+    keylog: KeyLogOption = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    local_address: tuple[str, int] | None = None,
+    config: DTLSConfiguration | None = None,
+) -> DTLSStream:
+    """Run a DTLS handshake with ``host:port`` and return the established stream.
+
+    ``psk``: the key (bytes); ``identity``: the PSK identity sent to the server.
+    ``cipher_suites`` and ``groups``: names (one comma-separated string or a sequence)
+    in preference order, default every suite and group the engine has.
+    ``extended_master_secret``: "require" (default, as the Go dtlspipe), "request" or
+    "off". ``connection_id``: None (not offered), 0 (take part, no CID of ours) or a
+    length for the CID the server is to put in its records (RFC 9146).
+    ``session``: an earlier stream's ``extra(DTLSAttribute.session)`` to resume.
+    ``keylog``: a file (created 0600, never through a symbolic link) or a callable for
+    NSS key log lines. ``max_queue``: records held for ``receive`` before new ones are
+    dropped. ``config``: a whole :class:`~dtls.DTLSConfiguration` instead of the options
+    above (its ``random`` is used as given).
+
+    Raises :class:`~dtls.ConfigurationError` for bad options, ``OSError`` when no socket
+    can be made (a name that does not resolve: :class:`socket.gaierror`), and a
+    :class:`~dtls.aio.HandshakeError` subclass when the handshake fails.
+    """
+    if config is None:
+        config = configuration(
+            psk=psk,
+            identity=identity,
+            cipher_suites=cipher_suites,
+            groups=groups,
+            mtu=mtu,
+            extended_master_secret=extended_master_secret,
+            connection_id=connection_id,
+            handshake_timeout=handshake_timeout,
+            keylog=keylog,
+        )
+    sock = await _open_socket(host, port, local_address)
+    client = _Client(sock, config, f"{host}:{port}", max_queue)
+    try:
+        return await client.handshake(session)
+    except BaseException:
+        client.close_socket()
+        raise
+
+
+async def _open_socket(
+    host: str, port: int, local_address: tuple[str, int] | None
+) -> socket.socket:
+    address = udp.numeric_address(host, port)
+    if address is None:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        address = int(infos[0][0]), infos[0][4]
+    family, sockaddr = address
+    sock = udp.nonblocking_udp(family)
+    try:
+        if local_address is not None:
+            sock.bind(local_address)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Client:
+    """The socket side of one client stream (the stream's :class:`~dtls.aio.stream.Port`)."""
+
+    def __init__(
+        self, sock: socket.socket, config: DTLSConfiguration, name: str, max_queue: int
+    ) -> None:
+        self.sock: socket.socket | None = sock
+        self.name = name
+        self.max_queue = max_queue
+        self.conn = DTLSConnection(config, is_client=True, peer=sock.getpeername())
+        self.stream: DTLSStream | None = None
+        self.refused = 0
+        self.heard = False
+        self.ended: ConnectionClosed | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: anyio.Event | None = None
+        self._early: list[bytes] = []  # application data before the stream exists
+        self._last_state = State.CLIENT_START
+        self._state_at_end = State.CLIENT_START
+
+    # -- the handshake ----------------------------------------------------------------------
+
+    async def handshake(self, session: SessionState | None) -> DTLSStream:
+        conn, sock = self.conn, self.sock
+        assert sock is not None
+        self._loop = _watch(sock, self.on_readable)
+        conn.connect(time.monotonic(), session)
+        self.transmit(conn.datagrams_to_send())
+        while conn.handshake is None and self.ended is None and self.refused < MAX_REFUSED:
+            timer = conn.get_timer()
+            delay = math.inf if timer is None else max(0.0, timer - time.monotonic())
+            with anyio.move_on_after(delay):
+                if self._loop is not None:
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                else:
+                    await anyio.wait_readable(sock)
+                    self.on_readable()
+            self._wake = None
+            now = time.monotonic()
+            timer = conn.get_timer()
+            if timer is not None and now >= timer:
+                conn.handle_timer(now)
+                self._after(now)
+        if conn.handshake is None or self.ended is not None:
+            raise self._failure()
+        family = sock.family
+        self.stream = DTLSStream(
+            conn,
+            self,
+            local_address=sock.getsockname(),
+            family=family,
+            max_queue=self.max_queue,
+            pull=None if self._loop is not None else self._pull,
+            poll=None if self._loop is not None else self.on_readable,
+        )
+        for data in self._early:  # application data that came with the Finished
+            self.stream._deliver(data)
+        self._early = []
+        return self.stream
+
+    def _failure(self) -> HandshakeError:
+        ended, conn = self.ended, self.conn
+        if self.refused >= MAX_REFUSED:
+            return PeerUnreachable(
+                f"{self.name} is unreachable (ICMP port unreachable from the kernel): "
+                "is the server running?"
+            )
+        if ended is not None and ended.by_peer and ended.alert is not None:
+            name = AlertDescription.name_of(ended.alert)
+            if ended.alert in AUTH_ALERTS:
+                return AuthenticationFailed(
+                    f"{self.name} refused our key or identity (alert {name}): wrong PSK?",
+                    ended.alert,
+                )
+            return AlertReceivedError(f"{self.name} sent the alert {name}", ended.alert)
+        reason = ended.reason if ended is not None else "handshake ended"
+        if ended is not None and "timed out" in reason:
+            if not self.heard:
+                return HandshakeTimeout(
+                    f"no answer from {self.name} within {conn.configuration.handshake_timeout:g} "
+                    "s: server down, wrong port or filtered?"
+                )
+            if self._state_at_end in KEYED_STATES or "failed authentication" in reason:
+                return AuthenticationFailed(
+                    f"{self.name} answered, but never accepted our keys (no authenticated "
+                    "record from the peer): wrong PSK or identity?"
+                )
+            return HandshakeTimeout(f"handshake with {self.name} timed out ({reason})")
+        alert = ended.alert if ended is not None else None
+        return HandshakeError(f"handshake with {self.name} failed: {reason}", alert)
+
+    # -- datagrams ----------------------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        """Read what the socket holds (at most one batch), feed the engine, act on it."""
+        sock = self.sock
+        if sock is None:
+            return
+        if self.stream is None:
+            batch = self._read_noting_errors(sock)
+        else:
+            batch = udp.recv_batch(sock)
+        if not batch:
+            return
+        self.heard = True
+        conn, now = self.conn, time.monotonic()
+        stream = self.stream
+        for data in batch:
+            plaintext = conn.receive_application_datagram(data, now)
+            if plaintext is not None and stream is not None:
+                stream._deliver(plaintext)
+            else:
+                self._after(now)
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def _read_noting_errors(self, sock: socket.socket) -> list[bytes]:
+        out: list[bytes] = []
+        try:
+            for _ in range(udp.DRAIN_BUDGET):
+                out.append(sock.recv(udp.RECV_SIZE))
+        except ConnectionRefusedError:
+            self.refused += 1
+            wake = self._wake
+            if wake is not None:
+                wake.set()
+        except OSError:  # BlockingIOError: nothing more; other ICMP errors: UDP goes on
+            pass
+        return out
+
+    def _after(self, now: float) -> None:
+        """After the engine's general path: send its datagrams, take its events."""
+        conn = self.conn
+        self.transmit(conn.datagrams_to_send())
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, ApplicationData):
+                if self.stream is not None:
+                    self.stream._deliver(event.data)
+                elif len(self._early) < self.max_queue:
+                    self._early.append(event.data)
+            elif isinstance(event, ConnectionClosed):
+                self._state_at_end = self._last_state
+                self.ended = event
+                if self.stream is not None:
+                    self.stream._end(event)
+                self.close_socket()
+        self._last_state = conn.state
+
+    async def _pull(self) -> None:
+        """receive()'s wait where there are no readiness callbacks."""
+        sock = self.sock
+        if sock is None:
+            await anyio.lowlevel.checkpoint()
+            return
+        await anyio.wait_readable(sock)
+        self.on_readable()
+
+    # -- the stream's Port --------------------------------------------------------------------
+
+    def transmit(self, records: list[bytes]) -> None:
+        sock = self.sock
+        if sock is not None and records:
+            udp.send_batch(sock, records)
+
+    def close_stream(self, stream: DTLSStream) -> None:
+        self.conn.close()
+        self.transmit(self.conn.datagrams_to_send())
+        while self.conn.next_event() is not None:
+            pass
+        self.close_socket()
+
+    def close_socket(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        if self._loop is not None:
+            try:
+                self._loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+        sock.close()
+
+
+def _watch(sock: socket.socket, callback: Callable[[], None]) -> asyncio.AbstractEventLoop | None:
+    """Have the asyncio loop call ``callback`` when ``sock`` is readable: the loop, or
+    None where there are no readiness callbacks (trio, Windows' proactor loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    try:
+        loop.add_reader(sock.fileno(), callback)
+    except NotImplementedError:
+        return None
+    return loop
+
+
+__all__ = ["connect"]
