@@ -18,6 +18,7 @@ import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from dtls import DTLSConfiguration, NamedGroup
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 from dtls.ffdhe import is_ffdhe
 from dtls.session import SessionCache
 
@@ -25,7 +26,6 @@ from . import __version__
 from .demo import run_demo
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, key_file_line
-from dtls.aio.keylog import KeyLogError, KeyLogFile
 from .options import (
     DEFAULT_FFDHE,
     SUPPORTED_CIPHERS,

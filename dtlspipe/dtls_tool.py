@@ -32,11 +32,10 @@ from dtls import (
     parse_group_list,
     parse_suite_list,
 )
+from dtls.aio.keylog import KeyLogError, KeyLogFile
 from dtls.keyschedule import RESERVED_LABELS
 from dtls.session import SESSION_ID_LEN, SessionCache, SessionState
 from dtls.suites import SUITES_BY_CODE, KeyExchange
-
-from dtls.aio.keylog import KeyLogError, KeyLogFile
 
 LINGER = 0.5  # seconds the client waits for replies after stdin ends
 EXPORT_LENGTH = 20  # --export-length when only --export-label is given (as OpenSSL's)

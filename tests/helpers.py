@@ -314,9 +314,7 @@ def alerts_in(datagram: bytes) -> list[tuple[int, int]]:
     ]
 
 
-def rewrite_message(
-    datagram: bytes, msg_type: int, transform: Callable[[bytes], bytes]
-) -> bytes:
+def rewrite_message(datagram: bytes, msg_type: int, transform: Callable[[bytes], bytes]) -> bytes:
     """The datagram with the whole epoch-0 handshake message ``msg_type`` replaced.
 
     The new body is ``transform(body)``; the record keeps its number and the message its

@@ -267,9 +267,7 @@ def test_unknown_identity_gets_unknown_psk_identity_when_announced() -> None:
             conns.append(sim.server_conn())
         return None
 
-    sim = Simulator(
-        *pair(psk_lookup=lookup, announce_unknown_identity=True), policy=policy
-    ).run()
+    sim = Simulator(*pair(psk_lookup=lookup, announce_unknown_identity=True), policy=policy).run()
     assert asked == [IDENTITY]
     last = [s for s in sim.log if s.direction == S2C][-1]
     assert alerts_in(last.data) == [(FATAL, AlertDescription.unknown_psk_identity)]

@@ -82,9 +82,9 @@ def run_until_quiet(client: DTLSConnection, server: DTLSServer, until: float) ->
     return now
 
 
-def handshake(client_kw: dict[str, object] | None = None,
-              server_kw: dict[str, object] | None = None
-              ) -> tuple[DTLSConnection, DTLSServer, list[Event], list[Event]]:
+def handshake(
+    client_kw: dict[str, object] | None = None, server_kw: dict[str, object] | None = None
+) -> tuple[DTLSConnection, DTLSServer, list[Event], list[Event]]:
     client = DTLSConnection(client_conf(**(client_kw or {})), is_client=True)
     server = DTLSServer(server_conf(**(server_kw or {})))
     client.connect(0.0)
@@ -109,11 +109,12 @@ def hello_with_cookie(datagram: bytes, cookie: bytes, record_seq: int = 1) -> by
     ch.cookie = cookie
     from dtls.fragment import full_message
     from dtls.record import encode_record
+
     return encode_record(22, 0, record_seq, full_message(1, 1, ch.encode()))
 
 
 def hvr_cookie(datagrams: list[tuple[bytes, object]]) -> bytes:
-    (d, _), = datagrams
+    ((d, _),) = datagrams
     (rec,) = iter_records(d)
     (frag,) = parse_fragments(rec.fragment) or []
     assert frag.msg_type == HandshakeType.hello_verify_request
@@ -208,8 +209,8 @@ def test_wrong_psk_fails_within_deadline_on_both_sides() -> None:
 def test_unknown_identity_gets_unknown_psk_identity_when_announced() -> None:
     keys = {b"alice": PSK}
     _client, _server, cev, sev = handshake(
-        {"psk_identity": b"mallory"},
-        {"psk_lookup": keys.get, "announce_unknown_identity": True})
+        {"psk_identity": b"mallory"}, {"psk_lookup": keys.get, "announce_unknown_identity": True}
+    )
     c, s = closed(cev), closed(sev)
     assert s.alert == AlertDescription.unknown_psk_identity and not s.by_peer
     assert c.by_peer and c.alert == AlertDescription.unknown_psk_identity
@@ -219,7 +220,8 @@ def test_unknown_identity_gets_unknown_psk_identity_when_announced() -> None:
 def test_per_identity_keys() -> None:
     keys = {b"alice": b"A" * 16, b"bob": b"B" * 16}
     _client, _server, _cev, sev = handshake(
-        {"psk_identity": b"bob", "psk": b"B" * 16}, {"psk_lookup": keys.get})
+        {"psk_identity": b"bob", "psk": b"B" * 16}, {"psk_lookup": keys.get}
+    )
     (done,) = [e for e in sev if isinstance(e, HandshakeCompleted)]
     assert done.psk_identity == b"bob"
 
@@ -238,7 +240,8 @@ def test_extended_master_secret_policy(
     client_ems: EMSMode, server_ems: EMSMode, ok: bool, used: bool
 ) -> None:
     client, _, cev, sev = handshake(
-        {"extended_master_secret": client_ems}, {"extended_master_secret": server_ems})
+        {"extended_master_secret": client_ems}, {"extended_master_secret": server_ems}
+    )
     assert client.is_established is ok
     if ok:
         (done,) = [e for e in cev if isinstance(e, HandshakeCompleted)]
@@ -251,17 +254,20 @@ def test_extended_master_secret_policy(
 def test_no_common_suite() -> None:
     _, _, cev, sev = handshake(
         {"cipher_suites": (suite_by_name("PSK-AES128-GCM-SHA256"),)},
-        {"cipher_suites": (suite_by_name("PSK-AES128-CCM8"),)})
+        {"cipher_suites": (suite_by_name("PSK-AES128-CCM8"),)},
+    )
     assert closed(sev).alert == AlertDescription.handshake_failure
     assert closed(cev).by_peer
 
 
 def test_no_common_group_falls_back_to_plain_psk() -> None:
     from dtls.constants import NamedGroup
+
     suites = (suite_by_name("ECDHE-PSK-AES128-CBC-SHA256"), suite_by_name("PSK-AES128-CCM8"))
     _, _, cev, _ = handshake(
         {"cipher_suites": suites, "groups": (NamedGroup.x448,)},
-        {"cipher_suites": suites, "groups": (NamedGroup.secp256r1,)})
+        {"cipher_suites": suites, "groups": (NamedGroup.secp256r1,)},
+    )
     (done,) = [e for e in cev if isinstance(e, HandshakeCompleted)]
     assert done.cipher_suite.name == "TLS_PSK_WITH_AES_128_CCM_8" and done.group is None
 
@@ -365,8 +371,9 @@ def test_pion_style_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_repr_hides_keys() -> None:
     client, server, _, _ = handshake()
     conn = server.connections[ADDR]
-    text = " ".join(repr(x) for x in (client, conn, client.configuration,
-                                       client._write_epochs[1].protection))
+    text = " ".join(
+        repr(x) for x in (client, conn, client.configuration, client._write_epochs[1].protection)
+    )
     assert PSK.hex() not in text and "keys hidden" in text
 
 
@@ -381,6 +388,7 @@ def test_fatal_alert_from_peer() -> None:
 
 def test_plaintext_alert_after_handshake_is_ignored() -> None:
     from dtls.record import encode_record
+
     client, _server, _, _ = handshake()
     client.receive_datagram(encode_record(ContentType.alert, 0, 99, b"\x02\x28"), 1.0)
     assert client.is_established and events(client) == []

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dtlspipe import cli
 from dtls.aio.keylog import KeyLogError, KeyLogFile
+from dtlspipe import cli
 
 KEY = "000102030405060708090a0b0c0d0e0f"
 SERVER = ["-psk", KEY, "server", "127.0.0.1:0", "127.0.0.1:9"]

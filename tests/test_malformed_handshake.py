@@ -283,6 +283,7 @@ def test_invalid_point_in_server_key_exchange(group: NamedGroup, kind: str, poin
 @pytest.mark.parametrize("msg_type", [HT.client_key_exchange, HT.server_key_exchange])
 def test_empty_point_is_a_decode_error(msg_type: int) -> None:
     """``opaque point<1..2^8-1>`` (RFC 8422 §5.4): an empty point is out of range."""
+
     def empty(body: bytes) -> bytes:
         return body[: len(body) - 33] + b"\x00"  # the x25519 point and its length byte
 

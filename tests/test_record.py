@@ -12,7 +12,9 @@ def test_several_records_per_datagram() -> None:
     d = encode_record(22, 0, 1, b"abc") + encode_record(21, 1, 2, b"\x01\x00")
     recs = list(iter_records(d))
     assert [(r.content_type, r.epoch, r.seq, r.fragment) for r in recs] == [
-        (22, 0, 1, b"abc"), (21, 1, 2, b"\x01\x00")]
+        (22, 0, 1, b"abc"),
+        (21, 1, 2, b"\x01\x00"),
+    ]
 
 
 def test_truncated_header_and_overlong_length_drop_the_rest() -> None:

@@ -8,8 +8,19 @@ from pathlib import Path
 import dtls
 
 FORBIDDEN_MODULES = {
-    "socket", "time", "random", "secrets", "asyncio", "anyio", "trio", "selectors",
-    "threading", "subprocess", "select", "ssl", "datetime",
+    "socket",
+    "time",
+    "random",
+    "secrets",
+    "asyncio",
+    "anyio",
+    "trio",
+    "selectors",
+    "threading",
+    "subprocess",
+    "select",
+    "ssl",
+    "datetime",
 }
 FORBIDDEN_CALLS = {("os", "urandom"), ("os", "getrandom")}
 PACKAGE = Path(dtls.__file__).parent

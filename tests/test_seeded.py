@@ -40,13 +40,15 @@ def seeded(seed: int):  # type: ignore[no-untyped-def]
 def run(suite: CipherSuite, seed: int, hello_verify: bool = True) -> list[bytes]:
     """A loss-free handshake and one record each way; returns every datagram in order."""
     client = DTLSConnection(
-        DTLSConfiguration(random=seeded(seed), psk=PSK, psk_identity=b"Client_identity",
-                          cipher_suites=(suite,)),
+        DTLSConfiguration(
+            random=seeded(seed), psk=PSK, psk_identity=b"Client_identity", cipher_suites=(suite,)
+        ),
         is_client=True,
     )
     server = DTLSServer(
-        DTLSConfiguration(random=seeded(seed + 1), psk=PSK, cipher_suites=(suite,),
-                          hello_verify=hello_verify),
+        DTLSConfiguration(
+            random=seeded(seed + 1), psk=PSK, cipher_suites=(suite,), hello_verify=hello_verify
+        ),
     )
     wire: list[bytes] = []
     client.connect(0.0)
@@ -97,6 +99,11 @@ def test_flight_count() -> None:
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
-    GOLDEN.write_text(json.dumps(
-        {f"{s.name}/{hv}": digest(run(s, 7, hv)) for s in ALL_SUITES for hv in (True, False)},
-        indent=1, sort_keys=True) + "\n")
+    GOLDEN.write_text(
+        json.dumps(
+            {f"{s.name}/{hv}": digest(run(s, 7, hv)) for s in ALL_SUITES for hv in (True, False)},
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )

@@ -10,10 +10,14 @@ from dtlspipe.options import StaleMode
 from dtlspipe.tunnel import Session, SessionPolicy
 
 
-def session(mode: StaleMode, time_limit: tuple[float, float] | None = None,
-            seed: int = 1) -> Session:
-    return Session(SessionPolicy(idle_time=30.0, stale_mode=mode, time_limit=time_limit),
-                   100.0, random.Random(seed))
+def session(
+    mode: StaleMode, time_limit: tuple[float, float] | None = None, seed: int = 1
+) -> Session:
+    return Session(
+        SessionPolicy(idle_time=30.0, stale_mode=mode, time_limit=time_limit),
+        100.0,
+        random.Random(seed),
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from dtls import DTLSConfiguration
-from dtls.aio.udp import bind_udp
 from dtls.aio.keylog import KeyLogError, KeyLogFile
+from dtls.aio.udp import bind_udp
 from dtlspipe.sessions import SessionPolicy
 from dtlspipe.stats import DROP_REASONS, Snapshot, SummaryLog, TunnelStats, format_summary
 from dtlspipe.tunnel_server import TunnelServer

@@ -36,8 +36,9 @@ VECTORS = Path(__file__).parent / "vectors"
 OPENSSL_CASES = sorted((VECTORS / "openssl").glob("*.json"))
 
 
-@pytest.mark.parametrize("vector", json.loads((VECTORS / "prf.json").read_text())["vectors"],
-                         ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "vector", json.loads((VECTORS / "prf.json").read_text())["vectors"], ids=lambda v: v["name"]
+)
 def test_prf_vectors(vector: dict[str, object]) -> None:
     out = prf(
         str(vector["hash"]),
@@ -111,10 +112,8 @@ def test_openssl_session(path: Path) -> None:
     keys = key_block(suite, master, client_random, server_hello.random)
     etm = case["negotiated"]["encrypt_then_mac"]
     openers = {
-        "c2s": make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac,
-                               bytes, etm),
-        "s2c": make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac,
-                               bytes, etm),
+        "c2s": make_protection(suite, keys.client_key, keys.client_iv, keys.client_mac, bytes, etm),
+        "s2c": make_protection(suite, keys.server_key, keys.server_iv, keys.server_mac, bytes, etm),
     }
     plaintext: dict[str, list[tuple[int, bytes]]] = {"c2s": [], "s2c": []}
     for direction, records in s.records.items():
@@ -136,8 +135,10 @@ def test_openssl_session(path: Path) -> None:
     h = transcript_hash(suite.prf_hash, transcript)
     assert sfrag.body == verify_data(suite.prf_hash, master, False, h)
 
-    app = {d: b"".join(p for t, p in plaintext[d] if t == ContentType.application_data)
-           for d in plaintext}
+    app = {
+        d: b"".join(p for t, p in plaintext[d] if t == ContentType.application_data)
+        for d in plaintext
+    }
     assert app["c2s"] == case["client_plaintext"].encode()
     assert app["s2c"] == case["server_plaintext"].encode()
 

@@ -114,9 +114,7 @@ def test_unknown_identity_is_refused_and_logged_by_name(
     app = tk.udp_socket()
     try:
         app.sendto(b"let me in", entry)
-        server.wait_for(
-            r"unknown PSK identity 'mallory'", tk.SESSION_DEADLINE, stream="stderr"
-        )
+        server.wait_for(r"unknown PSK identity 'mallory'", tk.SESSION_DEADLINE, stream="stderr")
         tk.wait_lines(mallory, tk.CLIENT_HS_FAILED, 1, what="mallory's handshake fails")
     finally:
         app.close()

@@ -1,12 +1,12 @@
 """Reports for the hostile-network matrix (tests/hostile/test_lossy_handshakes.py).
 
-    python tests/hostile/lossy_report.py table RUN.md.json [RUN.md.json ...]
-        one markdown table (per condition and pairing: handshakes, failures, median and
-        worst seconds, most datagrams) over the raw outcomes that LOSSY_REPORT=RUN.md
-        wrote next to its table, e.g. several runs merged
-    python tests/hostile/lossy_report.py trace RECORD --seed SEED -- RELAY-OPTIONS...
-        what the relay did to each datagram of a --record file (the decisions are
-        repeated from the seed and the options), e.g. to read a failed cell
+python tests/hostile/lossy_report.py table RUN.md.json [RUN.md.json ...]
+    one markdown table (per condition and pairing: handshakes, failures, median and
+    worst seconds, most datagrams) over the raw outcomes that LOSSY_REPORT=RUN.md
+    wrote next to its table, e.g. several runs merged
+python tests/hostile/lossy_report.py trace RECORD --seed SEED -- RELAY-OPTIONS...
+    what the relay did to each datagram of a --record file (the decisions are
+    repeated from the seed and the options), e.g. to read a failed cell
 """
 
 from __future__ import annotations

@@ -154,9 +154,7 @@ def test_cid_option_on_the_wire(
     finally:
         sock.close()
     _stop(relay)
-    types = {
-        (line["dir"], bytes.fromhex(line["hex"])[0]) for line in hk.read_record(wire)
-    }
+    types = {(line["dir"], bytes.fromhex(line["hex"])[0]) for line in hk.read_record(wire)}
     # the client asks for no CID, so the server's records never carry one
     assert ("s2c", 25) not in types
     assert (("c2s", 25) in types) is c2s_cid

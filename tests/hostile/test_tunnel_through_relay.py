@@ -70,9 +70,7 @@ def test_established_session_survives(
     sport, cport = tk.free_udp_port(), tk.free_udp_port()
     server = tk.start_pipe(launcher, "server", tk.fmt(tk.HOST, sport), upstream.address)
     relay, rport = hk.start_relay(launcher, sport, *options, seed=7)
-    client = tk.start_pipe(
-        launcher, "client", tk.fmt(tk.HOST, cport), tk.fmt(tk.HOST, rport)
-    )
+    client = tk.start_pipe(launcher, "client", tk.fmt(tk.HOST, cport), tk.fmt(tk.HOST, rport))
     sock = tk.udp_socket()
     try:
         tk.roundtrip(sock, (tk.HOST, cport), b"n000000 first")
