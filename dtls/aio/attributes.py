@@ -18,6 +18,8 @@ from ..suites import CipherSuite
 
 
 class DTLSAttribute(TypedAttributeSet):
+    """What a handshake negotiated, for ``stream.extra(DTLSAttribute.name)``."""
+
     #: the negotiated cipher suite
     cipher_suite: CipherSuite = typed_attribute()
     #: the (EC)DHE group, None for plain PSK suites

@@ -26,6 +26,7 @@ import anyio
 from ..config import DTLSConfiguration, EMSMode
 from ..connection import DTLSConnection
 from ..constants import AlertDescription
+from ..errors import ConfigurationError
 from ..events import ApplicationData, ConnectionClosed
 from ..handshake import State
 from ..session import SessionState
@@ -59,7 +60,7 @@ async def connect(
     host: str,
     port: int,
     *,
-    psk: bytes,
+    psk: bytes | None = None,
     identity: bytes | str = b"",
     cipher_suites: SuitesOption = None,
     groups: GroupsOption = None,
@@ -92,6 +93,8 @@ async def connect(
     :class:`~dtls.aio.HandshakeError` subclass when the handshake fails.
     """
     if config is None:
+        if psk is None:
+            raise ConfigurationError("give psk (or a whole config)")
         config = configuration(
             psk=psk,
             identity=identity,
