@@ -260,8 +260,8 @@ def test_fatal_alert_after_the_handshake_is_connection_lost() -> None:
     async def handler(stream: DTLSStream) -> None:
         await stream.receive()
         conn = stream.connection
-        conn._send_alert(AlertLevel.fatal, AlertDescription.internal_error)  # noqa: SLF001
-        stream._port.transmit(conn.datagrams_to_send())  # noqa: SLF001
+        conn._send_alert(AlertLevel.fatal, AlertDescription.internal_error)
+        stream._port.transmit(conn.datagrams_to_send())
         await anyio.sleep_forever()
 
     async def main() -> None:

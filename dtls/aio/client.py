@@ -316,6 +316,8 @@ class _Client:
                 self._loop.remove_reader(sock.fileno())
             except (ValueError, OSError):
                 pass
+        else:
+            anyio.notify_closing(sock)  # a receive() waiting on it lets go
         sock.close()
 
 

@@ -165,8 +165,11 @@ class Readers:
         sock: socket.socket, callback: Callable[[], None], scope: anyio.CancelScope
     ) -> None:
         with scope:
-            while True:
-                await anyio.wait_readable(sock)
+            while sock.fileno() >= 0:  # closed by unwatch's caller: the task ends
+                try:
+                    await anyio.wait_readable(sock)
+                except (anyio.ClosedResourceError, OSError, ValueError):
+                    return
                 callback()
 
     def unwatch(self, sock: socket.socket) -> None:
@@ -179,3 +182,4 @@ class Readers:
         scope = self._scopes.pop(fd, None)
         if scope is not None:
             scope.cancel()
+            anyio.notify_closing(sock)  # the waiting task lets go of the descriptor
