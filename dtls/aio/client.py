@@ -8,7 +8,7 @@ retransmitted flight, an alert) go out at once even while the application is not
 first reads what is queued on it (so a resumed handshake's lost last flight is answered
 while the application only sends).
 
-Why a handshake failed is told apart (:mod:`dtls.aio.errors`): no answer at all, an
+Why a handshake failed is told apart (:mod:`dtls.aio.diagnosis`): no answer at all, an
 ICMP error from the kernel, answers that stopped once our keys were in use (a wrong PSK
 or identity), an alert.
 """
@@ -25,35 +25,13 @@ import anyio
 
 from ..config import DTLSConfiguration, EMSMode
 from ..connection import DTLSConnection
-from ..constants import AlertDescription
 from ..errors import ConfigurationError
 from ..events import ApplicationData, ConnectionClosed
-from ..handshake import State
 from ..session import SessionState
 from . import udp
-from .errors import (
-    AlertReceivedError,
-    AuthenticationFailed,
-    HandshakeError,
-    HandshakeTimeout,
-    PeerUnreachable,
-)
+from .diagnosis import HandshakeWatch
 from .options import GroupsOption, KeyLogOption, SuitesOption, configuration
 from .stream import DEFAULT_MAX_QUEUE, DTLSStream
-
-#: ICMP errors (ECONNREFUSED on the socket) that end a handshake: the first may be a
-#: server that is restarting, the second comes after a retransmission
-MAX_REFUSED = 2
-#: alerts that mean "your key or identity is not mine" (RFC 4279 §2, RFC 5246 §7.2.2)
-AUTH_ALERTS = frozenset(
-    {
-        AlertDescription.unknown_psk_identity,
-        AlertDescription.decrypt_error,
-        AlertDescription.bad_record_mac,
-    }
-)
-#: states after our keys are in use: a silent server there did not accept them
-KEYED_STATES = frozenset({State.CLIENT_WAIT_CCS, State.CLIENT_WAIT_FINISHED})
 
 
 async def connect(
@@ -145,14 +123,11 @@ class _Client:
         self.max_queue = max_queue
         self.conn = DTLSConnection(config, is_client=True, peer=sock.getpeername())
         self.stream: DTLSStream | None = None
-        self.refused = 0
-        self.heard = False
+        self.watch = HandshakeWatch(name, config.handshake_timeout)
         self.ended: ConnectionClosed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: anyio.Event | None = None
         self._early: list[bytes] = []  # application data before the stream exists
-        self._last_state = State.CLIENT_START
-        self._state_at_end = State.CLIENT_START
 
     # -- the handshake ----------------------------------------------------------------------
 
@@ -162,7 +137,7 @@ class _Client:
         self._loop = _watch(sock, self.on_readable)
         conn.connect(time.monotonic(), session)
         self.transmit(conn.datagrams_to_send())
-        while conn.handshake is None and self.ended is None and self.refused < MAX_REFUSED:
+        while conn.handshake is None and self.ended is None and not self.watch.unreachable:
             timer = conn.get_timer()
             delay = math.inf if timer is None else max(0.0, timer - time.monotonic())
             with anyio.move_on_after(delay):
@@ -179,7 +154,7 @@ class _Client:
                 conn.handle_timer(now)
                 self._after(now)
         if conn.handshake is None or self.ended is not None:
-            raise self._failure()
+            raise self.watch.failure(self.ended)
         family = sock.family
         self.stream = DTLSStream(
             conn,
@@ -195,37 +170,6 @@ class _Client:
         self._early = []
         return self.stream
 
-    def _failure(self) -> HandshakeError:
-        ended, conn = self.ended, self.conn
-        if self.refused >= MAX_REFUSED:
-            return PeerUnreachable(
-                f"{self.name} is unreachable (ICMP port unreachable from the kernel): "
-                "is the server running?"
-            )
-        if ended is not None and ended.by_peer and ended.alert is not None:
-            name = AlertDescription.name_of(ended.alert)
-            if ended.alert in AUTH_ALERTS:
-                return AuthenticationFailed(
-                    f"{self.name} refused our key or identity (alert {name}): wrong PSK?",
-                    ended.alert,
-                )
-            return AlertReceivedError(f"{self.name} sent the alert {name}", ended.alert)
-        reason = ended.reason if ended is not None else "handshake ended"
-        if ended is not None and "timed out" in reason:
-            if not self.heard:
-                return HandshakeTimeout(
-                    f"no answer from {self.name} within {conn.configuration.handshake_timeout:g} "
-                    "s: server down, wrong port or filtered?"
-                )
-            if self._state_at_end in KEYED_STATES or "failed authentication" in reason:
-                return AuthenticationFailed(
-                    f"{self.name} answered, but never accepted our keys (no authenticated "
-                    "record from the peer): wrong PSK or identity?"
-                )
-            return HandshakeTimeout(f"handshake with {self.name} timed out ({reason})")
-        alert = ended.alert if ended is not None else None
-        return HandshakeError(f"handshake with {self.name} failed: {reason}", alert)
-
     # -- datagrams ----------------------------------------------------------------------------
 
     def on_readable(self) -> None:
@@ -234,12 +178,16 @@ class _Client:
         if sock is None:
             return
         if self.stream is None:
-            batch = self._read_noting_errors(sock)
+            batch, refused = udp.recv_noting_refusal(sock)
+            if refused:
+                self.watch.refused += 1
+                if self._wake is not None:
+                    self._wake.set()
         else:
             batch = udp.recv_batch(sock)
         if not batch:
             return
-        self.heard = True
+        self.watch.heard += len(batch)
         conn, now = self.conn, time.monotonic()
         stream = self.stream
         for data in batch:
@@ -252,20 +200,6 @@ class _Client:
         if wake is not None:
             wake.set()
 
-    def _read_noting_errors(self, sock: socket.socket) -> list[bytes]:
-        out: list[bytes] = []
-        try:
-            for _ in range(udp.DRAIN_BUDGET):
-                out.append(sock.recv(udp.RECV_SIZE))
-        except ConnectionRefusedError:
-            self.refused += 1
-            wake = self._wake
-            if wake is not None:
-                wake.set()
-        except OSError:  # BlockingIOError: nothing more; other ICMP errors: UDP goes on
-            pass
-        return out
-
     def _after(self, now: float) -> None:
         """After the engine's general path: send its datagrams, take its events."""
         conn = self.conn
@@ -277,12 +211,12 @@ class _Client:
                 elif len(self._early) < self.max_queue:
                     self._early.append(event.data)
             elif isinstance(event, ConnectionClosed):
-                self._state_at_end = self._last_state
                 self.ended = event
                 if self.stream is not None:
                     self.stream._end(event)
                 self.close_socket()
-        self._last_state = conn.state
+        if not conn.is_closed:
+            self.watch.state = conn.state  # (the state the handshake ended in stays)
 
     async def _pull(self) -> None:
         """receive()'s wait where there are no readiness callbacks."""

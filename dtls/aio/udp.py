@@ -103,6 +103,21 @@ send_batch: Callable[[socket.socket, list[bytes]], None] = mmsg.send_batch
 sendto_batch: Callable[[socket.socket, list[bytes], Address], None] = mmsg.sendto_batch
 
 
+def recv_noting_refusal(sock: socket.socket) -> tuple[list[bytes], bool]:
+    """``recv_batch`` for a connected socket whose ICMP errors matter (a client's
+    handshake): the datagrams, and whether the kernel reported the peer's port
+    unreachable (ECONNREFUSED, which the batched calls clear without a word)."""
+    out: list[bytes] = []
+    try:
+        for _ in range(DRAIN_BUDGET):
+            out.append(sock.recv(RECV_SIZE))
+    except ConnectionRefusedError:
+        return out, True
+    except OSError:  # BlockingIOError: nothing more; other ICMP errors: UDP goes on
+        pass
+    return out, False
+
+
 def drain(sock: socket.socket) -> Iterator[bytes]:
     """``recv_batch`` as an iterator."""
     yield from recv_batch(sock)
@@ -113,20 +128,29 @@ def drain_from(sock: socket.socket) -> Iterator[tuple[bytes, Address]]:
     yield from recv_batch_from(sock)
 
 
-def send(sock: socket.socket, data: bytes) -> None:
+def send(sock: socket.socket, data: bytes) -> bool:
+    """Send one datagram on a connected socket, as UDP does: whether it left (a full
+    buffer drops it, as the network may; an ICMP error of an earlier send is passed over)."""
     try:
         sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        pass  # the kernel buffer is full: UDP may drop, as the network may
-    except OSError:
-        pass  # ICMP errors from earlier sends (ECONNREFUSED); UDP carries on
+    except OSError:  # BlockingIOError: the buffer is full; ECONNREFUSED: UDP carries on
+        return False
+    return True
 
 
-def sendto(sock: socket.socket, data: bytes, addr: Address) -> None:
+def sendto(sock: socket.socket, data: bytes, addr: Address) -> bool:
+    """``send`` to ``addr`` on an unconnected socket."""
     try:
         sock.sendto(data, addr)
     except OSError:
-        pass
+        return False
+    return True
+
+
+def format_address(addr: Address) -> str:
+    """``host:port``, or ``[v6]:port`` for an IPv6 address."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 class Readers:
