@@ -31,11 +31,13 @@ from dtls import (
     HandshakeCompleted,
     LocalProtocolError,
 )
+from dtls.aio.diagnosis import HandshakeWatch
 from dtls.aio.udp import (
     Address,
     Readers,
     recv_batch,
     recv_batch_from,
+    recv_noting_refusal,
     send_batch,
     sendto,
     sendto_batch,
@@ -68,6 +70,8 @@ class ClientSession(Session):
         self.sock: socket.socket | None = None
         self.pending: deque[bytes] = deque()
         self.ready = False  # established, socket open: the fast path applies
+        # what the handshake saw, to say why it failed (dtls.aio.diagnosis)
+        self.watch: HandshakeWatch | None = None
 
     def seal(self, data: bytes, now: float) -> bytes | None:
         """A datagram from the source: its record to send now, or None (queued until the
@@ -107,6 +111,8 @@ class ClientSession(Session):
 
     def connected(self, sock: socket.socket) -> None:
         self.sock = sock
+        timeout = self.tunnel.dtls_config.handshake_timeout
+        self.watch = HandshakeWatch(self.peer_name(), timeout)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "session %s -> %s: handshake started from %s",
@@ -149,7 +155,10 @@ class ClientSession(Session):
         if sock is None:
             return
         try:
-            batch = recv_batch(sock)
+            if self.ready:
+                batch = recv_batch(sock)
+            else:
+                batch = self._read_handshake(sock)
             if not batch:
                 return
             self.tunnel.stats.peer_in(batch)
@@ -172,6 +181,20 @@ class ClientSession(Session):
             log.exception("session %s: internal error", fmt(self.source))
             self.close("internal error")
 
+    def _read_handshake(self, sock: socket.socket) -> list[bytes]:
+        """The handshake's reads note ICMP errors and what came back (the fast path's
+        batched reads do not)."""
+        batch, refused = recv_noting_refusal(sock)
+        watch = self.watch
+        if watch is not None:
+            watch.heard += len(batch)
+            if refused:
+                watch.refused += 1
+                if watch.unreachable and not self.conn.is_closed:
+                    self.conn.abandon("the server's port is unreachable")
+                    self.after_slow(time.monotonic())
+        return batch
+
     def _deliver(self, plaintexts: list[bytes], now: float) -> None:
         self.last_right = now
         self.carried_right += len(plaintexts)
@@ -180,8 +203,11 @@ class ClientSession(Session):
 
     def after_slow(self, now: float) -> None:
         """After the engine's general path: its events, its datagrams, its next timer."""
+        watch = self.watch
         self._events(now)
         self.flush()
+        if watch is not None and not self.conn.is_closed:
+            watch.state = self.conn.state  # the state a failed handshake ended in stays
         if not self.closed:
             timer = self.conn.get_timer()
             if timer is not None and timer < self.timer_at:
@@ -215,6 +241,7 @@ class ClientSession(Session):
                     ", resumed" if event.resumed else "",
                 )
                 self.tunnel.resumable.keep(self.remote, conn.session)
+                self.watch = None
                 self.last_left = self.last_right = now
                 self.ready = self.sock is not None
                 self._reschedule()  # from the handshake's timers to staleness
@@ -224,7 +251,10 @@ class ClientSession(Session):
             elif isinstance(event, ConnectionClosed):
                 if event.error:  # RFC 5246 §7.2.2: not to be resumed
                     self.tunnel.resumable.forget(self.remote)
-                self.log_end(event.reason, event.error, conn.handshake is None)
+                reason = event.reason
+                if conn.handshake is None and self.watch is not None:
+                    reason = str(self.watch.failure(event))  # why it failed, told apart
+                self.log_end(reason, event.error, conn.handshake is None)
                 self._end()
                 return
 

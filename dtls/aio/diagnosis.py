@@ -38,7 +38,7 @@ AUTH_ALERTS = frozenset(
 KEYED_STATES = frozenset({State.CLIENT_WAIT_CCS, State.CLIENT_WAIT_FINISHED})
 
 
-@dataclass
+@dataclass(slots=True)
 class HandshakeWatch:
     """What a client's socket side notes during a handshake, for :meth:`failure`."""
 

@@ -281,6 +281,8 @@ def test_wrong_psk_fails_both_sides_and_the_next_client_works(
     assert "authentication" in failed[0]["reason"], tunnel.describe()  # "... (wrong PSK?)"
     failed = tk.wait_lines(tunnel.client, tk.CLIENT_HS_FAILED, 1, what="client: handshake failed")
     assert failed[0]["src"] == tk.source(app), tunnel.describe()
+    # the client says why it thinks so (dtls.aio.diagnosis), not only "timed out"
+    assert "wrong PSK or identity?" in failed[0]["reason"], tunnel.describe()
     assert not tk.lines(tunnel.client, tk.ESTABLISHED) and not tk.lines(
         tunnel.server, tk.ESTABLISHED
     )
@@ -294,6 +296,30 @@ def test_wrong_psk_fails_both_sides_and_the_next_client_works(
     tk.wait_lines(tunnel.server, tk.ESTABLISHED, 1)
     tk.assert_alive(*tunnel.procs, good)
     app.close()
+
+
+def test_client_tells_a_closed_port_from_a_silent_one(launcher: Launcher) -> None:
+    """No server at the port (the kernel answers ICMP port unreachable) and a port that
+    takes datagrams but never answers are told apart in the client's log line."""
+    silent = tk.udp_socket()  # bound, never read: no ICMP, no answer
+    closed = tk.udp_socket()
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    lines = {}
+    for name, port in (("closed", closed_port), ("silent", silent.getsockname()[1])):
+        entry = tk.free_udp_port()
+        client = tk.start_pipe(
+            launcher, "client", f"{tk.HOST}:{entry}", f"{tk.HOST}:{port}", "-timeout", "3s"
+        )
+        app = tk.udp_socket()
+        app.sendto(b"hello?", (tk.HOST, entry))
+        failed = tk.wait_lines(client, tk.CLIENT_HS_FAILED, 1, what=f"{name}: handshake failed")
+        lines[name] = failed[0]["reason"]
+        tk.assert_alive(client)
+        app.close()
+    silent.close()
+    assert "ICMP port unreachable" in lines["closed"], lines
+    assert lines["silent"].startswith("no answer from"), lines
 
 
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
