@@ -14,12 +14,14 @@ rounds and p then Pocklington's test, once per process per group (0.35 s at 2048
 key into.
 
 Private exponents are drawn from the configuration's random source, at least twice
-RFC 7919 Appendix A's estimated strength in bits (``EXPONENT_BITS``). In the named groups
-the exponentiations run in OpenSSL's constant-time code through ``cryptography``: the
-public value g^x mod p is computed as the "shared secret" of x with g, since
-``cryptography`` has no call that derives a DH public key from a private one. In a
-server's own group (a client only) Python's ``pow`` does them: ``cryptography`` would
-re-check such parameters at every key load, seconds at 4096 bits.
+RFC 7919 Appendix A's estimated strength in bits (``EXPONENT_BITS``), and each is used for
+one handshake only (ephemeral: a timing side channel gets one exponentiation with the
+generator and one with the peer's value to learn it from). The exponentiations run in
+GMP's ``mpz_powm_sec`` through gmpy2 (a dependency), whose running time and memory access
+pattern do not depend on the exponent; without gmpy2 (a platform it has no wheel for)
+Python's ``pow`` does them, correct but not constant-time, about five times slower
+(``CONSTANT_TIME`` says which). ``cryptography``'s finite-field DH, which did this before,
+is deprecated (it warns at every use) and had no call that derives a public value.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import functools
 from collections import OrderedDict
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives.asymmetric import dh
+try:
+    from gmpy2 import powmod_sec as _powmod_sec
+except ImportError:  # pragma: no cover - gmpy2 is a dependency; this is the fallback
+    _powmod_sec = None
 
 from . import work
 from .constants import AlertDescription, NamedGroup
@@ -158,6 +163,18 @@ def check_custom_group(p: int, g: int, random: RandomSource) -> None:
         raise ProtocolError(AlertDescription.insufficient_security, "DH modulus not a safe prime")
 
 
+#: are the exponentiations constant-time (gmpy2 present)?
+CONSTANT_TIME = _powmod_sec is not None
+
+
+def modexp(base: int, exponent: int, modulus: int) -> int:
+    """base^exponent mod modulus, for an odd modulus and exponent > 0: constant-time
+    when gmpy2 is present (see the module docstring)."""
+    if _powmod_sec is not None:
+        return int(_powmod_sec(base, exponent, modulus))
+    return pow(base, exponent, modulus)
+
+
 class DHEKey:
     """One side's ephemeral key in a finite-field group, for a single handshake."""
 
@@ -169,33 +186,16 @@ class DHEKey:
         self.group = group
         bits = EXPONENT_BITS[group] if group is not None else _CUSTOM_EXPONENT_BITS
         # a full-width exponent (top bit set), far below q's ~2^(p bits - 1)
-        x = int.from_bytes(random(bits // 8), "big") | (1 << (bits - 1))
-        self._numbers = dh.DHParameterNumbers(p, g)
-        self._key: dh.DHPrivateKey | None = None
-        self._x = 0
-        if group is None:
-            # cryptography (through OpenSSL) checks parameters it does not know every
-            # time a key is loaded: about 0.23 s at 2048 bits and 3.5 s at 4096, three
-            # times a handshake. A server's own group, already checked once
-            # (check_custom_group), is computed with Python's pow instead: not constant
-            # time, for an exponent used once.
-            self._x = x
-            self.public = pow(g, x, p).to_bytes((p.bit_length() + 7) // 8, "big").lstrip(b"\0")
-            return
-        generator = dh.DHPublicNumbers(g, self._numbers)
-        # cryptography does not derive the public value: g stands in for it here and
-        # is then computed (see the module docstring)
-        self._key = dh.DHPrivateNumbers(x, generator).private_key()
-        self.public = self._unpad(self._key.exchange(generator.public_key()))
+        self._x = int.from_bytes(random(bits // 8), "big") | (1 << (bits - 1))
+        self.public = self._encode(modexp(g, self._x, p))
 
     def __repr__(self) -> str:
         return f"<DHEKey {self.group.name if self.group else 'custom'} {self.p.bit_length()} bits>"
 
-    @staticmethod
-    def _unpad(value: bytes) -> bytes:
-        """RFC 5246 §8.1.2: the shared secret without its leading zero bytes; public
-        values are sent the same way (as OpenSSL's BN_bn2bin does)."""
-        return value.lstrip(b"\0")
+    def _encode(self, value: int) -> bytes:
+        """RFC 5246 §8.1.2: without leading zero bytes (as OpenSSL's BN_bn2bin); public
+        values are sent the same way."""
+        return value.to_bytes((self.p.bit_length() + 7) // 8, "big").lstrip(b"\0")
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret Z with its leading zero bytes stripped (RFC 5246 §8.1.2)."""
@@ -203,13 +203,7 @@ class DHEKey:
         y = int.from_bytes(peer_public, "big")
         if not 1 < y < self.p - 1:  # RFC 7919 §5.1
             raise ProtocolError(AlertDescription.illegal_parameter, "DH public value out of range")
-        if self._key is None:  # a custom group (see __init__)
-            shared = pow(y, self._x, self.p)
-            if shared <= 1:
-                raise ProtocolError(AlertDescription.illegal_parameter, "bad DH public value")
-            return shared.to_bytes((self.p.bit_length() + 7) // 8, "big").lstrip(b"\0")
-        peer = dh.DHPublicNumbers(y, self._numbers).public_key()
-        try:
-            return self._unpad(self._key.exchange(peer))
-        except ValueError:
-            raise ProtocolError(AlertDescription.illegal_parameter, "bad DH public value") from None
+        shared = modexp(y, self._x, self.p)
+        if shared <= 1:  # impossible in a safe-prime group for y in range; kept as a guard
+            raise ProtocolError(AlertDescription.illegal_parameter, "bad DH public value")
+        return self._encode(shared)

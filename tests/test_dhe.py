@@ -11,7 +11,7 @@ import pytest
 from helpers import IDENTITY, PSK, seeded_random
 from test_cid import ADDR, Pair
 
-from dtls import ConnectionClosed, DTLSConfiguration, DTLSConnection, DTLSServer, NamedGroup
+from dtls import ConnectionClosed, DTLSConfiguration, DTLSConnection, DTLSServer, NamedGroup, ffdhe
 from dtls.constants import AlertDescription
 from dtls.errors import DecodeError, ProtocolError
 from dtls.ffdhe import (
@@ -111,8 +111,8 @@ def test_dhe_key_agreement_and_public_value_checks() -> None:
 
 
 def test_public_value_is_g_to_the_x() -> None:
-    """The public value comes out of an exchange with g (see dtls/ffdhe.py): check it
-    against Python's own modular exponentiation of the same exponent."""
+    """The public value is g^x mod p (gmpy2's constant-time powmod, see dtls/ffdhe.py):
+    checked against Python's own modular exponentiation of the same exponent."""
     group = NamedGroup.ffdhe2048
     p = ffdhe_prime(group)
     draws: list[bytes] = []
@@ -125,6 +125,33 @@ def test_public_value_is_g_to_the_x() -> None:
     key = DHEKey(p, 2, recording, group)
     x = int.from_bytes(draws[0], "big") | (1 << 255)
     assert int.from_bytes(key.public, "big") == pow(2, x, p)
+
+
+def test_modexp_is_constant_time_here_and_pow_is_the_same_arithmetic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gmpy2 is installed (a dependency): the constant-time path is the one taken; the
+    fallback (plain pow) gives the same keys and secrets byte for byte."""
+    assert ffdhe.CONSTANT_TIME
+    group = NamedGroup.ffdhe3072
+    p = ffdhe_prime(group)
+    fast = (DHEKey(p, 2, seeded_random(7), group), DHEKey(p, 2, seeded_random(8), group))
+    monkeypatch.setattr(ffdhe, "_powmod_sec", None)
+    slow = (DHEKey(p, 2, seeded_random(7), group), DHEKey(p, 2, seeded_random(8), group))
+    assert [k.public for k in fast] == [k.public for k in slow]
+    assert fast[0].exchange(fast[1].public) == slow[0].exchange(slow[1].public)
+
+
+def test_a_dhe_handshake_warns_of_nothing() -> None:
+    """cryptography's finite-field DH is deprecated and warned at each use; the engine
+    no longer calls it, so a DHE_PSK handshake emits no warning at all."""
+    import warnings
+
+    suite = suite_by_name("TLS_DHE_PSK_WITH_AES_128_GCM_SHA256")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pair = Pair(None, None, suite).start()
+        assert pair.done("client").cipher_suite == suite and pair.client.is_established
 
 
 def test_messages_round_trip_and_strictness() -> None:
