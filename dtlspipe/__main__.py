@@ -1,6 +1,6 @@
 """``python -m dtlspipe``: the same as the ``dtlspipe`` console script."""
 
-from .cli import main
+from .entry import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

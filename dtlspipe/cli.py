@@ -27,6 +27,8 @@ from .demo import run_demo
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, key_file_line
 from .options import (
+    DEFAULT_CIPHERS,
+    DEFAULT_CURVES,
     DEFAULT_FFDHE,
     SUPPORTED_CIPHERS,
     SUPPORTED_CURVES,
@@ -251,9 +253,9 @@ def _run(opts: Options) -> int:
         # with -identity, a ready -keyfile line (parse_args checked the identity)
         print(key_file_line(opts.identity.decode(), key) if opts.identity else key)
     elif opts.command is Command.CIPHERS:
-        print("\n".join(cipher_name(s) for s in SUPPORTED_CIPHERS))
+        _print_with_defaults([cipher_name(s) for s in SUPPORTED_CIPHERS], len(DEFAULT_CIPHERS))
     elif opts.command is Command.CURVES:
-        print("\n".join(curve_name(g) for g in SUPPORTED_CURVES))
+        _print_with_defaults([curve_name(g) for g in SUPPORTED_CURVES], len(DEFAULT_CURVES))
     elif opts.command is Command.VERSION:
         print(__version__)
     elif opts.command is Command.DEMO:
@@ -308,6 +310,14 @@ def no_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):
         pass
+
+
+def _print_with_defaults(names: list[str], defaults: int) -> None:
+    """``ciphers`` and ``curves``: one name a line, the defaults (the Go program's whole
+    list, in its order) first, then a comment line, then the ones only we have."""
+    print("\n".join(names[:defaults]))
+    print("# the defaults end here; below, not in the Go dtlspipe, used when named")
+    print("\n".join(names[defaults:]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,9 +92,18 @@ _CURVE_NAMES = {
 }
 
 
+#: the Go program's own spellings (pion/dtls v3's CipherSuiteID.String(), as its
+#: ``ciphers`` prints them and its ``-ciphers`` takes them): hyphens for the first only
+_GO_CIPHER_NAMES = {
+    suite_by_name("TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256"): "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
+}
+
+
 def cipher_name(suite: CipherSuite) -> str:
-    """The spelling the Go program prints (pion's): ``TLS-PSK-WITH-AES-128-CCM-8``."""
-    return suite.name.replace("_", "-")
+    """The spelling the Go program prints for the suites it has
+    (``TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256``, ``TLS_PSK_WITH_AES_128_CCM_8``), the IANA
+    name for the others: a list copied from ``ciphers`` works in either program."""
+    return _GO_CIPHER_NAMES.get(suite, suite.name)
 
 
 def curve_name(group: NamedGroup) -> str:
@@ -416,13 +425,19 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     ``-h``/``-help``/``--help`` (Go's flag package then prints the usage to stderr and
     exits 0, since Go 1.15: golang/go#37533).
     """
+    for arg in argv:  # -version / --version before the subcommand: Go users try it
+        if not arg.startswith("-"):
+            break
+        if arg in ("-version", "--version"):
+            argv = ["version"]
+            break
     try:
         seen, args = scan_flags(argv, _SPECS)
     except FlagError as exc:
         raise UsageError(str(exc)) from None
     values: dict[str, Any] = {_FLAGS[name][1]: value for name, value in seen}
     if not args:
-        raise UsageError("no subcommand given")
+        raise UsageError("no subcommand given (dtlspipe -h lists them)")
     try:
         command = Command(args[0])
     except ValueError:

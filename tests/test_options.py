@@ -15,6 +15,7 @@ from dtlspipe.goflag import format_duration_ns, parse_duration_ns, parse_int
 from dtlspipe.options import (
     DEFAULT_CIPHERS,
     SUPPORTED_CIPHERS,
+    SUPPORTED_CURVES,
     Command,
     HelpRequested,
     HostPort,
@@ -24,6 +25,7 @@ from dtlspipe.options import (
     TimeLimit,
     UsageError,
     cipher_name,
+    curve_name,
     format_duration,
     parse_args,
     parse_duration,
@@ -578,7 +580,8 @@ def test_usage_text() -> None:
         assert line + "\n" in text
     for default in ("30s", "10s", "1400", "16", "20/1m0s", "true", "either", "X25519:P-256:P-384"):
         assert f"(default {default})" in text
-    assert "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256:TLS-PSK-WITH-AES-128-CCM:" in text
+    # the Go program's spellings (pion v3): hyphens for the first suite only
+    assert "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256:TLS_PSK_WITH_AES_128_CCM:" in text
     assert "  -cid\n" in text
     options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
     # the Go program's 14 (with -cid), and -keyfile -keylog -q -resume -summary -v -workers
@@ -597,3 +600,31 @@ def test_usage_text() -> None:
 def test_cid_flag(argv: list[str], cid: bool) -> None:
     """Go's -cid (default true): a bool flag, so -cid=false turns it off."""
     assert parse_args(["-psk", "00ff", *argv], {}).cid is cid
+
+
+def test_version_flags_and_no_arguments() -> None:
+    """``-version`` and ``--version`` are the version subcommand (Go users try them);
+    no arguments at all say where the help is."""
+    for flag in ("-version", "--version"):
+        assert parse_args([flag], {}).command is Command.VERSION
+        assert parse_args(["-v", flag], {}).command is Command.VERSION
+    with pytest.raises(UsageError, match=r"no subcommand given \(dtlspipe -h lists them\)"):
+        parse_args([], {})
+
+
+def test_cipher_and_curve_names_are_the_go_programs() -> None:
+    """The Go dtlspipe (v1.8.3, pion/dtls v3.0.7) prints and accepts exactly these for
+    the suites and curves both programs have (the first suite with hyphens, the others
+    with underscores); ours print them the same way, and take them back."""
+    go_ciphers = [
+        "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
+        "TLS_PSK_WITH_AES_128_CCM",
+        "TLS_PSK_WITH_AES_128_CCM_8",
+        "TLS_PSK_WITH_AES_256_CCM_8",
+        "TLS_PSK_WITH_AES_128_GCM_SHA256",
+        "TLS_PSK_WITH_AES_128_CBC_SHA256",
+    ]
+    assert [cipher_name(s) for s in SUPPORTED_CIPHERS[: len(go_ciphers)]] == go_ciphers
+    assert [curve_name(g) for g in SUPPORTED_CURVES[:3]] == ["X25519", "P-256", "P-384"]
+    opts = parse_args(["-psk", "00", "-ciphers", ":".join(go_ciphers), "genpsk"], {})
+    assert [cipher_name(s) for s in opts.ciphers] == go_ciphers
