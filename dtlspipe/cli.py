@@ -25,7 +25,7 @@ from dtls.session import SessionCache
 from . import __version__
 from .demo import run_demo
 from .endpoints import choose
-from .keyfile import KeyFileError, KeyStore, key_file_line
+from .keyfile import KeyFileError, KeyStore, identities, key_file_line
 from .options import (
     DEFAULT_CIPHERS,
     DEFAULT_CURVES,
@@ -104,7 +104,7 @@ def _key_store(opts: Options) -> KeyStore | None:
         store = KeyStore.load(opts.keyfile)
     except KeyFileError as exc:
         raise UsageError(str(exc)) from None
-    log.info("key file %s: %d identities", store.path, len(store))
+    log.info("key file %s: %s", store.path, identities(len(store)))
     return store
 
 
@@ -203,7 +203,8 @@ async def _run_tunnel(
             def chooser() -> tuple[str, int]:
                 return choose(groups, rng)
 
-            target = f"{len(groups)} endpoint group(s)"
+            target = " ".join(g.spec for g in groups)
+            target = f"{len(groups)} endpoint group{'s' if len(groups) != 1 else ''}: {target}"
         tunnel = TunnelClient(
             _dtls_config(opts, True),
             listen,

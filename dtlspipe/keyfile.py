@@ -62,6 +62,11 @@ class KeyFileError(Exception):
     """A key file that cannot be used; the message names the file and line, never a key."""
 
 
+def identities(count: int) -> str:
+    """``1 identity``, ``2 identities``."""
+    return f"{count} identit{'y' if count == 1 else 'ies'}"
+
+
 def shown_identity(identity: bytes) -> str:
     """``identity`` made safe for one log line, in quotes: bytes that are not UTF-8 as
     ``\\xNN``, backslashes, quotes and unprintable characters escaped, cut to
@@ -227,7 +232,7 @@ class KeyStore:
         return len(self._keys)
 
     def __repr__(self) -> str:
-        return f"<KeyStore {self.path!r}: {len(self._keys)} identities>"
+        return f"<KeyStore {self.path!r}: {identities(len(self._keys))}>"
 
     def identities(self) -> list[bytes]:
         return list(self._keys)
@@ -253,8 +258,8 @@ class KeyStore:
         try:
             keys = read_key_file(self.path)
         except KeyFileError as exc:
-            log.warning("%s; still using the %d identities loaded before", exc, len(self._keys))
+            log.warning("%s; still using the %s loaded before", exc, identities(len(self._keys)))
             return False
         self._keys = keys  # one assignment: atomic for lookups on another thread
-        log.info("reloaded key file %s: %d identities", self.path, len(keys))
+        log.info("reloaded key file %s: %s", self.path, identities(len(keys)))
         return True

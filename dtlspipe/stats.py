@@ -167,7 +167,9 @@ def format_summary(
 class SummaryLog:
     """Logs the summary line at INFO every ``every`` seconds (0: never), driven by the
     tunnel's once-a-second housekeeping loop through :meth:`tick`, and once more at
-    shutdown through :meth:`final`."""
+    shutdown through :meth:`final`. A line that would say nothing happened (every counter
+    and the session count as in the last line) is not logged; the next one covers the
+    whole time since the last line logged."""
 
     def __init__(
         self,
@@ -182,12 +184,16 @@ class SummaryLog:
         self._snapshot = snapshot
         self._sessions = sessions
         self._last = Snapshot()
+        self._last_sessions = 0
         self._last_at = now
         self._done = False
 
     def tick(self, now: float) -> None:
         # the loop's sleep may end a hair early: a line due within SLACK is due now
         if self.every > 0 and not self._done and now - self._last_at >= self.every - SLACK:
+            if self._snapshot() == self._last and self._sessions() == self._last_sessions:
+                return  # nothing happened since the last line: stay quiet until it does
+
             self._emit(now, final=False)
 
     def final(self, now: float) -> None:
@@ -201,4 +207,4 @@ class SummaryLog:
         elapsed = now - self._last_at
         line = format_summary(self.role, self._sessions(), elapsed, self._last, current, final)
         log.info("%s", line)
-        self._last, self._last_at = current, now
+        self._last, self._last_at, self._last_sessions = current, now, self._sessions()

@@ -320,13 +320,16 @@ class TunnelServer:
                     continue
                 self.stats.handshakes += 1
                 group = event.group.name if event.group else "-"
+                who = (
+                    f", identity {shown_identity(event.psk_identity)}" if event.psk_identity else ""
+                )
                 log.info(
-                    "session %s -> %s: established (%s %s, identity %s%s)",
+                    "session %s -> %s: established (%s %s%s%s)",
                     fmt(conn.peer),  # type: ignore[arg-type]
                     fmt(self.remote),
                     event.cipher_suite.name,
                     group,
-                    shown_identity(event.psk_identity),
+                    who,
                     ", resumed" if event.resumed else "",
                 )
                 session = ServerSession(self, conn, now)

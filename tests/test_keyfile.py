@@ -214,7 +214,7 @@ def test_reload_keeps_old_keys_on_error_takes_new_on_success(
         with caplog.at_level(logging.INFO, logger="dtlspipe"):
             assert store.reload() is False
         assert [r.levelno for r in caplog.records] == [logging.WARNING], caplog.text
-        assert "still using the 1 identities" in caplog.text and str(path) in caplog.text
+        assert "still using the 1 identity" in caplog.text and str(path) in caplog.text
         assert_no_secret(caplog.text)
         assert store.lookup(b"alice") == bytes.fromhex(KA)
         if path.exists():
@@ -341,7 +341,7 @@ def test_defect10_refused_file_on_reload_keeps_the_old_keys(
         with caplog.at_level(logging.INFO, logger="dtlspipe"):
             assert store.reload() is False
         assert [r.levelno for r in caplog.records] == [logging.WARNING], (case, caplog.text)
-        assert "still using the 1 identities" in caplog.text and str(path) in caplog.text
+        assert "still using the 1 identity" in caplog.text and str(path) in caplog.text
         assert_no_secret(caplog.text)
         assert store.lookup(b"mallory") is None
         assert store.lookup(b"alice") == bytes.fromhex(KA)

@@ -277,3 +277,24 @@ def test_server_snapshot_adds_the_engine_counters() -> None:
         assert "drop_unknown=+2/2" in line and "drop_busy" not in line
     finally:
         listen.close()
+
+
+def test_summary_stays_quiet_while_nothing_happens(caplog: pytest.LogCaptureFixture) -> None:
+    """A line is due every second (a fake clock), but one that would report no change at
+    all is not logged; the next one spans the whole silence; the final line always comes."""
+    counters = Snapshot()
+    sessions = [1]
+    summary = SummaryLog("server", 1.0, lambda: counters, lambda: sessions[0], now=0.0)
+    caplog.set_level(logging.INFO, logger="dtlspipe")
+    counters = Snapshot(handshakes=1)
+    summary.tick(1.0)  # something happened: a line
+    for t in (2.0, 3.0, 4.0):
+        summary.tick(t)  # nothing since: quiet
+    assert len(caplog.records) == 1
+    sessions[0] = 0  # a session ended: that is news
+    summary.tick(5.0)
+    assert len(caplog.records) == 2 and "period=4s" in caplog.records[-1].getMessage()
+    summary.tick(6.0)
+    summary.final(6.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and lines[-1].startswith("final summary: period=1.5s")

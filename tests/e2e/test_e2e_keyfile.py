@@ -140,7 +140,7 @@ def test_sighup_adds_a_key_and_running_sessions_keep_going(
 
         # alice's key is withdrawn, carol's added: the file is re-read on SIGHUP
         write_keys(keyfile, f"carol:{KC}\n")
-        sighup(server, r"reloaded key file \S+: 1 identities")
+        sighup(server, r"reloaded key file \S+: 1 identity")
 
         app_c.close()
         app_c = tk.udp_socket()  # a new source: a new session, a new handshake
@@ -170,10 +170,10 @@ def test_broken_file_on_sighup_keeps_the_old_keys(
     try:
         tk.roundtrip(first, alice, b"before")
         write_keys(keyfile, f"alice:{KA}\ncarol:{KC}zz\n")  # line 2: not hex
-        sighup(server, r"still using the 1 identities")
+        sighup(server, r"still using the 1 identity")
         assert re.search(r"WARNING .*key file \S+: line 2: the key is not hex", server.stderr)
         keyfile.unlink()
-        sighup(server, r"cannot open key file .*still using the 1 identities")
+        sighup(server, r"cannot open key file .*still using the 1 identity")
         tk.roundtrip(first, alice, b"the running session")
         tk.roundtrip(second, alice, b"a new session with the old key")
     finally:
@@ -252,7 +252,7 @@ def test_defect10_sighup_of_a_file_others_may_write_keeps_the_old_keys(
         keyfile.chmod(0o666)
         with keyfile.open("a") as f:
             f.write(f"mallory:{KM}\n")
-        sighup(server, r"group or others may write it .*still using the 1 identities")
+        sighup(server, r"group or others may write it .*still using the 1 identity")
         bad.sendto(b"let me in", entry)
         server.wait_for(r"unknown PSK identity 'mallory'", tk.SESSION_DEADLINE, stream="stderr")
         tk.wait_lines(mallory, tk.CLIENT_HS_FAILED, 1, what="mallory's handshake fails")
