@@ -17,6 +17,15 @@ timers live here and nowhere else in ``dtls``::
 See docs/library.md for the options, the error model and the bounds.
 """
 
+try:
+    from .. import DTLSConfiguration as _engine  # noqa: F401 - is the dtls above ours?
+except ImportError:  # PyPI's Dtls (PyDTLS) installs a package of the same name
+    raise ImportError(
+        "the dtls package installed is not dtlspipe's engine (PyPI's 'Dtls', PyDTLS, uses "
+        "the same import name): uninstall it (pip uninstall Dtls) or use another virtual "
+        "environment"
+    ) from None
+
 from .attributes import DTLSAttribute
 from .client import connect
 from .errors import (
