@@ -10,25 +10,20 @@ frame and cancel scopes; a task is started only to resolve a host name.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import heapq
 import itertools
 import logging
 import math
 import random
 import socket
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 
-from dtls.aio import mmsg
-from dtls.aio.udp import Address, connect_udp, dial, numeric_address
+from dtls.aio.udp import connect_udp, dial, format_address, numeric_address
 from dtls.session import SessionState
 
 from .options import StaleMode
@@ -47,9 +42,8 @@ class SessionPolicy:
     max_sessions: int = 10000
 
 
-def fmt(addr: Address) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+#: ``host:port`` or ``[v6]:port``, as the log writes addresses
+fmt = format_address
 
 
 def local_name(sock: socket.socket) -> str:
@@ -206,50 +200,6 @@ class Timers:
                 with anyio.move_on_after(max(0.0, self._next - now)):
                     await event.wait()
             self._event = None
-
-
-class MemoryTrimmer:
-    """Gives memory back to the system after many sessions have ended.
-
-    Python's allocator returns its arenas once they are empty, but the C allocator
-    (glibc) keeps freed blocks inside its heaps, so a process that held 10 000 sessions
-    would keep their memory for good. A connection and its handshake refer to each
-    other, so ended sessions also wait for the cyclic garbage collector's oldest
-    generation, which runs rarely. When the session count has fallen by a quarter (and by
-    at least ``MIN_DROP``) from its peak, ``check`` runs a full collection and asks glibc
-    to release its free memory (``malloc_trim``, Linux with glibc only).
-    """
-
-    MIN_DROP = 100
-
-    def __init__(self) -> None:
-        self._peak = 0
-        self._trim = _malloc_trim()
-
-    def check(self, sessions: int) -> bool:
-        """Called about once a second with the number of live sessions; True if it
-        trimmed."""
-        if sessions > self._peak:
-            self._peak = sessions
-            return False
-        drop = self._peak - sessions
-        if self._trim is None or drop < self.MIN_DROP or drop * 4 < self._peak:
-            return False
-        self._peak = sessions
-        mmsg.forget_addresses()  # small, but scattered among the sessions' memory
-        gc.collect()
-        self._trim(0)
-        return True
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
-    return trim
 
 
 class ResumableSessions:

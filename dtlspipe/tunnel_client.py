@@ -32,6 +32,7 @@ from dtls import (
     LocalProtocolError,
 )
 from dtls.aio.diagnosis import HandshakeWatch
+from dtls.aio.memory import MemoryTrimmer
 from dtls.aio.udp import (
     Address,
     Readers,
@@ -46,7 +47,6 @@ from dtls.aio.udp import (
 from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
-    MemoryTrimmer,
     ResumableSessions,
     Session,
     SessionPolicy,

@@ -35,6 +35,8 @@ from dtls import (
     LocalProtocolError,
     PeerAddressChanged,
 )
+from dtls.aio.memory import MemoryTrimmer
+from dtls.aio.timers import HandshakeTimers
 from dtls.aio.udp import (
     Address,
     Readers,
@@ -49,7 +51,6 @@ from .keyfile import shown_identity
 from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
-    MemoryTrimmer,
     Session,
     SessionPolicy,
     Timers,
@@ -60,10 +61,6 @@ from .stats import Snapshot, SummaryLog, TunnelStats
 from .throttle import LogThrottle
 
 log = logging.getLogger("dtlspipe")
-
-#: handshake timers (RFC 6347 §4.2.4.1: a second or more) may fire this much late, so
-#: that the timers of many handshakes in progress share wake-ups
-TIMER_SLACK = 0.01
 
 
 class ServerSession(Session):
@@ -208,9 +205,8 @@ class TunnelServer:
         self.readers: Readers
         self.timers = Timers()
         self.trimmer = MemoryTrimmer()
-        self._timer_event: anyio.Event | None = None
-        self._timer_deadline = 0.0
-        self._handshakes = 0
+        #: the handshake timers' task (dtls.aio.timers, shared with the library)
+        self.handshake_timers = HandshakeTimers(self.endpoint, self._after_timers)
         self.stats = TunnelStats()
         self.summary = SummaryLog(
             "server", summary, self.snapshot, lambda: len(self.sessions), time.monotonic()
@@ -248,8 +244,8 @@ class TunnelServer:
     async def serve(self, tg: TaskGroup) -> None:
         self._tg = tg
         self.readers = Readers(tg)
-        tg.start_soon(self._timers)
         tg.start_soon(self.timers.run)
+        tg.start_soon(self.handshake_timers.run)
         self.readers.watch(self.listen, self._on_listen)
         try:
             await anyio.sleep_forever()
@@ -298,13 +294,7 @@ class TunnelServer:
         self._events(now)
         for datagram, addr in self.endpoint.stateless_datagrams():
             self._send_peer(datagram, addr)
-        handshakes = self.endpoint.handshakes_in_progress
-        if handshakes > self._handshakes and self._timer_event is not None:
-            # a new handshake: wake the timer task if its first timer comes before the
-            # task's own wake-up (a flight's timer only ever moves later)
-            if now + self.endpoint.configuration.initial_timeout < self._timer_deadline:
-                self._timer_event.set()
-        self._handshakes = handshakes
+        self.handshake_timers.started(now)
 
     def _events(self, now: float) -> None:
         while (item := self.endpoint.next_connection_event()) is not None:
@@ -378,28 +368,16 @@ class TunnelServer:
             session.dropped,
         )
 
-    async def _timers(self) -> None:
-        """Handshake retransmissions and deadlines; established sessions have none. A
-        wake-up costs O(log n) per timer due (the engine keeps them in a heap)."""
+    def _after_timers(self, now: float) -> None:
+        """After the handshake timers fired (at least once a second): their events and
+        datagrams, then the housekeeping."""
         endpoint = self.endpoint
-        while True:
-            timer = endpoint.get_timer()
-            now = time.monotonic()
-            # timers due within TIMER_SLACK of each other fire in one wake-up
-            deadline = now + 1.0 if timer is None else min(timer + TIMER_SLACK, now + 1.0)
-            self._timer_event = event = anyio.Event()
-            self._timer_deadline = deadline
-            with anyio.move_on_after(max(0.0, deadline - now)):
-                await event.wait()
-            self._timer_event = None
-            now = time.monotonic()
-            endpoint.handle_timer(now)
-            self._events(now)
-            self.throttle.flush()
-            self.trimmer.check(len(endpoint.connections))
-            self.summary.tick(now)
-            for datagram, addr in endpoint.stateless_datagrams():
-                self._send_peer(datagram, addr)
+        self._events(now)
+        self.throttle.flush()
+        self.trimmer.check(len(endpoint.connections))
+        self.summary.tick(now)
+        for datagram, addr in endpoint.stateless_datagrams():
+            self._send_peer(datagram, addr)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):

@@ -388,3 +388,42 @@ def test_public_names_are_exactly_those_documented() -> None:
     assert documented == set(dtls.aio.__all__)
     for name in dtls.aio.__all__:
         assert getattr(dtls.aio, name).__doc__, name
+
+
+def test_plain_asyncio_run_starts_handlers() -> None:
+    """Under ``asyncio.run`` (no anyio.run around it) the readiness callback that
+    completes a handshake runs outside any task; the handler still starts (found by the
+    CoAP transport's tests: anyio could not start a task from there)."""
+    import asyncio
+
+    async def main() -> None:
+        listener = await dtls.aio.create_server("127.0.0.1:0", psk=KEY)
+        task = asyncio.create_task(listener.serve(echo))
+        s = await dtls.aio.connect("127.0.0.1", listener.address[1], psk=KEY)
+        await s.send(b"plain asyncio")
+        assert await asyncio.wait_for(s.receive(), 5) == b"plain asyncio"
+        await s.aclose()
+        await listener.aclose()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_leaves_mid_echo_is_not_a_handler_error() -> None:
+    """The documented echo handler's send after the peer's close_notify raises
+    BrokenResourceError: that is the stream's end, not a bug to count and log."""
+
+    async def slow_echo(stream: DTLSStream) -> None:
+        async for data in stream:
+            await until(lambda: stream.closed)  # the peer closes before the answer
+            await stream.send(data)
+
+    async def main() -> None:
+        async with serving(slow_echo) as (listener, port):
+            s = await dtls.aio.connect("127.0.0.1", port, psk=KEY)
+            await s.send(b"then gone")
+            await s.aclose()
+            await until(lambda: listener.stats["streams"] == 0)
+            assert listener.stats["handler_errors"] == 0
+
+    run("asyncio", main)

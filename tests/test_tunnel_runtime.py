@@ -11,9 +11,10 @@ import time
 import anyio
 import pytest
 
+from dtls.aio import memory as memory_module
+from dtls.aio.memory import MemoryTrimmer
 from dtls.aio.udp import Readers, bind_udp
-from dtlspipe import sessions as sessions_module
-from dtlspipe.sessions import MemoryTrimmer, Session, SessionPolicy, Timers
+from dtlspipe.sessions import Session, SessionPolicy, Timers
 
 
 class Recording(Session):
@@ -116,7 +117,7 @@ def test_timers_task_wakes_for_an_earlier_deadline() -> None:
 
 def test_memory_trimmer_trims_after_a_quarter_has_ended(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(sessions_module, "_malloc_trim", lambda: calls.append)
+    monkeypatch.setattr(memory_module, "_malloc_trim", lambda: calls.append)
     trimmer = MemoryTrimmer()
     assert not trimmer.check(1000)  # the peak grows
     assert not trimmer.check(800)  # a fifth fewer: not yet
@@ -129,7 +130,7 @@ def test_memory_trimmer_trims_after_a_quarter_has_ended(monkeypatch: pytest.Monk
 
 
 def test_memory_trimmer_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sessions_module, "_malloc_trim", lambda: None)
+    monkeypatch.setattr(memory_module, "_malloc_trim", lambda: None)
     trimmer = MemoryTrimmer()
     trimmer.check(1000)
     assert not trimmer.check(0)

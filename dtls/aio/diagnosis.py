@@ -68,7 +68,10 @@ class HandshakeWatch:
         alert = ended.alert if ended is not None else None
         if ended is not None and ended.by_peer and alert is not None:
             name = AlertDescription.name_of(alert)
-            if alert in AUTH_ALERTS:
+            # GnuTLS (libcoap's coap-server-gnutls) ends with close_notify once it cannot
+            # authenticate our Finished: after our keys, that means the same as the others
+            keyed_close = alert == AlertDescription.close_notify and self.state in KEYED_STATES
+            if alert in AUTH_ALERTS or keyed_close:
                 return AuthenticationFailed(
                     f"{server} refused our key or identity (alert {name}): wrong PSK?", alert
                 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from ..errors import ConfigurationError
 from ..events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from ..session import SessionCache
 from . import udp
+from .errors import ConnectionLost
+from .memory import MemoryTrimmer
 from .options import (
     GroupsOption,
     KeyLogOption,
@@ -39,13 +42,12 @@ from .options import (
     session_cache,
 )
 from .stream import DEFAULT_MAX_QUEUE, DTLSStream
+from .timers import HandshakeTimers
 
 log = logging.getLogger("dtls.aio")
 
 Handler = Callable[[DTLSStream], Awaitable[Any]]
 Address = tuple[Any, ...]
-#: handshake timers due within this many seconds of each other fire in one wake-up
-TIMER_SLACK = 0.01
 
 
 async def create_server(
@@ -128,9 +130,11 @@ class DTLSListener:
         self._readers: udp.Readers | None = None
         self._closed = False
         self._stopped = anyio.Event()
-        self._timer_event: anyio.Event | None = None
-        self._timer_deadline = 0.0
-        self._handshakes = 0
+        self._timers = HandshakeTimers(self._endpoint, self._after_timers)
+        self._trimmer = MemoryTrimmer()
+        # streams whose handshake completed, for _spawn to start their handlers
+        self._born: deque[DTLSStream] = deque()
+        self._born_event: anyio.Event | None = None
         self._counts = {"handshakes_completed": 0, "handshakes_failed": 0, "handler_errors": 0}
 
     def __repr__(self) -> str:
@@ -180,7 +184,8 @@ class DTLSListener:
                 self._tg = tg
                 self._readers = udp.Readers(tg)
                 self._readers.watch(self._sock, self._on_readable)
-                tg.start_soon(self._run_timers)
+                tg.start_soon(self._timers.run)
+                tg.start_soon(self._spawn, tg, handler)
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
         finally:
@@ -238,12 +243,7 @@ class DTLSListener:
         sock = self._sock
         for datagram, addr in self._endpoint.stateless_datagrams():
             udp.sendto(sock, datagram, addr)
-        handshakes = self._endpoint.handshakes_in_progress
-        if handshakes > self._handshakes and self._timer_event is not None:
-            initial = self._endpoint.configuration.initial_timeout
-            if now + initial < self._timer_deadline:
-                self._timer_event.set()
-        self._handshakes = handshakes
+        self._timers.started(now)
 
     def _events(self) -> None:
         while (item := self._endpoint.next_connection_event()) is not None:
@@ -274,17 +274,35 @@ class DTLSListener:
         )  # fmt: skip
         self._streams.add(stream)
         self._counts["handshakes_completed"] += 1
-        tg.start_soon(self._run_handler, handler, stream)
+        self._born.append(stream)
+        if self._born_event is not None:
+            self._born_event.set()
+
+    async def _spawn(self, tg: TaskGroup, handler: Handler) -> None:
+        """Start each new stream's handler. Handshakes complete in the readiness callback,
+        which runs outside any task, where anyio cannot start one: they are handed over
+        here."""
+        while True:
+            while self._born:
+                tg.start_soon(self._run_handler, handler, self._born.popleft())
+            self._born_event = event = anyio.Event()
+            await event.wait()
 
     async def _run_handler(self, handler: Handler, stream: DTLSStream) -> None:
         try:
             await handler(stream)
+        except (anyio.BrokenResourceError, anyio.EndOfStream, ConnectionLost):
+            if not stream.closed:  # not its own stream's end: a handler bug after all
+                self._handler_failed(stream)
         except Exception:
-            self._counts["handler_errors"] += 1
-            log.exception("handler for %r failed", stream.connection.peer)
+            self._handler_failed(stream)
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
+
+    def _handler_failed(self, stream: DTLSStream) -> None:
+        self._counts["handler_errors"] += 1
+        log.exception("handler for %r failed", stream.connection.peer)
 
     def _close_stream(self, stream: DTLSStream) -> None:
         self._streams.discard(stream)
@@ -296,26 +314,11 @@ class DTLSListener:
             udp.sendto(self._sock, datagram, addr)
         self._events()
 
-    # -- timers ------------------------------------------------------------------------------
-
-    async def _run_timers(self) -> None:
-        """Handshake retransmissions and deadlines (established connections have none):
-        O(log n) per timer due, in wake-ups at most once per TIMER_SLACK."""
-        endpoint = self._endpoint
-        while True:
-            timer = endpoint.get_timer()
-            now = time.monotonic()
-            deadline = now + 1.0 if timer is None else min(timer + TIMER_SLACK, now + 1.0)
-            self._timer_event = event = anyio.Event()
-            self._timer_deadline = deadline
-            with anyio.move_on_after(max(0.0, deadline - now)):
-                await event.wait()
-            self._timer_event = None
-            now = time.monotonic()
-            endpoint.handle_timer(now)
-            self._events()
-            for datagram, addr in endpoint.stateless_datagrams():
-                udp.sendto(self._sock, datagram, addr)
+    def _after_timers(self, now: float) -> None:
+        self._trimmer.check(len(self._streams))  # about once a second
+        self._events()
+        for datagram, addr in self._endpoint.stateless_datagrams():
+            udp.sendto(self._sock, datagram, addr)
 
 
 class _Peer:
