@@ -1,7 +1,8 @@
 """Smoke test of the benchmark (tests/bench/, docs/benchmark.md): a very short run of the
 throughput and round-trip figures through the real ``dtlspipe`` processes and the bare
-relays, and of the workers figure (``-workers 2`` against ``-workers 1``), checked for
-the figures, positive numbers, and a plot that parses."""
+relays, of the workers figure (``-workers 2`` against ``-workers 1``) and of the library
+figure (``dtls.aio`` against the tunnel, and idle streams), checked for the figures,
+positive numbers, and a plot that parses."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "--quick",
         "--smoke",
         "--only",
-        "throughput,rtt,workers",
+        "throughput,rtt,workers,library",
         "--out",
         str(tmp_path),
     ]
-    proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
 
     results = list(tmp_path.glob("results-*.json"))
@@ -59,6 +60,22 @@ def test_bench_smoke(tmp_path: Path) -> None:
             assert sum(rep["sessions_per_worker"]) > 0, rep
             if variant.startswith("sessions/s"):
                 assert rep["handshakes"] == rep["ok"], rep  # every session a new one
+    main = data["main_suite"]
+    library = figures["library"]
+    for size in (100, 1200):
+        for side in ("lib", "tunnel"):
+            entry = library[f"echo {size} B"][f"{side}-{main}"]
+            assert entry["median"] > 0, entry
+            assert entry["reps"][0]["cpu_us_per_echo"]["server"] > 0, entry
+        for q in ("p50", "p99"):
+            for side in ("lib", "tunnel", "direct"):
+                assert library[f"RTT {q} {size} B"][f"{side}-{main}"]["median"] > 0
+    per_stream = library["server memory per idle stream"][f"lib-{main}"]
+    assert per_stream["median"] > 0 and per_stream["reps"][0]["ok"] == 100, per_stream
+    assert data["pairs"][f"lib-{main}"]["connection_id"] is True
+    library_rows = [r for r in data["rows"] if r["figure"].startswith("library: ")]
+    verdicts = [r["verdict"] for r in library_rows if r["target"]]
+    assert len(verdicts) == 4 and set(verdicts) <= {"PASS", "FAIL"}, library_rows
     assert data["trials"]
     for t in data["trials"]:
         assert t["offered"] > 0 and t["achieved"] > 0 and 0 <= t["loss"] <= 1
@@ -72,3 +89,5 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "up 100 B" in proc.stdout  # the table is printed
     assert "x vs 1 worker" in table and "Workers figure: where the CPU went" in table
     assert "machine CPU %" in proc.stdout
+    assert "| library: echo 100 B" in table and "x vs tunnel" in table
+    assert "µs vs tunnel" in proc.stdout

@@ -11,7 +11,8 @@ Datagrams of a measured run carry ``!QQ`` (run id, sequence number) at the front
 receiver counts distinct sequence numbers of its run and ignores anything else.
 
 Commands (``op``): bind, learn, hello, send, sink (then stop), echo (then stop), ping,
-sessions, close_held, quit. Every loop is bounded in count or time.
+load, sessions, close_held, quit. Every loop is bounded in count or time. lib_agent.py
+answers ping and load the same way over a ``dtls.aio`` stream.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return 0.0
     rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
     return sorted_values[rank - 1]
+
+
+def ping_answer(rtts: list[float], lost: int) -> dict[str, Any]:
+    """What ``ping`` answers: percentiles of the round trips (µs) and the lost count."""
+    rtts = sorted(rtts)
+    return {
+        "p50": percentile(rtts, 50),
+        "p99": percentile(rtts, 99),
+        "min": rtts[0] if rtts else 0.0,
+        "mean": sum(rtts) / len(rtts) if rtts else 0.0,
+        "samples": len(rtts),
+        "lost": lost,
+    }
 
 
 class Agent:
@@ -315,10 +329,111 @@ class Agent:
                     pass
         return {"echoed": echoed}
 
-    def op_ping(
-        self, dest: list[Any], size: int, count: int, warmup: int, run: int, wait: float = 0.5
+    def op_load(
+        self,
+        dest: list[Any],
+        rate: float,
+        duration: float,
+        size: int,
+        run: int,
+        grace: float = 0.3,
+        quiet: float = 0.1,
+        settle: float = 5.0,
     ) -> dict[str, Any]:
-        """Round trips one at a time; percentiles in µs over the ``count`` after warm-up."""
+        """Echo load: ``send``'s paced stream to an echo at ``dest``, counting on the same
+        socket the distinct echoes of ``run`` (drained on every tick), then until all came
+        back, ``quiet`` s passed without one, or ``grace`` s after the last send. Echoes
+        later than that are lost, but still waited for (``late``, until ``quiet`` s pass
+        without one, at most ``settle`` s), so that the next trial finds the way empty."""
+        assert self.sock is not None
+        sock, buf, addr = self.sock, self.buf, (dest[0], dest[1])
+        sock.setblocking(False)
+        seen: set[int] = set()
+        dups = 0
+
+        def drain() -> int:
+            nonlocal dups
+            got = 0
+            for _ in range(DRAIN):
+                try:
+                    n = sock.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    continue
+                got += 1
+                if n >= 16:
+                    r, seq = HDR.unpack_from(buf)
+                    if r == run:
+                        if seq in seen:
+                            dups += 1
+                        seen.add(seq)
+            return got
+
+        total = max(2, round(rate * duration))
+        payload = bytearray(max(size, HDR.size))
+        pack, perf, sleep = HDR.pack_into, time.perf_counter, time.sleep
+        sent = errors = 0
+        tick = 0.001
+        t0 = t_last = next_tick = perf()
+        while sent < total:  # the pacing of op_send, with a drain per tick
+            due = min(total, int((perf() - t0) * rate) + 1)
+            while sent < due:
+                pack(payload, 0, run, sent)
+                try:
+                    sock.sendto(payload, addr)
+                except OSError:
+                    errors += 1
+                sent += 1
+            t_last = perf()
+            for _ in range(64):  # what came back so far (bounded)
+                if drain() < DRAIN:
+                    break
+            if sent >= total:
+                break
+            next_tick += tick
+            if next_tick < t_last:
+                next_tick = t_last + tick
+            sleep(max(0.0, max(next_tick, t0 + sent / rate) - perf()))
+        elapsed = max(t_last - t0, 1e-6)
+        last = stopped = time.monotonic()
+        while len(seen) < sent:
+            now = time.monotonic()
+            if now - stopped >= grace or now - last >= quiet:
+                break
+            select.select([sock], [], [], 0.01)
+            if drain():
+                last = time.monotonic()
+        distinct = len(seen)
+        last = time.monotonic()
+        while len(seen) < sent and time.monotonic() - stopped < settle:
+            if time.monotonic() - last >= quiet:
+                break
+            select.select([sock], [], [], 0.01)
+            if drain():
+                last = time.monotonic()
+        return {
+            "sent": sent,
+            "errors": errors,
+            "elapsed": elapsed,
+            "achieved": (sent - 1) / elapsed,
+            "distinct": distinct,
+            "dups": dups,
+            "late": len(seen) - distinct,
+        }
+
+    def op_ping(
+        self,
+        dest: list[Any],
+        size: int,
+        count: int,
+        warmup: int,
+        run: int,
+        wait: float = 0.5,
+        raw: bool = False,
+    ) -> dict[str, Any]:
+        """Round trips one at a time; percentiles in µs over the ``count`` after warm-up
+        (and, with ``raw``, every one of them)."""
         assert self.sock is not None
         sock, buf, addr = self.sock, self.buf, (dest[0], dest[1])
         sock.setblocking(True)
@@ -344,15 +459,10 @@ class Agent:
                         rtts.append((perf() - t) / 1000)
                     break
         sock.settimeout(None)
-        rtts.sort()
-        return {
-            "p50": percentile(rtts, 50),
-            "p99": percentile(rtts, 99),
-            "min": rtts[0] if rtts else 0.0,
-            "mean": sum(rtts) / len(rtts) if rtts else 0.0,
-            "samples": len(rtts),
-            "lost": lost,
-        }
+        answer = ping_answer(rtts, lost)
+        if raw:
+            answer["rtts"] = [round(r, 1) for r in rtts]
+        return answer
 
     def op_sessions(
         self,

@@ -35,7 +35,7 @@ from traffic import (
     trial,
 )
 
-FIGURES = ["throughput", "rtt", "cpu", "sessions", "memory", "check10k", "workers"]
+FIGURES = ["throughput", "rtt", "cpu", "sessions", "memory", "check10k", "workers", "library"]
 UNITS = {
     "throughput": "datagrams/s",
     "rtt_p50": "µs",
@@ -73,6 +73,10 @@ class Settings:
     workers_warmup: int = 64
     workers_streams: int = 16
     workers_size: int = 100
+    # the library figure (library.py): idle streams on the library server, and the
+    # blocks each side's round trips are taken in, in turn
+    library_streams: int = 1000
+    library_rtt_blocks: int = 4
 
     @classmethod
     def for_mode(cls, quick: bool, smoke: bool) -> Settings:
@@ -93,6 +97,7 @@ class Settings:
                 workers_sessions=200,
                 workers_warmup=32,
                 workers_streams=8,
+                library_streams=100,
             )
         if quick:
             return cls(

@@ -13,6 +13,8 @@ THROUGHPUT_TARGET = {100: (60_000, 0.75), 1200: (36_000, 0.75)}
 RTT_MARGIN = 120.0  # µs over the direct round trip
 SESSIONS_TARGET = {"one at a time": 700, "in flight": 1800}
 RSS_LIMIT = 80.0  # MB per process with the memory figure's sessions open
+LIBRARY_SHARE = 0.80  # dtls.aio's echo throughput per session, of the tunnel's (issue 13)
+LIBRARY_RTT_MARGIN = 20.0  # µs a round trip through dtls.aio may take over the tunnel's
 
 
 @dataclass
@@ -25,8 +27,11 @@ class Row:
     verdict: str = ""  # PASS, FAIL or ""
     base: dict[str, Any] | None = None  # instead of bare: what the ratio divides by
     base_name: str = ""
+    ratio_text: str = ""  # the ratio column, made by the caller (the library rows)
 
     def ratio(self) -> str:
+        if self.ratio_text:
+            return self.ratio_text
         if self.bare is None and self.base is not None:
             if not self.ours or _median(self.ours) is None or not _median(self.base):
                 return ""
@@ -181,6 +186,68 @@ def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
     return rows
 
 
+def library_keys(suite_key: str) -> dict[str, str]:
+    """The library figure's configs for one suite: dtls.aio, the tunnel, and the direct
+    round trip measured with them."""
+    return {side: f"{side}-{suite_key}" for side in ("lib", "tunnel", "direct")}
+
+
+def library_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
+    """The library figure's rows: per suite, the tunnel's and dtls.aio's echo throughput
+    (ratio and its target), round trips (difference and its target, for p50), the
+    direct round trip, and the memory of idle streams."""
+    entries = figures.get("library", {})
+    rows: list[Row] = []
+    for suite in suites:
+        keys = library_keys(suite.key)
+        name = suite.label.split(" ")[0]
+        for variant, configs in entries.items():
+            lib, tunnel = configs.get(keys["lib"]), configs.get(keys["tunnel"])
+            if lib is None:
+                continue
+            head = f"library: {variant} [{name}]"
+            if variant.startswith("echo"):
+                rows.append(Row(f"{head}, tunnel", "echoes/s", tunnel))
+                m, t = _median(lib), _median(tunnel)
+                ratio = m / t if m is not None and t else None
+                ok = None if ratio is None else ratio >= LIBRARY_SHARE
+                rows.append(
+                    Row(
+                        f"{head}, dtls.aio",
+                        "echoes/s",
+                        lib,
+                        target=f">= {LIBRARY_SHARE:.2f}x tunnel",
+                        verdict=_verdict(ok),
+                        ratio_text="" if ratio is None else f"{ratio:.2f}x vs tunnel",
+                    )
+                )
+            elif variant.startswith("RTT"):
+                direct = configs.get(keys["direct"])
+                if direct is not None:
+                    rows.append(Row(f"{head}, direct (no DTLS, no relay)", "µs", direct))
+                rows.append(Row(f"{head}, tunnel", "µs", tunnel))
+                m, t = _median(lib), _median(tunnel)
+                diff = m - t if m is not None and t is not None else None
+                p50 = " p50 " in variant
+                ok = None if diff is None or not p50 else diff <= LIBRARY_RTT_MARGIN
+                rows.append(
+                    Row(
+                        f"{head}, dtls.aio",
+                        "µs",
+                        lib,
+                        target=f"<= tunnel + {LIBRARY_RTT_MARGIN:.0f}" if p50 else "",
+                        verdict=_verdict(ok),
+                        ratio_text="" if diff is None else f"{diff:+.0f} µs vs tunnel",
+                    )
+                )
+            else:
+                rows.append(Row(head, lib.get("unit", ""), lib))
+    for row in rows:  # a measurement that could not be made does not meet its target
+        if row.target and not row.verdict:
+            row.verdict = "FAIL"
+    return rows
+
+
 def _workers_of(key: str) -> int:
     try:
         return int(key.split()[0])
@@ -267,7 +334,13 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"- machine: {m['cpu_model']}, {m['nproc']} CPUs, Linux {m['kernel']}",
         f"- Python {m['python']}, cryptography {m['cryptography']}, "
         f"uvloop {m['uvloop'] or 'not installed'} (tunnel processes: "
-        f"{meta.get('tunnel_uvloop', '?')}), fd limit {m['fd_limit_bench']}",
+        f"{meta.get('tunnel_uvloop', '?')}"
+        + (
+            f"; dtls.aio processes: {meta['library_uvloop']}"
+            if meta.get("library_uvloop", "?") != "?"
+            else ""
+        )
+        + f"), fd limit {m['fd_limit_bench']}",
         f"- code: {m['git_commit'][:12]}{' (uncommitted changes)' if m['git_dirty'] else ''}"
         + (
             "; **the code changed while the benchmark ran**"
@@ -288,7 +361,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "(see `noisy` in the JSON). `^`: in at least one repetition the sender could not "
         "reach the offered rate (the machine, with sender, relays and receiver on its cores, "
         "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians); "
-        "in the workers rows, N workers / 1 worker (the speed-up). "
+        "in the workers rows, N workers / 1 worker (the speed-up); in the library rows, "
+        "dtls.aio / tunnel (throughput) and dtls.aio - tunnel (round trips). "
         "How each figure is measured: docs/benchmark.md.",
     ]
     cpu = workers_cpu_table(meta.get("figures", {}))

@@ -21,17 +21,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules
 
+import library
 import procs
 import traffic
 from figures import FIGURES, Bench, Settings
 from procs import BenchError, ProcSet, code_hash, machine_info, raise_nofile
 from report import (
+    LIBRARY_RTT_MARGIN,
+    LIBRARY_SHARE,
     RSS_LIMIT,
     RTT_MARGIN,
     SESSIONS_TARGET,
     THROUGHPUT_TARGET,
     build_rows,
     console_table,
+    library_rows,
     render_table,
     workers_cpu_table,
     write_outputs,
@@ -144,17 +148,33 @@ def run(args: argparse.Namespace) -> int:
         if "workers" in only:
             log("[workers: -workers N against -workers 1]")
             bench.workers(main_suite)
+        if "library" in only:
+            log("[library: dtls.aio against the tunnel, turn about]")
+            library.LibraryFigure(bench).run(suites, main_suite)
         agents_info = {"app": bench.agents.app.info, "svc": bench.agents.svc.info}
     duration = time.monotonic() - t0
 
     results = bench.results
     configs = [BARE, *suites]
-    rows = build_rows(results.figures, suites)
+    rows = build_rows(results.figures, suites) + library_rows(results.figures, suites)
     code_changed = code_hash() != machine["code_hash"]
     if code_changed:
         log("! the code under dtls/ or dtlspipe/ changed while the benchmark ran")
     tunnel_uvloop = sorted(
-        {str(v) for k, p in results.pairs.items() if k != "bare" for v in p["uvloop"].values()}
+        {
+            str(v)
+            for k, p in results.pairs.items()
+            if k != "bare" and not k.startswith("lib-")
+            for v in p["uvloop"].values()
+        }
+    )
+    library_uvloop = sorted(
+        {
+            str(v)
+            for k, p in results.pairs.items()
+            if k.startswith("lib-")
+            for v in p["uvloop"].values()
+        }
     )
     data: dict[str, Any] = {
         "schema": 1,
@@ -165,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         "only": only,
         "machine": machine,
         "tunnel_uvloop": "/".join(tunnel_uvloop) or "?",
+        "library_uvloop": "/".join(library_uvloop) or "?",
         "code_root": str(procs.CODE_ROOT),
         "code_changed_during_run": code_changed,
         "settings": asdict(settings),
@@ -184,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
             "rtt_p50_margin_us": RTT_MARGIN,
             "sessions_per_s": SESSIONS_TARGET,
             "rss_mb": RSS_LIMIT,
+            "library": {
+                "echo_share_of_tunnel": LIBRARY_SHARE,
+                "rtt_p50_margin_over_tunnel_us": LIBRARY_RTT_MARGIN,
+            },
         },
         "figures": results.figures,
         "rows": [
@@ -203,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     }
     title = f"dtlspipe: rate and loss, {data['date']} {machine['hostname']}"
     # the plot: the single-session throughput trials (not the workers figure's)
-    plotted = [t for t in results.trials if t.get("figure") != "workers"]
+    plotted = [t for t in results.trials if t.get("figure") not in ("workers", "library")]
     svg = render(plotted, [(c.key, c.label) for c in configs], title)
     paths = write_outputs(args.out, data, rows, svg)
     print(console_table(rows))

@@ -16,6 +16,7 @@ import os
 import select
 import sys
 import time
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,13 @@ TUNNEL_PATTERNS = {
 
 
 class AgentClient:
-    """One traffic agent process (tests/bench/agent.py) and its command channel."""
+    """One traffic agent process (tests/bench/agent.py, or another ``script`` with the
+    same command channel: lib_agent.py) and its command channel."""
 
-    def __init__(self, procs: ProcSet, name: str) -> None:
+    def __init__(self, procs: ProcSet, name: str, script: str = "agent.py") -> None:
         self.procs = procs
         self.name = name
-        self.proc = procs.start(name, [sys.executable, str(HERE / "agent.py")], pipes=True)
+        self.proc = procs.start(name, [sys.executable, str(HERE / script)], pipes=True)
         self._buf = b""
         self.addr: tuple[str, int] | None = None
         self.info: dict[str, Any] = {}
@@ -477,12 +479,13 @@ class SearchPlan:
     floor: float = 250.0
 
 
-def find_rate(
-    run_trial: Any, plan: SearchPlan, previous: float | None = None
-) -> tuple[Trial | None, list[Trial]]:
-    """The highest offered rate with < 1 % loss: from ``previous`` (an earlier
-    repetition's answer) in steps of 15 %, else from ``plan.start`` doubling, until a
-    pass and a fail bracket it; then bisection (geometric) to ``plan.tolerance``.
+def rate_search(
+    plan: SearchPlan, previous: float | None = None
+) -> Generator[float, Trial, tuple[Trial | None, list[Trial]]]:
+    """The highest offered rate with < 1 % loss, as a generator: it yields the rate of
+    each trial, is sent the trial, and returns (best, trials). From ``previous`` (an
+    earlier repetition's answer) in steps of 15 %, else from ``plan.start`` doubling,
+    until a pass and a fail bracket it; then bisection (geometric) to ``plan.tolerance``.
 
     A passing trial whose sender fell short ends the search: the sender's ceiling (or the
     machine's) is reached, and its achieved rate is what is reported."""
@@ -495,7 +498,7 @@ def find_rate(
             if hi / lo <= 1 + plan.tolerance:
                 break
             rate = math.sqrt(lo * hi)
-        t = run_trial(rate)
+        t = yield rate
         trials.append(t)
         if t.ok:
             lo = rate
@@ -512,3 +515,35 @@ def find_rate(
                 if rate < plan.floor:
                     break
     return best, trials
+
+
+Search = tuple[Callable[[float], Trial], Generator[float, Trial, tuple[Trial | None, list[Trial]]]]
+
+
+def interleave(searches: list[Search]) -> list[tuple[Trial | None, list[Trial]]]:
+    """Run several rate searches (``(run_trial, rate_search(...))``) one trial of each in
+    turn, in the order given, so that they meet the machine in the same state; each
+    search's (best, trials). Bounded: every search ends after its plan's trials."""
+    results: list[tuple[Trial | None, list[Trial]]] = [(None, [])] * len(searches)
+    due: dict[int, float] = {}
+    for i, (_, search) in enumerate(searches):
+        try:
+            due[i] = next(search)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while due:
+        for i in list(due):
+            run_trial, search = searches[i]
+            try:
+                due[i] = search.send(run_trial(due[i]))
+            except StopIteration as stop:
+                results[i] = stop.value
+                del due[i]
+    return results
+
+
+def find_rate(
+    run_trial: Callable[[float], Trial], plan: SearchPlan, previous: float | None = None
+) -> tuple[Trial | None, list[Trial]]:
+    """One rate search (rate_search) on its own."""
+    return interleave([(run_trial, rate_search(plan, previous))])[0]
