@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 
 from dtls import DTLSConfiguration, NamedGroup
 from dtls.aio.keylog import KeyLogError, KeyLogFile
+from dtls.aio.portable import PORTABLE
 from dtls.ffdhe import is_ffdhe
 from dtls.session import SessionCache
 
@@ -278,8 +279,9 @@ def _run(opts: Options) -> int:
 
 def _loop() -> dict[str, bool]:
     """uvloop when it is installed (``pip install dtlspipe[fast]``) and not turned off
-    with DTLSPIPE_NO_UVLOOP: its event loop wakes the readiness callbacks sooner."""
-    if os.environ.get("DTLSPIPE_NO_UVLOOP"):
+    with DTLSPIPE_NO_UVLOOP (or DTLS_PORTABLE): its event loop wakes the readiness
+    callbacks sooner."""
+    if os.environ.get("DTLSPIPE_NO_UVLOOP") or PORTABLE:
         return {}
     try:
         import uvloop  # noqa: F401

@@ -31,6 +31,7 @@ from ..session import SessionState
 from . import udp
 from .diagnosis import HandshakeWatch
 from .options import GroupsOption, KeyLogOption, SuitesOption, configuration
+from .portable import PORTABLE
 from .stream import DEFAULT_MAX_QUEUE, DTLSStream
 
 
@@ -257,7 +258,10 @@ class _Client:
 
 def _watch(sock: socket.socket, callback: Callable[[], None]) -> asyncio.AbstractEventLoop | None:
     """Have the asyncio loop call ``callback`` when ``sock`` is readable: the loop, or
-    None where there are no readiness callbacks (trio, Windows' proactor loop)."""
+    None where there are no readiness callbacks (trio, Windows' proactor loop, or
+    ``DTLS_PORTABLE=1``)."""
+    if PORTABLE:
+        return None
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from . import mmsg
+from .portable import PORTABLE
 
 
 class MemoryTrimmer:
@@ -47,7 +48,7 @@ class MemoryTrimmer:
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or PORTABLE:
         return None
     try:
         trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim

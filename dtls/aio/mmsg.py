@@ -1,5 +1,6 @@
 """Batched UDP receive and send: ``recvmmsg``/``sendmmsg`` through ctypes on Linux, and
-plain ``recv``/``send`` loops anywhere else (or when ``DTLSPIPE_NO_MMSG`` is set).
+plain ``recv``/``send`` loops anywhere else (or when ``DTLSPIPE_NO_MMSG`` or
+``DTLS_PORTABLE`` is set).
 
 CPython's socket module has neither call; one system call for a batch of datagrams
 saves the per-call cost that dominates a small datagram's way through a relay (PERF.md:
@@ -21,6 +22,8 @@ import struct
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .portable import PORTABLE
 
 Address = tuple[Any, ...]
 
@@ -286,7 +289,7 @@ def forget_addresses() -> None:
 
 
 def _linux_batcher() -> _Batcher | None:
-    if not sys.platform.startswith("linux") or os.environ.get("DTLSPIPE_NO_MMSG"):
+    if not sys.platform.startswith("linux") or os.environ.get("DTLSPIPE_NO_MMSG") or PORTABLE:
         return None
     if ctypes.sizeof(ctypes.c_void_p) != 8:
         return None  # the word views above assume a 64-bit layout

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import mmsg
+from .portable import PORTABLE
 
 Address = tuple[Any, ...]
 RECV_SIZE = mmsg.RECV_SIZE
@@ -159,17 +160,19 @@ class Readers:
     On asyncio (uvloop included) this is the loop's ``add_reader``: the function runs
     straight from the loop's poll, with the descriptor registered once. Elsewhere
     (trio, or a loop without ``add_reader``) a task per socket waits with
-    ``anyio.wait_readable``. The function must not raise, and must read what it can:
-    the socket stays readable (and the function is called again) while data is queued.
+    ``anyio.wait_readable`` (so does ``DTLS_PORTABLE=1``). The function must not raise,
+    and must read what it can: the socket stays readable (and the function is called
+    again) while data is queued.
     """
 
     def __init__(self, tg: TaskGroup) -> None:
         self._tg = tg
-        self._loop: asyncio.AbstractEventLoop | None
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if not PORTABLE:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
         self._scopes: dict[int, anyio.CancelScope] = {}
 
     def watch(self, sock: socket.socket, callback: Callable[[], None]) -> None:
