@@ -1,7 +1,8 @@
-"""``python -m dtls``: the interop tool. Its I/O lives in :mod:`dtlspipe.dtls_tool`,
-so that the ``dtls`` package itself stays free of sockets, clocks and OS randomness."""
+"""``python -m dtls``: the interop tool and the impairing relay. Both live in
+:mod:`dtls.aio.tool`, on the I/O layer, so that the engine itself stays free of sockets,
+clocks and OS randomness."""
 
-from dtlspipe.dtls_tool import main
+from dtls.aio.tool import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

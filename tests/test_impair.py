@@ -1,4 +1,5 @@
-"""The decision logic of the impairing relay (dtlspipe/impair.py), without sockets."""
+"""The decision logic of the impairing relay (dtls/aio/tool/impair/decisions.py), without
+sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 
 import pytest
 
-from dtlspipe.impair import (
+from dtls.aio.tool.impair import (
     DEFAULT_PACK_LIMIT,
     Config,
     DirectionConfig,

@@ -64,4 +64,33 @@ def test_no_io_imports() -> None:
 def test_main_is_only_a_shim() -> None:
     tree = ast.parse((PACKAGE / "__main__.py").read_text())
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert [getattr(n, "module", None) for n in imports] == ["dtlspipe.dtls_tool"]
+    assert [getattr(n, "module", None) for n in imports] == ["dtls.aio.tool"]
+
+
+def _called(call: ast.Call) -> str | None:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def test_nothing_in_dtls_imports_dtlspipe() -> None:
+    """dtls/ is the library, dtlspipe/ an application of it: the tunnel may import the
+    library, never the other way round (every module of dtls/, dtls/aio/ and the tool
+    included; relative imports cannot leave the package)."""
+    offenders = []
+    paths = sorted(PACKAGE.rglob("*.py"))
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Call) and _called(node) in {"import_module", "__import__"}:
+                names = [a.value for a in node.args[:1] if isinstance(a, ast.Constant)]
+            offenders += [
+                f"{path.relative_to(PACKAGE)}: {name}"
+                for name in names
+                if isinstance(name, str) and name.split(".")[0] == "dtlspipe"
+            ]
+    assert offenders == []
+    assert any(p.parts[-3:-1] == ("aio", "tool") for p in paths)  # the tool was looked at

@@ -129,6 +129,13 @@ class _Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: anyio.Event | None = None
         self._early: list[bytes] = []  # application data before the stream exists
+        # datagrams after the one that completed the handshake, read in the same batch:
+        # fed to the engine once connect() has returned, so that a close_notify right
+        # behind the Finished (OpenSSL's s_server with nothing to send does that) ends
+        # the stream instead of failing the handshake, and leaves the caller a moment
+        # to export keying material first
+        self._backlog: list[bytes] = []
+        self._local: tuple[object, ...] = ()
 
     # -- the handshake ----------------------------------------------------------------------
 
@@ -136,6 +143,7 @@ class _Client:
         conn, sock = self.conn, self.sock
         assert sock is not None
         self._loop = _watch(sock, self.on_readable)
+        self._local = sock.getsockname()
         conn.connect(time.monotonic(), session)
         self.transmit(conn.datagrams_to_send())
         while conn.handshake is None and self.ended is None and not self.watch.unreachable:
@@ -154,14 +162,13 @@ class _Client:
             if timer is not None and now >= timer:
                 conn.handle_timer(now)
                 self._after(now)
-        if conn.handshake is None or self.ended is not None:
+        if conn.handshake is None:
             raise self.watch.failure(self.ended)
-        family = sock.family
         self.stream = DTLSStream(
             conn,
             self,
-            local_address=sock.getsockname(),
-            family=family,
+            local_address=self._local,
+            family=sock.family,
             max_queue=self.max_queue,
             pull=None if self._loop is not None else self._pull,
             poll=None if self._loop is not None else self.on_readable,
@@ -169,12 +176,21 @@ class _Client:
         for data in self._early:  # application data that came with the Finished
             self.stream._deliver(data)
         self._early = []
+        if self.ended is not None:  # (a timer's close, say) the stream is born ended
+            self.stream._end(self.ended)
+        elif self._backlog and self._loop is not None:
+            self._loop.call_soon(self.on_readable)  # (the pull paths start with it)
         return self.stream
 
     # -- datagrams ----------------------------------------------------------------------------
 
     def on_readable(self) -> None:
         """Read what the socket holds (at most one batch), feed the engine, act on it."""
+        if self.stream is None and self.conn.handshake is not None:
+            return  # connect() is about to return: the rest waits for the stream
+        if self._backlog:
+            backlog, self._backlog = self._backlog, []
+            self._feed(backlog)
         sock = self.sock
         if sock is None:
             return
@@ -186,17 +202,22 @@ class _Client:
                     self._wake.set()
         else:
             batch = udp.recv_batch(sock)
-        if not batch:
-            return
-        self.watch.heard += len(batch)
+        if batch:
+            self.watch.heard += len(batch)
+            self._feed(batch)
+
+    def _feed(self, batch: list[bytes]) -> None:
         conn, now = self.conn, time.monotonic()
         stream = self.stream
-        for data in batch:
+        for i, data in enumerate(batch):
             plaintext = conn.receive_application_datagram(data, now)
             if plaintext is not None and stream is not None:
                 stream._deliver(plaintext)
-            else:
-                self._after(now)
+                continue
+            self._after(now)
+            if stream is None and conn.handshake is not None:
+                self._backlog = batch[i + 1 :]  # for after connect() returns
+                break
         wake = self._wake
         if wake is not None:
             wake.set()
@@ -222,7 +243,8 @@ class _Client:
     async def _pull(self) -> None:
         """receive()'s wait where there are no readiness callbacks."""
         sock = self.sock
-        if sock is None:
+        if sock is None or self._backlog:
+            self.on_readable()
             await anyio.lowlevel.checkpoint()
             return
         await anyio.wait_readable(sock)

@@ -161,6 +161,13 @@ class DTLSStream(UnreliableObjectStream[bytes]):
         return self._conn
 
     @property
+    def end(self) -> ConnectionClosed | None:
+        """What ended the connection (the engine's ConnectionClosed: ``reason``,
+        ``error``, ``by_peer``, ``alert``); None while it is open or after our own
+        ``aclose``."""
+        return self._ended
+
+    @property
     def closed(self) -> bool:
         """Has the connection ended, by either side?"""
         return self._closed_here or self._ended is not None

@@ -1,4 +1,4 @@
-"""Fixtures for the hostile-network tests (helpers: hostilekit.py, relay: dtlspipe/impair.py)."""
+"""Fixtures for the hostile-network tests (helpers: hostilekit.py, relay: dtls/aio/tool/impair/)."""
 
 from __future__ import annotations
 
@@ -11,5 +11,5 @@ launcher = peers.launcher
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "hostile: runs peers through the impairing relay (python -m dtlspipe.impair)"
+        "markers", "hostile: runs peers through the impairing relay (python -m dtls impair)"
     )

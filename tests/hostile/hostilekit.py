@@ -1,6 +1,6 @@
 """Helpers for the hostile-network tests: handshakes through the impairing relay.
 
-A *cell* is one handshake: a server, the relay (``python -m dtlspipe.impair``, a real
+A *cell* is one handshake: a server, the relay (``python -m dtls impair``, a real
 subprocess) in front of it and a client talking to the relay, with one suite and one
 network condition. :func:`run_cell` runs a cell to the end and returns an :class:`Outcome`
 (never raises), so many cells can run at once in threads and tests assert on the outcomes
@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from dtlspipe.impair import Impairment, config_from_args, make_parser, records
+from dtls.aio.tool.impair import Impairment, config_from_args, make_parser, records
 
 _INTEROP = Path(__file__).resolve().parents[1] / "interop"
 if str(_INTEROP) not in sys.path:
@@ -52,6 +52,9 @@ HANDSHAKE_DEADLINE = HANDSHAKE_TIMEOUT + 10.0
 DATA_DEADLINE = 20.0  # one line gets through, resent every RESEND_EVERY seconds
 RESEND_EVERY = 0.5
 
+#: the relay's command after ``python -m``; ``("dtlspipe.impair",)`` is its old name
+RELAY = ("dtls", "impair")
+
 OURS_OURS, OURS_S_SERVER, S_CLIENT_OURS = "ours-ours", "ours-s_server", "s_client-ours"
 PAIRINGS = (OURS_OURS, OURS_S_SERVER, S_CLIENT_OURS)
 
@@ -66,10 +69,12 @@ def start_relay(
     seed: int | str | None = None,
     record: Path | None = None,
     name: str = "impair",
+    command: Sequence[str] = RELAY,
 ) -> tuple[Proc, int]:
-    """``python -m dtlspipe.impair`` in front of ``HOST:target_port``, listening on an
-    ephemeral port: returns the process and that port."""
-    argv = [sys.executable, "-m", "dtlspipe.impair", "--listen", f"{HOST}:0"]
+    """``python -m dtls impair`` (or ``command`` after ``python -m``) in front of
+    ``HOST:target_port``, listening on an ephemeral port: returns the process and that
+    port."""
+    argv = [sys.executable, "-m", *command, "--listen", f"{HOST}:0"]
     argv += ["--connect", f"{HOST}:{target_port}"]
     if seed is not None:
         argv += ["--seed", str(seed)]

@@ -1,4 +1,4 @@
-"""Handshakes through an adversarial network: the relay ``python -m dtlspipe.impair``.
+"""Handshakes through an adversarial network: the relay ``python -m dtls impair``.
 
 The matrix: (our client <-> our server), (our client -> openssl s_server) and
 (openssl s_client -> our server), one suite of each family, under 10/20/30 % loss in both

@@ -1,4 +1,4 @@
-"""The impairing relay as a real process (``python -m dtlspipe.impair``) around a UDP echo.
+"""The impairing relay as a real process (``python -m dtls impair``) around a UDP echo.
 
 The decision logic is unit-tested without sockets in tests/test_impair.py; here: the
 command line, one upstream socket per client, both directions, the record file, rebinding,
@@ -19,9 +19,11 @@ import hostilekit as hk
 import pytest
 from hostilekit import Echo, Launcher, Proc
 
-from dtlspipe.impair import Impairment, config_from_args, make_parser
+from dtls.aio.tool.impair import Impairment, config_from_args, make_parser
 
 pytestmark = pytest.mark.hostile
+
+OLD_NAME = ("dtlspipe.impair",)
 
 HELLO = (
     b"\x16\xfe\xff" + b"\0\0" + b"\0" * 6 + (12 + 4).to_bytes(2, "big")  # record header
@@ -134,6 +136,19 @@ def test_seeded_loss_delay_and_mtu(launcher: Launcher, echo: Echo) -> None:
     sock.close()
 
 
+def test_old_name_still_relays(launcher: Launcher, echo: Echo) -> None:
+    """``python -m dtlspipe.impair``, the relay's name before it moved into dtls.aio.tool,
+    is the same relay."""
+    relay, port = hk.start_relay(launcher, echo.port, command=OLD_NAME)
+    sock = client_socket()
+    sock.sendto(HELLO, (hk.HOST, port))
+    assert sock.recvfrom(100) == (HELLO, (hk.HOST, port))
+    stats = stop(relay)
+    assert stats["received"] == stats["forwarded"] == 2 and stats["flows"] == 1
+    sock.close()
+
+
+@pytest.mark.parametrize("command", [hk.RELAY, OLD_NAME], ids=["dtls-impair", "old-name"])
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -142,12 +157,13 @@ def test_seeded_loss_delay_and_mtu(launcher: Launcher, echo: Echo) -> None:
         (["--listen", "127.0.0.1:0"], "--connect"),
     ],
 )
-def test_bad_usage_exits_2(args: list[str], message: str) -> None:
+def test_bad_usage_exits_2(command: tuple[str, ...], args: list[str], message: str) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "dtlspipe.impair", *args],
+        [sys.executable, "-m", *command, *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=hk.peers.REPO_ROOT,
     )
     assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert f"usage: python -m {' '.join(command)} " in res.stderr, res.stderr

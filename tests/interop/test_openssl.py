@@ -274,6 +274,25 @@ def test_keylog_matches_openssl(
     assert client_randoms(ours) == expected
 
 
+# --------------------------------------------------------------------------- closed at once
+
+
+def test_s_server_closing_right_after_the_handshake(launcher: Launcher) -> None:
+    """s_server whose stdin has already ended (as with ``< /dev/null``) sends close_notify
+    right behind its Finished. Our client still reports the handshake with its keying
+    material (taken before the close wipes the secrets), then the orderly close: exit 0."""
+    suite = peers.SUITES["00A8"]
+    port = peers.free_udp_port()
+    server = launcher.openssl_server(port, suite)
+    server.close_stdin()
+    client = launcher.ours("client", port, suite, extra=["--export-label", "EXPERIMENTAL x"])
+    peers.expect_handshake_ok(client, suite)
+    client.wait_for(r"Keying material: [0-9A-F]{40}\n", peers.HANDSHAKE_DEADLINE, "stderr")
+    client.wait_for("connection closed: peer closed", peers.HANDSHAKE_DEADLINE, "stderr")
+    assert client.wait_exit() == 0, client.describe()
+    assert server.wait_exit() == 0, server.describe()
+
+
 # --------------------------------------------------------------------------- wrong PSK
 
 

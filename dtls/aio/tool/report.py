@@ -1,0 +1,69 @@
+"""The status lines of a connection (docs/cli-dtls.md): after the handshake
+``handshake ok: ...``, ``Keying material: ...`` (with --export-label) and
+``session: ...``; at the end ``connection closed: <reason>``."""
+
+from __future__ import annotations
+
+from ...errors import LocalProtocolError
+from ...events import HandshakeCompleted
+from ...session import SessionState
+from ...suites import KeyExchange
+from ..attributes import DTLSAttribute
+from ..stream import DTLSStream
+from .console import say
+from .options import Export
+
+#: the group word of ``handshake ok`` when a server sent DHE_PSK parameters of its own
+#: (a group that is not one of RFC 7919's, accepted after the engine's safe-prime check)
+CUSTOM_DH_GROUP = "custom"
+
+
+def describe(event: HandshakeCompleted) -> str:
+    """``handshake ok: <IANA suite name> <group>``; the group is a curve or RFC 7919 name,
+    ``custom`` for a server's own DHE_PSK group, or ``-`` (plain PSK, or a resumed session)."""
+    if event.group is not None:
+        group = event.group.name
+    elif event.cipher_suite.kx is KeyExchange.DHE_PSK and not event.resumed:
+        group = CUSTOM_DH_GROUP
+    else:
+        group = "-"
+    return f"handshake ok: {event.cipher_suite.name} {group}"
+
+
+def describe_session(event: HandshakeCompleted, session: SessionState | None) -> str:
+    """The line after ``handshake ok``: ``session: resumed <id hex>`` for an abbreviated
+    handshake, ``session: new <id hex>`` for a full one that made a resumable session, and
+    ``session: none`` when the server gave no session ID."""
+    if session is None:
+        return "session: none"
+    return f"session: {'resumed' if event.resumed else 'new'} {session.session_id.hex()}"
+
+
+def keying_material(stream: DTLSStream, export: Export) -> str:
+    """``Keying material: <upper-case hex>``, as OpenSSL prints it."""
+    try:
+        material = stream.export_keying_material(export.label, export.length, export.context)
+    except LocalProtocolError as exc:  # the connection is gone, and its secrets with it
+        return f"keying material unavailable: {exc}"
+    return f"Keying material: {material.hex().upper()}"
+
+
+def say_established(stream: DTLSStream, export: Export | None) -> SessionState | None:
+    """The lines after a handshake, for a stream just made; its session (None without
+    a session ID)."""
+    event = stream.extra(DTLSAttribute.handshake)  # noqa: S610 (anyio, not Django)
+    session = stream.extra(DTLSAttribute.session)  # noqa: S610 (anyio, not Django)
+    say(describe(event))
+    if export is not None:
+        say(keying_material(stream, export))
+    say(describe_session(event, session))
+    return session
+
+
+def end_reason(stream: DTLSStream) -> str:
+    """Why a stream whose ``receive`` raised EndOfStream ended: the engine's reason.
+
+    A client's stream ends that way only by the peer's close_notify ("peer closed"); a
+    server's also when the engine abandons the connection (its client restarted)."""
+    ended = stream.end
+    return ended.reason if ended is not None else "peer closed"
