@@ -1,15 +1,18 @@
 """dtls.aio.coap between our own client and server, on loopback, in one event loop: the
 credentials lookups, what a failed handshake and an ended connection look like to the
-CoAP side, the server's idle timeout, and the ImportError without aiocoap. Against
-libcoap: tests/interop/test_coap.py."""
+CoAP side, the server's idle timeout and what it costs (counted, not timed), the
+ImportError without aiocoap and docs/library.md's snippet. Against libcoap:
+tests/interop/test_coap.py."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +23,9 @@ from aiocoap.credentials import CredentialsMissingError  # noqa: E402
 
 import dtls.aio  # noqa: E402
 import dtls.aio.coap as coaps  # noqa: E402
+from dtls.aio.coap.server import IdleDeadline  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ALICE = {"alice": {"dtls": {"psk": b"alice's key", "client-identity": b"alice"}}}
 
@@ -34,7 +39,9 @@ class Hello(resource.Resource):
 def run_with_server(
     test: Callable[[coaps.CoAPSServer, str], Awaitable[None]], **options: Any
 ) -> None:
-    """Run ``test(server, base_uri)`` with an aiocoap server on our transport, bounded."""
+    """Run ``test(server, base_uri)`` with an aiocoap server on our transport, bounded,
+    under plain ``asyncio.run`` as aiocoap programs run (not ``anyio.run``, which names
+    the backend in a context variable for everything started from its tasks)."""
 
     async def main() -> None:
         site = resource.Site()
@@ -118,6 +125,7 @@ def test_an_idle_connection_is_closed_and_the_next_request_makes_a_new_one() -> 
             while server.connections and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert server.connections == 0  # closed with close_notify after 0.5 s
+            assert server.stats["idle_closed"] == 1
             second = await get(context, f"{base}/hello")
             assert second.payload == b"hello alice"
             assert second.remote is not first.remote  # RFC 7252 §9.1.2: a new endpoint
@@ -128,8 +136,55 @@ def test_an_idle_connection_is_closed_and_the_next_request_makes_a_new_one() -> 
     run_with_server(test, idle_timeout=0.5)
 
 
+def test_the_idle_deadline_on_a_fake_clock() -> None:
+    """A record moves the deadline without touching the timer; the timer, when it
+    fires, is set again for what is left (or the connection is idle)."""
+    idle = IdleDeadline(10.0, now=100.0)  # the timer is set for 110
+    assert idle.remaining(105.0) == 5.0
+    idle.touch(108.0)
+    assert idle.remaining(110.0) == 8.0  # fired at 110: set again, for 118
+    assert idle.remaining(118.0) == 0.0  # fired at 118: idle
+
+
+def test_the_idle_timer_costs_one_arming_per_connection_not_one_per_record() -> None:
+    """Records only note the time: each connection's idle timer was set once, however
+    many requests and responses went over it (set per record, it would be 30 times)."""
+    clients, requests = 3, 10
+
+    async def test(server: coaps.CoAPSServer, base: str) -> None:
+        contexts = [await client(base) for _ in range(clients)]
+        try:
+            for _ in range(requests):
+                for context in contexts:
+                    assert (await get(context, f"{base}/hello")).payload == b"hello alice"
+            assert server.connections == clients
+            assert server.stats["idle_timers"] == clients
+            assert server.stats["idle_closed"] == 0
+        finally:
+            for context in contexts:
+                await context.shutdown()
+
+    run_with_server(test, idle_timeout=600)
+
+
 def test_without_aiocoap_the_import_error_names_the_extra() -> None:
     code = "import sys; sys.modules['aiocoap'] = None; import dtls.aio.coap"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "ImportError: dtls.aio.coap needs aiocoap: pip install 'dtlspipe[coap]'" in done.stderr
+
+
+def test_the_snippet_in_docs_library_runs() -> None:
+    """docs/library.md's CoAP server and client, as written, in a fresh interpreter."""
+    text = (ROOT / "docs" / "library.md").read_text().split("## CoAP over DTLS", 1)[1]
+    match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert match is not None
+    done = subprocess.run(
+        [sys.executable, "-c", match.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "2.05 Content b'hello alice'\n"
