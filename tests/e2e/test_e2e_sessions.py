@@ -231,7 +231,8 @@ def test_rate_limit_on_the_client(launcher: Launcher, upstream: Upstream):
     assert all(tk.gather_replies(socks[:3], payloads[:3], timeout=tk.SESSION_DEADLINE))
     drops = tk.wait_lines(tunnel.client, tk.RATE_DROP, 7, what="rate-limit drops")
     assert {m["src"] for m in drops} == {tk.source(s) for s in socks[3:]}
-    est = tk.lines(tunnel.client, tk.ESTABLISHED)
+    # the replies may come back before the log reader has the third "established" line
+    est = tk.wait_lines(tunnel.client, tk.ESTABLISHED, 3, what="client: established")
     assert {m["src"] for m in est} == {tk.source(s) for s in socks[:3]}, tunnel.describe()
     assert len(tk.lines(tunnel.server, tk.ESTABLISHED)) == 3
     for sock in socks[3:]:  # replies for the first 3 arrived already; none for these
