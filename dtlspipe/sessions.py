@@ -2,27 +2,26 @@
 and one timer heap per tunnel.
 
 A session has no task of its own: readiness callbacks carry its datagrams (see
-:mod:`dtls.aio.udp`), and :class:`Timers` calls its ``on_timer`` when its next deadline
-(a handshake retransmission, going stale, its time limit) comes. One task per tunnel
+:mod:`dtls.aio.udp`), and its tunnel's :class:`~dtls.aio.timers.DeadlineHeap` calls its
+``on_timer`` when its next deadline (a handshake retransmission, going stale, its time
+limit) comes. One task per tunnel
 runs the heap, so a session costs a few objects and a socket, not a task, a coroutine
 frame and cancel scopes; a task is started only to resolve a host name.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import random
 import socket
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 
+from dtls.aio.timers import DeadlineHeap
 from dtls.aio.udp import connect_udp, dial, format_address, numeric_address
 from dtls.session import SessionState
 
@@ -41,6 +40,9 @@ class SessionPolicy:
     time_limit: tuple[float, float] | None = None  # (low, high): uniform per session
     max_sessions: int = 10000
 
+
+#: one heap per tunnel fires its sessions' deadlines (``on_timer``)
+Timers = DeadlineHeap
 
 #: ``host:port`` or ``[v6]:port``, as the log writes addresses
 fmt = format_address
@@ -132,74 +134,6 @@ class Session:
 
     def dial_failed(self, remote: str, why: str) -> None:
         raise NotImplementedError  # pragma: no cover - each kind of session has its own
-
-
-class Timers:
-    """A heap of session deadlines and the task that fires them.
-
-    ``schedule`` replaces a session's deadline; entries left behind by a replaced
-    deadline are skipped when they come up, and the heap is rebuilt when they
-    outnumber the live ones, so it stays within twice the number of sessions.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Session]] = []
-        self._order = itertools.count()
-        self._live: set[Session] = set()
-        self._event: anyio.Event | None = None
-        self._next = math.inf
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def schedule(self, session: Session, at: float) -> None:
-        if at == session.timer_at:
-            return
-        session.timer_at = at
-        if math.isinf(at):
-            self._live.discard(session)
-            return
-        self._live.add(session)
-        heapq.heappush(self._heap, (at, next(self._order), session))
-        if len(self._heap) > 2 * len(self._live) + 64:
-            self._heap = [(s.timer_at, next(self._order), s) for s in self._live]
-            heapq.heapify(self._heap)
-        if at < self._next and self._event is not None:
-            self._event.set()
-
-    def cancel(self, session: Session) -> None:
-        self.schedule(session, math.inf)
-
-    def fire_due(self, now: float) -> float:
-        """Call ``on_timer`` of every session whose deadline has come (earliest first);
-        returns the next deadline (inf: none)."""
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            at, _, session = heapq.heappop(heap)
-            if session.timer_at != at:
-                continue  # replaced or cancelled
-            session.timer_at = math.inf
-            self._live.discard(session)
-            try:
-                session.on_timer(now)
-            except Exception:  # a bug must end that session only
-                log.exception("session timer: internal error")
-            heap = self._heap  # on_timer may have rebuilt it
-        while heap and heap[0][2].timer_at != heap[0][0]:
-            heapq.heappop(heap)  # a stale entry must not wake the task for nothing
-        return heap[0][0] if heap else math.inf
-
-    async def run(self) -> None:
-        while True:
-            now = time.monotonic()
-            self._next = self.fire_due(now)
-            self._event = event = anyio.Event()
-            if math.isinf(self._next):
-                await event.wait()
-            else:
-                with anyio.move_on_after(max(0.0, self._next - now)):
-                    await event.wait()
-            self._event = None
 
 
 class ResumableSessions:

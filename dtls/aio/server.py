@@ -9,7 +9,10 @@ runs, and the handler runs in its own task from the moment the handshake complet
 
 Bounds: the engine's (``max_handshakes`` in progress, ``max_handshakes_per_host``,
 ``max_connections``, resumption cache entries) and each stream's queue
-(``max_queue`` records, newer ones dropped and counted).
+(``max_queue`` records, newer ones dropped and counted). With ``idle_timeout``, each
+stream has one deadline in a heap (:class:`~dtls.aio.timers.DeadlineHeap`): records only
+note their time, and the deadline is looked at once per idle period of the stream, so
+the timeout costs nothing per record and nothing walks the streams.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,6 +35,7 @@ from ..events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from ..session import SessionCache
 from . import udp
 from .errors import ConnectionLost
+from .idle import IdleWatch
 from .memory import MemoryTrimmer
 from .options import (
     GroupsOption,
@@ -42,12 +46,14 @@ from .options import (
     session_cache,
 )
 from .stream import DEFAULT_MAX_QUEUE, DTLSStream
-from .timers import HandshakeTimers
+from .timers import DeadlineHeap, HandshakeTimers
 
 log = logging.getLogger("dtls.aio")
 
 Handler = Callable[[DTLSStream], Awaitable[Any]]
 Address = tuple[Any, ...]
+#: ``on_handshake_failure(peer, ended)``: a handshake that did not complete
+FailureHook = Callable[[Address, ConnectionClosed], None]
 
 
 async def create_server(
@@ -68,6 +74,7 @@ async def create_server(
     max_handshakes: int = 1000,
     max_handshakes_per_host: int = 100,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    idle_timeout: float | None = None,
     keylog: KeyLogOption = None,
     reuse_port: bool = False,
     config: DTLSConfiguration | None = None,
@@ -83,8 +90,13 @@ async def create_server(
     (refuse), 0 (take part without one of ours) or the length of the CID peers are to
     put in their records (RFC 9146), so that they may change address.
     ``max_connections``, ``max_handshakes``, ``max_handshakes_per_host``: the engine's
-    bounds (docs/denial-of-service.md). The other options are as in :func:`connect`.
+    bounds (docs/denial-of-service.md). ``idle_timeout``: a stream with no record either
+    way for that many seconds is closed with close_notify, and its handler's ``receive``
+    raises :class:`anyio.EndOfStream` (None: streams stay until either side closes them).
+    The other options are as in :func:`connect`.
     """
+    if idle_timeout is not None and not idle_timeout > 0:
+        raise ConfigurationError(f"idle_timeout must be positive, not {idle_timeout!r}")
     if config is None:
         if (psk is None) == (psk_lookup is None):
             raise ConfigurationError("give either psk or psk_lookup")
@@ -107,7 +119,7 @@ async def create_server(
         )
     host, port = bind_address(bind)
     sock = udp.bind_udp(host, port, reuse_port=reuse_port)
-    return DTLSListener(sock, config, max_queue=max_queue)
+    return DTLSListener(sock, config, max_queue=max_queue, idle_timeout=idle_timeout)
 
 
 class DTLSListener:
@@ -117,7 +129,12 @@ class DTLSListener:
     peer, ends the handlers' streams and stops ``serve``."""
 
     def __init__(
-        self, sock: socket.socket, config: DTLSConfiguration, *, max_queue: int = DEFAULT_MAX_QUEUE
+        self,
+        sock: socket.socket,
+        config: DTLSConfiguration,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        idle_timeout: float | None = None,
     ) -> None:
         self._sock = sock
         self._family = sock.family
@@ -126,16 +143,26 @@ class DTLSListener:
         self._max_queue = max_queue
         self._streams: set[DTLSStream] = set()
         self._handler: Handler | None = None
+        self._on_failure: FailureHook | None = None
         self._tg: TaskGroup | None = None
         self._readers: udp.Readers | None = None
         self._closed = False
         self._stopped = anyio.Event()
         self._timers = HandshakeTimers(self._endpoint, self._after_timers)
         self._trimmer = MemoryTrimmer()
+        self._idle_timeout = idle_timeout
+        self._deadlines = DeadlineHeap()
+        self._watches: dict[DTLSStream, IdleWatch] = {}
         # streams whose handshake completed, for _spawn to start their handlers
         self._born: deque[DTLSStream] = deque()
         self._born_event: anyio.Event | None = None
-        self._counts = {"handshakes_completed": 0, "handshakes_failed": 0, "handler_errors": 0}
+        self._counts = {
+            "handshakes_completed": 0,
+            "handshakes_failed": 0,
+            "handler_errors": 0,
+            "idle_closed": 0,
+            "idle_checks": 0,
+        }
 
     def __repr__(self) -> str:
         return f"<DTLSListener {self._local!r} streams={len(self._streams)}>"
@@ -160,7 +187,8 @@ class DTLSListener:
     def stats(self) -> dict[str, int]:
         """Counters: the engine's (``hello_verify_sent``, ``dropped``, ``refused``,
         ``busy`` ...) and the listener's (``handshakes_completed``, ``handshakes_failed``,
-        ``handler_errors``, ``streams``, ``handshakes_in_progress``)."""
+        ``handler_errors``, ``idle_closed``, ``idle_checks``: idle deadlines looked at,
+        ``streams``, ``handshakes_in_progress``)."""
         out = dict(self._endpoint.stats)
         out.update(self._counts)
         out["streams"] = len(self._streams)
@@ -172,19 +200,31 @@ class DTLSListener:
         """The streams open now."""
         return frozenset(self._streams)
 
-    async def serve(self, handler: Handler) -> None:
+    async def serve(
+        self, handler: Handler, *, on_handshake_failure: FailureHook | None = None
+    ) -> None:
         """Accept peers until ``aclose()`` (or cancellation): each completed handshake's
         stream goes to ``handler`` in a new task. A handler's exception is logged (logger
-        ``dtls.aio``) and ends its stream only."""
+        ``dtls.aio``) and ends its stream only.
+
+        ``on_handshake_failure(peer, ended)`` is called for each handshake that failed
+        (timed out, an alert either way, a Finished that did not verify: a wrong PSK or
+        identity), with the peer's address and the engine's
+        :class:`~dtls.events.ConnectionClosed` (``reason``, ``alert``, ``by_peer``); it
+        runs in the listener's callback, so it must not block, and an exception from it
+        is logged and goes no further."""
         if self._handler is not None or self._closed:
             raise RuntimeError("serve() runs once, on an open listener")
         self._handler = handler
+        self._on_failure = on_handshake_failure
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._readers = udp.Readers(tg)
                 self._readers.watch(self._sock, self._on_readable)
                 tg.start_soon(self._timers.run)
+                if self._idle_timeout is not None:
+                    tg.start_soon(self._deadlines.run)
                 tg.start_soon(self._spawn, tg, handler)
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
@@ -257,11 +297,20 @@ class DTLSListener:
                     self._start(conn)
             elif isinstance(event, ConnectionClosed):
                 if stream is not None:
-                    self._streams.discard(stream)
+                    self._forget(stream)
                     stream._end(event)
                 elif event.error:
-                    self._counts["handshakes_failed"] += 1
-                    log.debug("handshake from %r failed: %s", conn.peer, event.reason)
+                    self._handshake_failed(cast(Address, conn.peer), event)
+
+    def _handshake_failed(self, peer: Address, ended: ConnectionClosed) -> None:
+        self._counts["handshakes_failed"] += 1
+        log.debug("handshake from %r failed: %s", peer, ended.reason)
+        hook = self._on_failure
+        if hook is not None:
+            try:
+                hook(peer, ended)
+            except Exception:  # the application's bug: never the listener's end
+                log.exception("on_handshake_failure for %r failed", peer)
 
     def _start(self, conn: DTLSConnection) -> None:
         tg, handler = self._tg, self._handler
@@ -274,6 +323,10 @@ class DTLSListener:
         )  # fmt: skip
         self._streams.add(stream)
         self._counts["handshakes_completed"] += 1
+        if self._idle_timeout is not None:
+            self._watches[stream] = IdleWatch(
+                stream, self._idle_timeout, self._deadlines, self._idle
+            )
         self._born.append(stream)
         if self._born_event is not None:
             self._born_event.set()
@@ -305,7 +358,7 @@ class DTLSListener:
         log.exception("handler for %r failed", stream.connection.peer)
 
     def _close_stream(self, stream: DTLSStream) -> None:
-        self._streams.discard(stream)
+        self._forget(stream)
         if self._closed:
             return
         endpoint = self._endpoint
@@ -313,6 +366,22 @@ class DTLSListener:
         for datagram, addr in endpoint.stateless_datagrams():
             udp.sendto(self._sock, datagram, addr)
         self._events()
+
+    def _forget(self, stream: DTLSStream) -> None:
+        self._streams.discard(stream)
+        watch = self._watches.pop(stream, None)
+        if watch is not None:
+            watch.cancel()
+
+    def _idle(self, stream: DTLSStream, reason: str) -> None:
+        """IdleWatch's verdict: close the stream, its handler sees EndOfStream."""
+        counts = self._counts
+        counts["idle_checks"] += 1
+        if not reason:
+            return
+        counts["idle_closed"] += 1
+        stream._end(ConnectionClosed(reason, error=False, by_peer=False))
+        self._close_stream(stream)
 
     def _after_timers(self, now: float) -> None:
         self._trimmer.check(len(self._streams))  # about once a second

@@ -10,6 +10,7 @@ counted (``dropped``), as the network would drop them.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -82,6 +83,9 @@ class DTLSStream(UnreliableObjectStream[bytes]):
         #: records received and sent
         self.received = 0
         self.sent = 0
+        #: ``time.monotonic()`` of the last record either way (of the handshake's end
+        #: before the first): what a server's ``idle_timeout`` looks at
+        self.last_activity = time.monotonic()
         conn.context = self
 
     def __repr__(self) -> str:
@@ -114,6 +118,7 @@ class DTLSStream(UnreliableObjectStream[bytes]):
             self._port.transmit(self._conn.datagrams_to_send())
             raise anyio.BrokenResourceError from None
         self.sent += 1
+        self.last_activity = time.monotonic()
         self._port.transmit([record])
 
     async def receive(self) -> bytes:
@@ -198,6 +203,7 @@ class DTLSStream(UnreliableObjectStream[bytes]):
         if self._closed_here:
             return
         self.received += 1
+        self.last_activity = time.monotonic()
         if len(self._queue) >= self._max_queue:
             self.dropped += 1
             return

@@ -1,5 +1,8 @@
-"""The one task that fires a :class:`~dtls.DTLSServer`'s handshake timers, shared by the
-library's listener and the tunnel's server.
+"""The timer tasks of the I/O layer, shared by the library's listener and the tunnel.
+
+:class:`HandshakeTimers` fires a :class:`~dtls.DTLSServer`'s handshake timers;
+:class:`DeadlineHeap` fires other deadlines (a stream going idle, a tunnel session going
+stale), one task for any number of them.
 
 Established connections have no timers; handshakes in progress keep theirs in the
 engine's heap, so a wake-up costs O(log n) per timer due. Timers due within
@@ -10,8 +13,13 @@ first timer comes before the task's own next wake-up (a flight's timer only move
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
+import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 
@@ -21,6 +29,8 @@ from ..endpoint import DTLSServer
 TIMER_SLACK = 0.01
 #: the longest the task sleeps, seconds
 MAX_SLEEP = 1.0
+
+log = logging.getLogger("dtls.aio")
 
 
 class HandshakeTimers:
@@ -58,3 +68,81 @@ class HandshakeTimers:
             now = time.monotonic()
             endpoint.handle_timer(now)
             self._after(now)
+
+
+class Timed(Protocol):
+    """What :class:`DeadlineHeap` schedules: ``timer_at`` is owned by the heap (inf: not
+    scheduled); ``on_timer(now)`` is called once the deadline has come."""
+
+    timer_at: float
+
+    def on_timer(self, now: float) -> None: ...
+
+
+class DeadlineHeap:
+    """A heap of deadlines, one per :class:`Timed` object, and the task that fires them.
+
+    ``schedule`` replaces an object's deadline in O(log n); entries left behind by a
+    replaced deadline are skipped when they come up, and the heap is rebuilt when they
+    outnumber the live ones, so it stays within twice the number of objects (plus 64).
+    A wake-up costs O(log n) per deadline due and touches nothing else.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timed]] = []
+        self._order = itertools.count()
+        self._live: set[Timed] = set()
+        self._event: anyio.Event | None = None
+        self._next = math.inf
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def schedule(self, item: Timed, at: float) -> None:
+        if at == item.timer_at:
+            return
+        item.timer_at = at
+        if math.isinf(at):
+            self._live.discard(item)
+            return
+        self._live.add(item)
+        heapq.heappush(self._heap, (at, next(self._order), item))
+        if len(self._heap) > 2 * len(self._live) + 64:
+            self._heap = [(s.timer_at, next(self._order), s) for s in self._live]
+            heapq.heapify(self._heap)
+        if at < self._next and self._event is not None:
+            self._event.set()
+
+    def cancel(self, item: Timed) -> None:
+        self.schedule(item, math.inf)
+
+    def fire_due(self, now: float) -> float:
+        """Call ``on_timer`` of everything whose deadline has come (earliest first);
+        returns the next deadline (inf: none)."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, item = heapq.heappop(heap)
+            if item.timer_at != at:
+                continue  # replaced or cancelled
+            item.timer_at = math.inf
+            self._live.discard(item)
+            try:
+                item.on_timer(now)
+            except Exception:  # a bug must cost that object only
+                log.exception("timer of %r: internal error", item)
+            heap = self._heap  # on_timer may have rebuilt it
+        while heap and heap[0][2].timer_at != heap[0][0]:
+            heapq.heappop(heap)  # a stale entry must not wake the task for nothing
+        return heap[0][0] if heap else math.inf
+
+    async def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._next = self.fire_due(now)
+            self._event = event = anyio.Event()
+            if math.isinf(self._next):
+                await event.wait()
+            else:
+                with anyio.move_on_after(max(0.0, self._next - now)):
+                    await event.wait()
+            self._event = None

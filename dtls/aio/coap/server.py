@@ -1,12 +1,11 @@
 """The ``coaps://`` server transport: a :class:`dtls.aio.DTLSListener` whose handler
 makes each client's connection a CoAP endpoint of the aiocoap context, with the key for
-each identity from the context's server credentials, and closes connections left idle."""
+each identity from the context's server credentials; the listener closes connections left
+idle (its ``idle_timeout``)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,28 +44,6 @@ from .errors import ConnectionEnded
 DEFAULT_IDLE_TIMEOUT = 600.0
 
 
-class IdleDeadline:
-    """One connection's idle deadline, checked lazily: a record either way only notes
-    the time (:meth:`touch`); the connection's one timer is set for when it would be
-    idle, and when it fires it is set again for the later deadline if records came
-    meanwhile. So the timer costs one setting per idle period of a connection, not one
-    per record, and nothing walks the connections. Times are ``time.monotonic()``
-    values, passed in."""
-
-    __slots__ = ("last", "timeout")
-
-    def __init__(self, timeout: float, now: float) -> None:
-        self.timeout = timeout
-        self.last = now
-
-    def touch(self, now: float) -> None:
-        self.last = now
-
-    def remaining(self, now: float) -> float:
-        """Seconds until the connection is idle (0 or less: it is now)."""
-        return self.last + self.timeout - now
-
-
 class ServerRemote(EndpointAddress):
     """One client's DTLS connection to the server, and the CoAP endpoint behind it."""
 
@@ -75,14 +52,11 @@ class ServerRemote(EndpointAddress):
     is_multicast_locally = False
     maximum_block_size_exp = MAX_REGULAR_BLOCK_SIZE_EXP
 
-    def __init__(
-        self, server: CoAPSServer, stream: DTLSStream, claim: str | None, idle: float | None
-    ) -> None:
+    def __init__(self, server: CoAPSServer, stream: DTLSStream, claim: str | None) -> None:
         self._server = server
         self._stream = stream
         self._claim = claim
         self._serial = next(serials)
-        self.idle = None if idle is None else IdleDeadline(idle, time.monotonic())
         self.ended = False
 
     def __repr__(self) -> str:
@@ -118,8 +92,6 @@ class ServerRemote(EndpointAddress):
         if self.ended:
             log.debug("%r: message dropped, the connection ended", self)
             return
-        if self.idle is not None:
-            self.idle.touch(time.monotonic())
         send_record(self._stream, data, self)
 
 
@@ -128,16 +100,12 @@ class CoAPSServer(MessageInterface):
     :func:`attach_server` returns): ``address`` is where it listens, ``stats`` its
     counters, ``connections`` the number of clients connected now."""
 
-    def __init__(
-        self, mman: Any, context: Any, listener: DTLSListener, idle_timeout: float | None
-    ) -> None:
+    def __init__(self, mman: Any, context: Any, listener: DTLSListener) -> None:
         self._mman = mman
         self._context = context
         self._listener = listener
-        self._idle_timeout = idle_timeout
         self._remotes: set[ServerRemote] = set()
         self._closing = False
-        self._counts = {"idle_closed": 0, "idle_timers": 0}
         self._task = asyncio.get_running_loop().create_task(
             listener.serve(self._handle), name=f"coaps server on {listener.address!r}"
         )
@@ -152,10 +120,9 @@ class CoAPSServer(MessageInterface):
 
     @property
     def stats(self) -> dict[str, int]:
-        """The listener's counters (:attr:`dtls.aio.DTLSListener.stats`), and
-        ``idle_closed`` (connections closed by the idle timeout) and ``idle_timers``
-        (idle timers armed: one per connection and idle period, none per record)."""
-        return {**self._listener.stats, **self._counts}
+        """The listener's counters (:attr:`dtls.aio.DTLSListener.stats`; ``idle_closed``:
+        connections closed by the idle timeout)."""
+        return self._listener.stats
 
     @property
     def connections(self) -> int:
@@ -192,7 +159,7 @@ class CoAPSServer(MessageInterface):
     async def _handle(self, stream: DTLSStream) -> None:
         identity = stream.extra(DTLSAttribute.psk_identity)  # noqa: S610 (anyio, not Django)
         _, claim = find_psk(self._context, identity)
-        remote = ServerRemote(self, stream, claim, self._idle_timeout)
+        remote = ServerRemote(self, stream, claim)
         self._remotes.add(remote)
         try:
             reason = await self._receive_all(remote, stream)
@@ -205,28 +172,19 @@ class CoAPSServer(MessageInterface):
 
     async def _receive_all(self, remote: ServerRemote, stream: DTLSStream) -> str | None:
         """Hand the connection's messages to aiocoap until it ends: why it did."""
-        idle = remote.idle
         while True:
-            wait = math.inf
-            if idle is not None:
-                wait = idle.remaining(time.monotonic())
-                if wait <= 0:
-                    self._counts["idle_closed"] += 1
-                    return f"idle for {idle.timeout:g} s"
-                self._counts["idle_timers"] += 1
-            with anyio.move_on_after(wait):  # receive is cancel-safe: no record is lost
-                while True:
-                    try:
-                        data = await stream.receive()
-                    except anyio.EndOfStream:
-                        return "the client closed the connection"
-                    except ConnectionLost as exc:
-                        return str(exc)
-                    except anyio.ClosedResourceError:
-                        return None
-                    if idle is not None:
-                        idle.touch(time.monotonic())
-                    deliver(self._mman, remote, data)
+            try:
+                data = await stream.receive()
+            except anyio.EndOfStream:
+                ended = stream.end
+                if ended is None or ended.by_peer:
+                    return "the client closed the connection"
+                return ended.reason  # the listener's idle timeout
+            except ConnectionLost as exc:
+                return str(exc)
+            except anyio.ClosedResourceError:
+                return None
+            deliver(self._mman, remote, data)
 
 
 async def attach_server(
@@ -256,12 +214,13 @@ async def attach_server(
         psk_lookup=lambda identity: find_psk(context, identity)[0],
         identity_hint=identity_hint,
         max_connections=max_connections,
+        idle_timeout=idle_timeout,
         **dtls_options(cipher_suites, extended_master_secret, handshake_timeout, keylog),
     )
     made: list[CoAPSServer] = []
 
     async def make(mman: Any) -> CoAPSServer:
-        made.append(CoAPSServer(mman, context, listener, idle_timeout))
+        made.append(CoAPSServer(mman, context, listener))
         return made[0]
 
     try:

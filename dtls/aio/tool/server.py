@@ -10,14 +10,14 @@ with close_notify, else 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
 import anyio
 
 from ...config import DTLSConfiguration
+from ...events import ConnectionClosed
 from ..errors import ConnectionLost
 from ..server import DTLSListener, create_server
 from ..stream import DTLSStream
@@ -83,17 +83,18 @@ class Server:
         """Serve until the tally is full (forever without --once/--naccept): the exit
         status. The listener is closed on the way out."""
         self.tally = tally = Tally(self.naccept)
-        with _failed_handshakes(self.handshake_failed):
-            async with listener, anyio.create_task_group() as tg:
-                tg.start_soon(listener.serve, self.handle)
-                tg.start_soon(_stdin_to_peers, listener)
-                await tally.done.wait()
-                tg.cancel_scope.cancel()  # the listener sends close_notify to the others
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(
+                partial(listener.serve, self.handle, on_handshake_failure=self.handshake_failed)
+            )
+            tg.start_soon(_stdin_to_peers, listener)
+            await tally.done.wait()
+            tg.cancel_scope.cancel()  # the listener sends close_notify to the others
         return self.tally.status
 
-    def handshake_failed(self, reason: str) -> None:
+    def handshake_failed(self, peer: tuple[Any, ...], ended: ConnectionClosed) -> None:
         if not self.tally.done.is_set():
-            say(f"handshake failed: {reason}")
+            say(f"handshake failed: {ended.reason}")
             self.tally.end(error=True)
 
     async def handle(self, stream: DTLSStream) -> None:
@@ -132,42 +133,3 @@ async def _stdin_to_peers(listener: DTLSListener) -> None:
                     stream.send_nowait(record)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass
-
-
-#: the listener's DEBUG line for a handshake that failed (dtls/aio/server.py), whose
-#: arguments are the peer's address and the engine's reason
-_FAILED = "handshake from "
-
-
-class _FailureHandler(logging.Handler):
-    """Takes the listener's log line for each failed handshake (dtls.aio has no other way
-    to tell of one yet); any other line at WARNING or above is printed as without it."""
-
-    def __init__(self, failed: Callable[[str], None]) -> None:
-        super().__init__(logging.DEBUG)
-        self.failed = failed
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        if (
-            isinstance(record.msg, str)
-            and record.msg.startswith(_FAILED)
-            and isinstance(args, tuple)
-            and len(args) == 2
-        ):
-            self.failed(str(args[1]))
-        elif record.levelno >= logging.WARNING and logging.lastResort is not None:
-            logging.lastResort.handle(record)
-
-
-@contextmanager
-def _failed_handshakes(failed: Callable[[str], None]) -> Iterator[None]:
-    logger = logging.getLogger("dtls.aio")
-    handler, level = _FailureHandler(failed), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
