@@ -20,7 +20,7 @@ generator and one with the peer's value to learn it from). The exponentiations r
 GMP's ``mpz_powm_sec`` through gmpy2 (a dependency), whose running time and memory access
 pattern do not depend on the exponent; without gmpy2 (a platform it has no wheel for)
 Python's ``pow`` does them, correct but not constant-time, about five times slower
-(``CONSTANT_TIME`` says which). ``cryptography``'s finite-field DH, which did this before,
+(``constant_time()`` says which). ``cryptography``'s finite-field DH, which did this before,
 is deprecated (it warns at every use) and had no call that derives a public value.
 """
 
@@ -29,11 +29,7 @@ from __future__ import annotations
 import functools
 from collections import OrderedDict
 from collections.abc import Callable
-
-try:
-    from gmpy2 import powmod_sec as _powmod_sec
-except ImportError:  # pragma: no cover - gmpy2 is a dependency; this is the fallback
-    _powmod_sec = None
+from typing import Any
 
 from . import work
 from .constants import AlertDescription, NamedGroup
@@ -163,15 +159,29 @@ def check_custom_group(p: int, g: int, random: RandomSource) -> None:
         raise ProtocolError(AlertDescription.insufficient_security, "DH modulus not a safe prime")
 
 
-#: are the exponentiations constant-time (gmpy2 present)?
-CONSTANT_TIME = _powmod_sec is not None
+@functools.cache
+def _powmod_sec() -> Callable[[int, int, int], Any] | None:
+    """gmpy2's ``powmod_sec``, imported at the first DHE key rather than with the engine
+    (gmpy2 pulls in importlib.metadata: 1.8 MB and 20 ms at start-up that a tunnel
+    without DHE_PSK suites never needs); None without gmpy2."""
+    try:
+        from gmpy2 import powmod_sec
+    except ImportError:  # pragma: no cover - gmpy2 is a dependency; this is the fallback
+        return None
+    return powmod_sec  # type: ignore[no-any-return]
+
+
+def constant_time() -> bool:
+    """Are the exponentiations constant-time (gmpy2 present)?"""
+    return _powmod_sec() is not None
 
 
 def modexp(base: int, exponent: int, modulus: int) -> int:
     """base^exponent mod modulus, for an odd modulus and exponent > 0: constant-time
     when gmpy2 is present (see the module docstring)."""
-    if _powmod_sec is not None:
-        return int(_powmod_sec(base, exponent, modulus))
+    powmod = _powmod_sec()
+    if powmod is not None:
+        return int(powmod(base, exponent, modulus))
     return pow(base, exponent, modulus)
 
 

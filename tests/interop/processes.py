@@ -7,6 +7,7 @@ Split from peers.py, which re-exports everything here.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import signal
@@ -30,12 +31,21 @@ STOP_GRACE = 3.0  # SIGTERM -> SIGKILL
 # --------------------------------------------------------------------------- UDP ports
 
 
+# The kernel may hand the same ephemeral port to two binds in a row once the first socket
+# is closed (CI saw a tunnel's client and server both given 41710), so ports this process
+# handed out recently are never handed out again.
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=4096)
+
+
 def free_udp_port() -> int:
-    """A UDP port free on 127.0.0.1 and on the wildcard addresses (gnutls-serv binds those)."""
+    """A UDP port free on 127.0.0.1 and on the wildcard addresses (gnutls-serv binds those),
+    and not one this process handed out among its last 4096."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((HOST, 0))
             port: int = s.getsockname()[1]
+        if port in _RECENT_PORTS:
+            continue
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4:
                 s4.bind(("0.0.0.0", port))
@@ -45,6 +55,7 @@ def free_udp_port() -> int:
                     s6.bind(("::", port))
         except OSError:
             continue
+        _RECENT_PORTS.append(port)
         return port
     raise RuntimeError("no free UDP port found")
 
