@@ -239,7 +239,7 @@ class DTLSServer:
         and its new address if it moved."""
         self._collect(conn)
         if conn in self._handshaking:
-            self._timers.schedule(conn)
+            self._timers.schedule(conn, conn.get_timer())
         if conn not in self._filed:
             return  # a second handshake: filed when it completes
         filed = self._filed[conn]
@@ -388,7 +388,7 @@ class DTLSServer:
             if isinstance(event, HandshakeCompleted):
                 self._promote(address, candidate, event)
                 return
-        self._timers.schedule(candidate)
+        self._timers.schedule(candidate, candidate.get_timer())
 
     def _promote(
         self, address: Address, candidate: DTLSConnection, done: HandshakeCompleted

@@ -1,32 +1,29 @@
-"""The handshake timers of a server endpoint, in a heap.
+"""Deadlines in a heap: the handshake timers of a server endpoint, and (through
+:class:`dtls.aio.timers.DeadlineHeap`) the I/O layer's idle and staleness deadlines.
 
 A server may hold ``max_handshakes`` handshakes in progress, each with a retransmission
 timer and a deadline. Asking for the earliest timer, or firing the due ones, must not
 visit all of them (an idle server with 1000 stalled handshakes would otherwise spend
-its time walking them): each connection has at most one live entry, keyed by the
-deadline it had when it was last scheduled; entries that no longer match are skipped
-when they reach the top, and the heap is rebuilt when stale entries outnumber live ones,
-so every operation costs O(log n) amortized.
+its time walking them): each item has at most one live entry, keyed by the deadline it
+had when it was last scheduled; entries that no longer match are skipped when they reach
+the top, and the heap is rebuilt when stale entries outnumber live ones, so every
+operation costs O(log n) amortized.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Hashable
 from itertools import count
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from . import work
 
-
-class HasTimer(Protocol):
-    def get_timer(self) -> float | None: ...
-
-
-T = TypeVar("T", bound=HasTimer)
+T = TypeVar("T", bound=Hashable)
 
 
 class TimerHeap(Generic[T]):
-    """Connections by their next timer (``get_timer()``)."""
+    """Items (connections, or anything hashable) by their next deadline."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, T]] = []
@@ -39,9 +36,8 @@ class TimerHeap(Generic[T]):
     def __repr__(self) -> str:
         return f"<TimerHeap {len(self._scheduled)} live, {len(self._heap)} entries>"
 
-    def schedule(self, conn: T) -> None:
-        """File ``conn`` under its current timer (or take it out if it has none)."""
-        when = conn.get_timer()
+    def schedule(self, conn: T, when: float | None) -> None:
+        """File ``conn`` under the deadline ``when`` (None: take it out)."""
         if when is None:
             self._scheduled.pop(conn, None)
             return
@@ -68,8 +64,8 @@ class TimerHeap(Generic[T]):
         return None
 
     def pop_due(self, now: float) -> T | None:
-        """A connection whose timer is due at ``now`` (taken out; reschedule it after
-        firing), or None."""
+        """An item whose deadline is due at ``now`` (taken out; reschedule it after
+        firing), or None; the earliest first."""
         when = self.earliest()
         if when is None or when > now:
             return None

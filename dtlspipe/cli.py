@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cProfile
 import dataclasses
 import functools
 import logging
@@ -24,7 +23,6 @@ from dtls.ffdhe import is_ffdhe
 from dtls.session import SessionCache
 
 from . import __version__
-from .demo import run_demo
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, identities, key_file_line
 from .options import (
@@ -261,6 +259,8 @@ def _run(opts: Options) -> int:
     elif opts.command is Command.VERSION:
         print(__version__)
     elif opts.command is Command.DEMO:
+        from .demo import run_demo  # not at start-up: statistics and the demo's agents
+
         return anyio.run(
             run_demo,
             opts.psk,
@@ -339,7 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = logging.DEBUG if opts.verbose else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
     logging.getLogger("asyncio").setLevel(max(level, logging.INFO))  # not the loop's debug
-    profiler = cProfile.Profile() if opts.cpuprofile else None
+    profiler = None
+    if opts.cpuprofile:
+        import cProfile  # only for -cpuprofile
+
+        profiler = cProfile.Profile()
     try:
         if profiler is not None:
             profiler.enable()

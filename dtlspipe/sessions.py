@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
-from dtls.aio.timers import DeadlineHeap
 from dtls.aio.udp import connect_udp, dial, format_address, numeric_address
 from dtls.session import SessionState
 
@@ -40,9 +39,6 @@ class SessionPolicy:
     time_limit: tuple[float, float] | None = None  # (low, high): uniform per session
     max_sessions: int = 10000
 
-
-#: one heap per tunnel fires its sessions' deadlines (``on_timer``)
-Timers = DeadlineHeap
 
 #: ``host:port`` or ``[v6]:port``, as the log writes addresses
 fmt = format_address
@@ -71,7 +67,7 @@ class Session:
         self.carried_left = 0  # datagrams carried left -> right
         self.carried_right = 0
         self.dropped = 0
-        #: the deadline this session is scheduled for in its tunnel's Timers (inf: none)
+        #: the deadline this session is scheduled for in its tunnel's DeadlineHeap (inf: none)
         self.timer_at = math.inf
         self.closed = False
 
@@ -98,7 +94,8 @@ class Session:
         return None
 
     def on_timer(self, now: float) -> None:
-        """Called by :class:`Timers` when ``timer_at`` has come."""
+        """Called by the tunnel's :class:`~dtls.aio.timers.DeadlineHeap` when
+        ``timer_at`` has come."""
         raise NotImplementedError  # pragma: no cover - each kind of session has its own
 
     def dial(self, tg: TaskGroup, host: str, port: int, timeout: float) -> None:

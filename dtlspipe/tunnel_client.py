@@ -33,6 +33,7 @@ from dtls import (
 )
 from dtls.aio.diagnosis import HandshakeWatch
 from dtls.aio.memory import MemoryTrimmer
+from dtls.aio.timers import DeadlineHeap
 from dtls.aio.udp import (
     Address,
     Readers,
@@ -50,7 +51,6 @@ from .sessions import (
     ResumableSessions,
     Session,
     SessionPolicy,
-    Timers,
     fmt,
     local_name,
 )
@@ -333,7 +333,7 @@ class TunnelClient:
         self.throttle = LogThrottle()
         self._tg: TaskGroup | None = None
         self.readers: Readers
-        self.timers = Timers()
+        self.timers = DeadlineHeap()
         self.trimmer = MemoryTrimmer()
         #: per server, the session a new connection offers to resume (-resume)
         self.resumable = ResumableSessions(enabled=resume)

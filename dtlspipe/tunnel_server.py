@@ -36,7 +36,7 @@ from dtls import (
     PeerAddressChanged,
 )
 from dtls.aio.memory import MemoryTrimmer
-from dtls.aio.timers import HandshakeTimers
+from dtls.aio.timers import DeadlineHeap, HandshakeTimers
 from dtls.aio.udp import (
     Address,
     Readers,
@@ -53,7 +53,6 @@ from .sessions import (
     MAX_PLAINTEXT,
     Session,
     SessionPolicy,
-    Timers,
     fmt,
     local_name,
 )
@@ -203,7 +202,7 @@ class TunnelServer:
         self.sessions: dict[DTLSConnection, ServerSession] = {}
         self._tg: TaskGroup | None = None
         self.readers: Readers
-        self.timers = Timers()
+        self.timers = DeadlineHeap()
         self.trimmer = MemoryTrimmer()
         #: the handshake timers' task (dtls.aio.timers, shared with the library)
         self.handshake_timers = HandshakeTimers(self.endpoint, self._after_timers)

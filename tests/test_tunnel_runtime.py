@@ -13,14 +13,15 @@ import pytest
 
 from dtls.aio import memory as memory_module
 from dtls.aio.memory import MemoryTrimmer
+from dtls.aio.timers import DeadlineHeap
 from dtls.aio.udp import Readers, bind_udp
-from dtlspipe.sessions import Session, SessionPolicy, Timers
+from dtlspipe.sessions import Session, SessionPolicy
 
 
 class Recording(Session):
     """A session that records when its timer fired and can reschedule itself."""
 
-    def __init__(self, timers: Timers, name: str, log: list[tuple[str, float]]) -> None:
+    def __init__(self, timers: DeadlineHeap, name: str, log: list[tuple[str, float]]) -> None:
         super().__init__(SessionPolicy(), 0.0, random.Random(1))
         self.timers, self.name, self.log = timers, name, log
         self.again: float | None = None
@@ -36,7 +37,7 @@ class Recording(Session):
 
 
 def test_timers_fire_in_deadline_order_and_only_when_due() -> None:
-    timers, log = Timers(), []
+    timers, log = DeadlineHeap(), []
     a, b, c = (Recording(timers, n, log) for n in "abc")
     timers.schedule(a, 3.0)
     timers.schedule(b, 1.0)
@@ -50,7 +51,7 @@ def test_timers_fire_in_deadline_order_and_only_when_due() -> None:
 
 
 def test_rescheduling_replaces_and_cancel_removes() -> None:
-    timers, log = Timers(), []
+    timers, log = DeadlineHeap(), []
     a, b = Recording(timers, "a", log), Recording(timers, "b", log)
     timers.schedule(a, 1.0)
     timers.schedule(a, 5.0)  # later: the 1.0 entry is stale
@@ -64,7 +65,7 @@ def test_rescheduling_replaces_and_cancel_removes() -> None:
 
 
 def test_a_session_can_reschedule_from_its_own_timer() -> None:
-    timers, log = Timers(), []
+    timers, log = DeadlineHeap(), []
     a = Recording(timers, "a", log)
     a.again = 4.0
     timers.schedule(a, 1.0)
@@ -74,7 +75,7 @@ def test_a_session_can_reschedule_from_its_own_timer() -> None:
 
 
 def test_a_failing_timer_ends_no_other(caplog: pytest.LogCaptureFixture) -> None:
-    timers, log = Timers(), []
+    timers, log = DeadlineHeap(), []
     a, b = Recording(timers, "a", log), Recording(timers, "b", log)
     a.explode = True
     timers.schedule(a, 1.0)
@@ -85,7 +86,7 @@ def test_a_failing_timer_ends_no_other(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_heap_stays_within_twice_the_live_sessions() -> None:
-    timers, log = Timers(), []
+    timers, log = DeadlineHeap(), []
     people = [Recording(timers, str(i), log) for i in range(50)]
     for step in range(200):  # each reschedule leaves a stale entry behind
         for i, person in enumerate(people):
@@ -99,7 +100,7 @@ def test_timers_task_wakes_for_an_earlier_deadline() -> None:
     """The task sleeps until its earliest deadline; a new earlier one wakes it."""
 
     async def main() -> None:
-        timers, log = Timers(), []
+        timers, log = DeadlineHeap(), []
         far, near = Recording(timers, "far", log), Recording(timers, "near", log)
         async with anyio.create_task_group() as tg:
             timers.schedule(far, time.monotonic() + 60)

@@ -13,8 +13,6 @@ first timer comes before the task's own next wake-up (a flight's timer only move
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import time
@@ -24,6 +22,7 @@ from typing import Protocol
 import anyio
 
 from ..endpoint import DTLSServer
+from ..timerheap import TimerHeap
 
 #: handshake timers due within this many seconds of each other fire in one wake-up
 TIMER_SLACK = 0.01
@@ -78,38 +77,31 @@ class Timed(Protocol):
 
     def on_timer(self, now: float) -> None: ...
 
+    def __hash__(self) -> int: ...  # the heap keys its live entries by the object
+
 
 class DeadlineHeap:
-    """A heap of deadlines, one per :class:`Timed` object, and the task that fires them.
+    """Deadlines, one per :class:`Timed` object, and the task that fires them.
 
-    ``schedule`` replaces an object's deadline in O(log n); entries left behind by a
-    replaced deadline are skipped when they come up, and the heap is rebuilt when they
-    outnumber the live ones, so it stays within twice the number of objects (plus 64).
-    A wake-up costs O(log n) per deadline due and touches nothing else.
+    The deadlines live in the engine's :class:`~dtls.timerheap.TimerHeap` (one heap
+    mechanism for handshake timers and for these): ``schedule`` replaces an object's
+    deadline in O(log n), the heap stays within twice the number of objects plus 64, and
+    a wake-up costs O(log n) per deadline due and touches nothing else.
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Timed]] = []
-        self._order = itertools.count()
-        self._live: set[Timed] = set()
+        self._heap: TimerHeap[Timed] = TimerHeap()
         self._event: anyio.Event | None = None
         self._next = math.inf
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._heap)
 
     def schedule(self, item: Timed, at: float) -> None:
         if at == item.timer_at:
             return
         item.timer_at = at
-        if math.isinf(at):
-            self._live.discard(item)
-            return
-        self._live.add(item)
-        heapq.heappush(self._heap, (at, next(self._order), item))
-        if len(self._heap) > 2 * len(self._live) + 64:
-            self._heap = [(s.timer_at, next(self._order), s) for s in self._live]
-            heapq.heapify(self._heap)
+        self._heap.schedule(item, None if math.isinf(at) else at)
         if at < self._next and self._event is not None:
             self._event.set()
 
@@ -120,20 +112,14 @@ class DeadlineHeap:
         """Call ``on_timer`` of everything whose deadline has come (earliest first);
         returns the next deadline (inf: none)."""
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            at, _, item = heapq.heappop(heap)
-            if item.timer_at != at:
-                continue  # replaced or cancelled
+        while (item := heap.pop_due(now)) is not None:
             item.timer_at = math.inf
-            self._live.discard(item)
             try:
                 item.on_timer(now)
             except Exception:  # a bug must cost that object only
                 log.exception("timer of %r: internal error", item)
-            heap = self._heap  # on_timer may have rebuilt it
-        while heap and heap[0][2].timer_at != heap[0][0]:
-            heapq.heappop(heap)  # a stale entry must not wake the task for nothing
-        return heap[0][0] if heap else math.inf
+        earliest = heap.earliest()
+        return math.inf if earliest is None else earliest
 
     async def run(self) -> None:
         while True:
