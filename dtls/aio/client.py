@@ -28,7 +28,7 @@ from ..connection import DTLSConnection
 from ..errors import ConfigurationError
 from ..events import ApplicationData, ConnectionClosed
 from ..session import SessionState
-from . import udp
+from . import readiness, udp
 from .diagnosis import HandshakeWatch
 from .options import GroupsOption, KeyLogOption, SuitesOption, configuration
 from .portable import PORTABLE
@@ -270,7 +270,7 @@ class _Client:
             return
         if self._loop is not None:
             try:
-                self._loop.remove_reader(sock.fileno())
+                readiness.remove_reader(self._loop, sock)
             except (ValueError, OSError):
                 pass
         else:
@@ -289,7 +289,7 @@ def _watch(sock: socket.socket, callback: Callable[[], None]) -> asyncio.Abstrac
     except RuntimeError:
         return None
     try:
-        loop.add_reader(sock.fileno(), callback)
+        readiness.add_reader(loop, sock, callback)
     except NotImplementedError:
         return None
     return loop

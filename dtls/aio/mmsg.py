@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .portable import PORTABLE
+from .readiness import nothing_read
 
 Address = tuple[Any, ...]
 
@@ -47,7 +48,8 @@ def _recv_loop(sock: socket.socket) -> list[bytes]:
         for _ in range(BATCH):
             out.append(sock.recv(RECV_SIZE))
     except OSError:  # BlockingIOError: empty; ECONNREFUSED from an ICMP error: UDP goes on
-        pass
+        if not out:
+            nothing_read(sock)
     return out
 
 
@@ -57,7 +59,8 @@ def _recv_from_loop(sock: socket.socket) -> list[tuple[bytes, Address]]:
         for _ in range(BATCH):
             out.append(sock.recvfrom(RECV_SIZE))
     except OSError:
-        pass
+        if not out:
+            nothing_read(sock)
     return out
 
 
@@ -182,7 +185,10 @@ class _Batcher:
 
     def _received(self, sock: socket.socket) -> int:
         n: int = self._recvmmsg(sock.fileno(), self._rmsgs_addr, BATCH, _MSG_DONTWAIT, None)
-        return max(n, 0)  # -1: EAGAIN, or a pending ICMP error (cleared by the call)
+        if n <= 0:  # -1: EAGAIN, or a pending ICMP error (cleared by the call)
+            nothing_read(sock)
+            return 0
+        return n
 
     def recv_batch(self, sock: socket.socket) -> list[bytes]:
         n = self._received(sock)

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from . import mmsg
+from . import mmsg, readiness
 from .portable import PORTABLE
 
 Address = tuple[Any, ...]
@@ -109,14 +109,17 @@ def recv_noting_refusal(sock: socket.socket) -> tuple[list[bytes], bool]:
     handshake): the datagrams, and whether the kernel reported the peer's port
     unreachable (ECONNREFUSED, which the batched calls clear without a word)."""
     out: list[bytes] = []
+    refused = False
     try:
         for _ in range(DRAIN_BUDGET):
             out.append(sock.recv(RECV_SIZE))
     except ConnectionRefusedError:
-        return out, True
+        refused = True
     except OSError:  # BlockingIOError: nothing more; other ICMP errors: UDP goes on
         pass
-    return out, False
+    if not out:
+        readiness.nothing_read(sock)
+    return out, refused
 
 
 def drain(sock: socket.socket) -> Iterator[bytes]:
@@ -179,7 +182,7 @@ class Readers:
         fd = sock.fileno()
         if self._loop is not None:
             try:
-                self._loop.add_reader(fd, callback)
+                readiness.add_reader(self._loop, sock, callback)
                 return
             except NotImplementedError:
                 self._loop = None
@@ -205,7 +208,7 @@ class Readers:
         if fd < 0:
             return
         if self._loop is not None:
-            self._loop.remove_reader(fd)
+            readiness.remove_reader(self._loop, sock)
         scope = self._scopes.pop(fd, None)
         if scope is not None:
             scope.cancel()
