@@ -22,7 +22,7 @@ from dtls.aio.portable import PORTABLE
 from dtls.ffdhe import is_ffdhe
 from dtls.session import SessionCache
 
-from . import __version__
+from . import __version__, metrics
 from .endpoints import choose
 from .keyfile import KeyFileError, KeyStore, identities, key_file_line
 from .options import (
@@ -214,6 +214,7 @@ async def _run_tunnel(
             summary=opts.summary,
             resume=opts.resume,
         )
+    exporter = _serve_metrics(opts, tunnel, listen)
     log.info("%s listening on %s, forwarding to %s", opts.command.value, opts.bind, target)
     try:
         async with anyio.create_task_group() as tg:
@@ -222,7 +223,39 @@ async def _run_tunnel(
     finally:
         tunnel.close_all()  # close_notify to every peer
         listen.close()
+        if exporter is not None:
+            exporter.close()
         log.info("shut down")
+
+
+def _serve_metrics(
+    opts: Options, tunnel: TunnelClient | TunnelServer, listen: socket.socket
+) -> metrics.MetricsServer | None:
+    """-metrics: the tunnel's counters over HTTP, read at each scrape from the functions
+    its summary line reads (one source of truth). An address that cannot be served is an
+    error of use, as for the tunnel's own listening address."""
+    if opts.metrics is None:
+        return None
+    collector: metrics.TunnelCollector
+    if isinstance(tunnel, TunnelServer):
+        collector = metrics.TunnelCollector(
+            "server",
+            tunnel.snapshot,
+            lambda: len(tunnel.sessions),
+            tunnel.handshake_seconds,
+            tunnel.endpoint,
+        )
+    else:
+        collector = metrics.TunnelCollector(
+            "client", tunnel.stats.snapshot, lambda: len(tunnel.sessions), tunnel.handshake_seconds
+        )
+    try:
+        exporter = metrics.serve(opts.metrics, collector)
+    except UsageError:
+        listen.close()
+        raise
+    log.info("metrics on http://%s/metrics", exporter.address)
+    return exporter
 
 
 async def _watch_signals(
@@ -270,6 +303,8 @@ def _run(opts: Options) -> int:
             backend_options=_loop(),
         )
     else:
+        if opts.metrics is not None:  # before anything starts: one line if it is missing
+            metrics.require()
         raise_file_limit()
         if opts.command is Command.SERVER and opts.workers > 1:
             return _run_workers(opts)
@@ -325,6 +360,10 @@ def _print_with_defaults(names: list[str], defaults: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["allowedips"]:  # its own small parser (not a Go dtlspipe subcommand)
+        from . import allowedips
+
+        return allowedips.main(args[1:])
     try:
         opts = parse_args(args, os.environ)
     except HelpRequested:

@@ -43,7 +43,7 @@ __all__ = [
     "SUPPORTED_CURVES",
     "Command", "HelpRequested", "HostPort", "Options", "RateLimit", "StaleMode", "TimeLimit",
     "UsageError", "cipher_name", "curve_name", "format_duration", "parse_args",
-    "parse_duration", "parse_rate_limit", "parse_time_limit", "usage",
+    "parse_duration", "parse_metrics_address", "parse_rate_limit", "parse_time_limit", "usage",
 ]  # fmt: skip
 
 PSK_ENV_VAR = "DTLSPIPE_PSK"
@@ -223,6 +223,19 @@ def _summary_interval(text: str) -> float:
     return seconds
 
 
+def parse_metrics_address(text: str) -> HostPort | None:
+    """``-metrics``: ``IP:PORT``, ``[IPv6]:PORT`` as a bind address, or ``:PORT`` for
+    every IPv4 interface (``0.0.0.0:PORT``; ``[::]:PORT`` listens on IPv6 too, where
+    the system allows both on one socket); port 0 picks a free port. ``""``: none."""
+    if text == "":
+        return None
+    if ":" not in text:
+        raise ValueError("expected IP:PORT, [IPv6]:PORT or :PORT")
+    if text.startswith(":"):
+        text = "0.0.0.0" + text  # noqa: S104 - asked for
+    return parse_hostport(text, bind=True)
+
+
 def _mtu(text: str) -> int:
     value = parse_int(text, signed=True)
     if not MIN_MTU <= value <= 65507:
@@ -287,6 +300,11 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
                f"append each session's master secret to this file (NSS key log format, for "
                f"Wireshark); the {KEYLOG_ENV_VAR} environment variable is used when this is "
                "not given"),
+    "metrics": ("string", "metrics", parse_metrics_address, "",
+                "serve Prometheus metrics over HTTP on this address (IP:PORT, [IPv6]:PORT, or "
+                ":PORT for every IPv4 interface), at /metrics: the summary's counters, the "
+                "handshake durations, the process's figures; needs prometheus-client (pip "
+                "install 'dtlspipe[metrics]')"),
     "mtu": ("int", "mtu", _mtu, "1400", "largest datagram a DTLS handshake flight is cut to"),
     "psk": ("string", "psk_hex", str, "",
             f"pre-shared key in hex (make one with genpsk); the {PSK_ENV_VAR} environment "
@@ -329,7 +347,8 @@ SYNOPSIS = (
 
 def usage() -> str:
     """The ``-h`` text: synopsis, then every option with its default in Go's layout."""
-    lines = ["Usage:", "", *SYNOPSIS, "dtlspipe [OPTION]... demo", ""]
+    lines = ["Usage:", "", *SYNOPSIS, "dtlspipe [OPTION]... demo"]
+    lines += ["dtlspipe allowedips [-base CIDR]... [-list] ADDRESS...   (see -h there)", ""]
     lines += [
         "ENDPOINT GROUP is ADDRESS[,ADDRESS]...:PORT[-PORT], each ADDRESS a host name, an IP",
         "address, a range A..B or a prefix A/N; e.g. 'example.org:20000-50000'",
@@ -369,6 +388,7 @@ class Options:
     timeout: float = 10.0
     keylog: str | None = None  # -keylog, else $SSLKEYLOGFILE (opened by the CLI, not here)
     summary: float = 60.0  # seconds between summary lines; 0: none
+    metrics: HostPort | None = None  # -metrics: where to serve Prometheus metrics
     verbose: bool = False  # -v: DEBUG
     quiet: bool = False  # -q: WARNING
 
@@ -451,6 +471,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
         raise UsageError(f"-keyfile is for the server only; a {command.value} takes -psk")
     if values.get("workers", 1) > 1 and command in (Command.CLIENT, Command.HOPPINGCLIENT):
         raise UsageError("-workers is for the server only")
+    metrics, workers = values.get("metrics"), values.get("workers", 1)
+    if workers > 1 and metrics is not None and command is Command.SERVER:
+        raise UsageError("-metrics cannot be used with -workers: each worker is its own process")
     if keyfile is not None and command is Command.SERVER:
         if psk_hex:  # DTLSPIPE_PSK, on the other hand, is ignored
             raise UsageError("give -psk or -keyfile, not both")

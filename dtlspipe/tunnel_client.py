@@ -45,6 +45,7 @@ from dtls.aio.udp import (
     sendto_batch,
 )
 
+from .metrics import DurationHistogram
 from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
@@ -72,6 +73,7 @@ class ClientSession(Session):
         self.ready = False  # established, socket open: the fast path applies
         # what the handshake saw, to say why it failed (dtls.aio.diagnosis)
         self.watch: HandshakeWatch | None = None
+        self.handshake_started = 0.0  # when its ClientHello went out (-metrics)
 
     def seal(self, data: bytes, now: float) -> bytes | None:
         """A datagram from the source: its record to send now, or None (queued until the
@@ -121,7 +123,8 @@ class ClientSession(Session):
                 local_name(sock),
             )
         self.tunnel.readers.watch(sock, self.on_readable)
-        self.conn.connect(time.monotonic(), self.tunnel.resumable.get(self.remote))
+        self.handshake_started = now = time.monotonic()
+        self.conn.connect(now, self.tunnel.resumable.get(self.remote))
         self.flush()
         self._reschedule()
 
@@ -231,6 +234,7 @@ class ClientSession(Session):
                 stats.to_plain_bytes += len(event.data)
             elif isinstance(event, HandshakeCompleted):
                 stats.handshakes += 1
+                self.tunnel.handshake_seconds.observe(now - self.handshake_started)
                 group = event.group.name if event.group else "-"
                 log.info(
                     "session %s -> %s: established (%s %s%s)",
@@ -338,6 +342,8 @@ class TunnelClient:
         #: per server, the session a new connection offers to resume (-resume)
         self.resumable = ResumableSessions(enabled=resume)
         self.stats = TunnelStats()
+        #: completed handshakes' durations, for -metrics (one update per handshake)
+        self.handshake_seconds = DurationHistogram()
         self.summary = SummaryLog(
             "client", summary, self.stats.snapshot, lambda: len(self.sessions), time.monotonic()
         )

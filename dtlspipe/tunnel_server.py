@@ -48,6 +48,7 @@ from dtls.aio.udp import (
 )
 
 from .keyfile import shown_identity
+from .metrics import DurationHistogram
 from .sessions import (
     MAX_PENDING,
     MAX_PLAINTEXT,
@@ -207,6 +208,8 @@ class TunnelServer:
         #: the handshake timers' task (dtls.aio.timers, shared with the library)
         self.handshake_timers = HandshakeTimers(self.endpoint, self._after_timers)
         self.stats = TunnelStats()
+        #: completed handshakes' durations, for -metrics (one update per handshake)
+        self.handshake_seconds = DurationHistogram()
         self.summary = SummaryLog(
             "server", summary, self.snapshot, lambda: len(self.sessions), time.monotonic()
         )
@@ -277,6 +280,10 @@ class TunnelServer:
                     else:
                         stats.drop("no_session")
                     continue
+                if conn is not None and conn.context is None:
+                    # a handshake's first datagram: until its session takes the context
+                    # over, the context holds when it began (the engine never reads it)
+                    conn.context = now
                 for session, plaintexts in sends.items():  # in order with the slow path
                     session.to_service(plaintexts, now)
                 sends = {}
@@ -308,6 +315,8 @@ class TunnelServer:
                 if conn.is_closed or self._tg is None:
                     continue
                 self.stats.handshakes += 1
+                if isinstance(conn.context, float):
+                    self.handshake_seconds.observe(now - conn.context)
                 group = event.group.name if event.group else "-"
                 who = (
                     f", identity {shown_identity(event.psk_identity)}" if event.psk_identity else ""
