@@ -42,7 +42,10 @@ sys.path.insert(0, CODE_ROOT)  # the dtlspipe package the tunnel runs (run.py --
 import anyio  # noqa: E402
 from anyio.abc import TaskGroup  # noqa: E402
 
-from dtls.aio import udp  # noqa: E402
+try:
+    from dtls.aio import udp
+except ImportError:  # an older checkout (run.py --code): the helpers were dtlspipe.udp
+    from dtlspipe import udp  # type: ignore[no-redef]
 
 log = logging.getLogger("bare-relay")
 MAX_PENDING = 128  # datagrams queued per session while its socket is dialled (as the tunnel)

@@ -7,7 +7,6 @@ an error when the measurement could not be made (the run carries on).
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -15,53 +14,69 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from procs import CLK_TCK, BenchError, ProcSet, QuietCheck, fd_limit, loads_library, rss_mb
+from procs import CLK_TCK, BenchError, ProcSet, QuietCheck, fd_limit, rss_mb, socket_buffers
 from traffic import (
     BARE,
     DEFAULT_SUITE,
     Agents,
     Config,
-    CpuWindow,
-    Group,
     Pair,
     SearchPlan,
-    Trial,
     find_rate,
     next_run,
     prime,
-    spread_trial,
-    start_group,
     start_pair,
     trial,
 )
 
-FIGURES = ["throughput", "rtt", "cpu", "sessions", "memory", "check10k", "workers", "library"]
+FIGURES = [
+    "throughput",
+    "rtt",
+    "cpu",
+    "sessions",
+    "startup",
+    "memory",
+    "check10k",
+    "workers",
+    "library",
+]
 UNITS = {
     "throughput": "datagrams/s",
     "rtt_p50": "µs",
     "rtt_p99": "µs",
     "cpu": "µs/datagram",
     "sessions": "sessions/s",
+    "session_cpu": "µs/session",
     "rss": "MB",
     "check10k": "",
 }
+#: a full run's throughput trials are at least this long: a shorter one can end before
+#: a relay that falls behind has filled its socket buffers (4 MiB hold tens of
+#: milliseconds of datagrams), and the backlog drained after the sender stops then
+#: counts as carried
+FULL_TRIAL = 3.0
+CPU_SIZE = 100  # bytes per datagram of the cpu figure
 
 
 @dataclass
 class Settings:
     reps: int = 3
     sizes: tuple[int, ...] = (100, 1200)
-    trial_duration: float = 0.5
+    trial_duration: float = FULL_TRIAL
     tolerance: float = 0.05
     first_trials: int = 10  # trials of the first search, from scratch
-    next_trials: int = 6  # trials of a later repetition, starting from the previous answer
+    next_trials: int = 5  # trials of a later repetition, starting from the previous answer
     rtt_samples: int = 2000
     rtt_warmup: int = 200
-    cpu_rate: float = 20_000
-    cpu_duration: float = 2.0
+    cpu_rate: float = 15_000  # datagrams/s of CPU_SIZE bytes, each direction in turn
+    cpu_duration: float = FULL_TRIAL
     sessions_serial: int = 300
     sessions_parallel: int = 1000
     inflight: int = 20
+    # the startup figure (startup.py): starts of each program and floor, and how long
+    # a started process may take to be idle
+    startup_runs: int = 5
+    startup_idle: float = 3.0
     memory_sessions: int = 1500
     memory_idle: float = 5.0
     check_sessions: int = 10_000  # 0: no check
@@ -89,6 +104,8 @@ class Settings:
                 rtt_samples=300,
                 rtt_warmup=30,
                 cpu_duration=0.5,
+                startup_runs=2,
+                startup_idle=1.5,
                 sessions_serial=50,
                 sessions_parallel=100,
                 memory_sessions=200,
@@ -108,6 +125,7 @@ class Settings:
                 rtt_samples=1000,
                 rtt_warmup=100,
                 cpu_duration=1.0,
+                startup_runs=2,
                 sessions_serial=100,
                 sessions_parallel=300,
                 check_sessions=0,
@@ -115,6 +133,11 @@ class Settings:
                 workers_sessions=600,
             )
         return cls()
+
+    @property
+    def short_trials(self) -> bool:
+        """Whether the throughput trials are shorter than a full run's (quick, smoke)."""
+        return self.trial_duration < FULL_TRIAL
 
 
 class Results:
@@ -171,6 +194,16 @@ class Bench:
         self.agents = Agents(procs)
         self.quiet = QuietCheck(procs.pids, budget=settings.quiet_budget)
         self.results = Results()
+        #: wall seconds spent on each figure (run.py's sections; estimate.py's check)
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - t0
 
     @contextmanager
     def guarded(
@@ -199,11 +232,13 @@ class Bench:
         if "rtt_p50" in figures:
             out += [f"{z} B" for z in self.s.sizes]
         if "cpu" in figures:
-            out += [f"{d} {p}" for d in ("up", "down") for p in ("client", "server")]
+            out += [v for d in ("up", "down") for v in cpu_variants(d)]
         return out
 
-    def start_pair(self, config: Config, idle: str | None = None) -> Pair:
-        return start_pair(self.procs, config, self.agents.service, idle)
+    def start_pair(
+        self, config: Config, idle: str | None = None, extra: tuple[str, ...] = ()
+    ) -> Pair:
+        return start_pair(self.procs, config, self.agents.service, idle, extra)
 
     def stop_pair(self, pair: Pair) -> None:
         self.procs.stop(*pair.procs)
@@ -213,6 +248,7 @@ class Bench:
             self.results.pairs[pair.config.key] = {
                 **pair.info(),
                 "fd_limit": {p.name: fd_limit(p.pid) for p in pair.procs},
+                "socket_buffers": {p.name: socket_buffers(p.pid) for p in pair.procs},
             }
 
     # ------------------------------------------------------------------ throughput
@@ -294,63 +330,51 @@ class Bench:
     # ------------------------------------------------------------------ CPU
 
     def cpu(self, pair: Pair) -> None:
+        """CPU per datagram of each relay process at a moderate paced rate (cpu_rate of
+        CPU_SIZE B, up and then down): user and system ticks from /proc/PID/stat over
+        the trial, divided by the datagrams that arrived."""
         s, key = self.s, pair.config.key
         pids = {"client": pair.client.pid, "server": pair.server.pid}
         for direction in ("up", "down"):
-            variants = [f"{direction} {name}" for name in pids]
-            with self.guarded("cpu", variants, key):
+            with self.guarded("cpu", cpu_variants(direction), key):
                 for _rep in range(s.reps):
                     quiet = self.quiet.check()
-                    t = trial(self.agents, pair, direction, 100, s.cpu_rate, s.cpu_duration, pids)
+                    t = trial(
+                        self.agents, pair, direction, CPU_SIZE, s.cpu_rate, s.cpu_duration, pids
+                    )
                     if t.distinct == 0:
                         raise BenchError("nothing carried")
-                    for name, ticks in t.cpu_ticks.items():
-                        value = ticks / CLK_TCK / t.distinct * 1e6
-                        self.results.add(
-                            "cpu",
-                            f"{direction} {name}",
-                            key,
-                            value,
-                            quiet,
-                            carried=t.distinct,
-                            loss=round(t.loss, 5),
-                            achieved=round(t.achieved),
-                        )
-            self.log(f"  cpu {direction:4} {key:7}: done")
+                    extra = {
+                        "carried": t.distinct,
+                        "loss": round(t.loss, 5),
+                        "achieved": round(t.achieved),
+                        "seconds": s.cpu_duration,
+                    }
+                    per = 1e6 / CLK_TCK / t.distinct  # µs per datagram of one tick
+                    for name, (user, system) in t.cpu_times.items():
+                        for part, ticks in (
+                            ("", user + system),
+                            (" user", user),
+                            (" system", system),
+                        ):
+                            self.results.add(
+                                "cpu",
+                                f"{direction} {name}{part}",
+                                key,
+                                ticks * per,
+                                quiet,
+                                ticks=ticks,
+                                **extra,
+                            )
+            parts = []
+            for name in pids:
+                user = self.results.entry("cpu", f"{direction} {name} user", key).get("median")
+                system = self.results.entry("cpu", f"{direction} {name} system", key).get("median")
+                if user is not None and system is not None:
+                    parts.append(f"{name} {user:.1f} + {system:.1f}")
+            self.log(f"  cpu {direction:4} {key:7}: µs/datagram user + system: {', '.join(parts)}")
 
     # ------------------------------------------------------------------ sessions
-
-    def sessions(self, config: Config) -> None:
-        s, key = self.s, config.key
-        variants = ["one at a time", f"{s.inflight} in flight"]
-        with self.guarded("sessions", variants, key):
-            for _rep in range(s.reps):
-                pair = self.start_pair(config)
-                try:
-                    quiet = self.quiet.check()
-                    self.agents.svc.call("echo")
-                    try:
-                        for variant, count, inflight in (
-                            (variants[0], s.sessions_serial, 1),
-                            (variants[1], s.sessions_parallel, s.inflight),
-                        ):
-                            res = self.sessions_run(pair, count, inflight)
-                            self.results.add(
-                                "sessions",
-                                variant,
-                                key,
-                                res["ok"] / res["elapsed"],
-                                quiet,
-                                ok=res["ok"],
-                                failed=res["failed"],
-                                seconds=round(res["elapsed"], 3),
-                            )
-                    finally:
-                        self.agents.svc.call("stop")
-                    self.note_pair(pair)
-                finally:
-                    self.stop_pair(pair)
-        self.log(f"  sessions {key:7}: done")
 
     def sessions_run(
         self, pair: Pair, count: int, inflight: int, hold: str | None = None
@@ -475,342 +499,12 @@ class Bench:
                 self.stop_pair(pair)
         self.log(f"  10k check {key:7}: done")
 
-    # ------------------------------------------------------------------ workers
 
-    def workers(self, config: Config) -> None:
-        """``-workers N`` against ``-workers 1``: sessions set up per second with many in
-        flight (with and without resumption), and the highest rate one paced stream of
-        100 B datagrams spread over many sessions carries with < 1 % loss. Every worker
-        count is served by the same number of tunnel clients (the largest N), the app
-        agent spreading its sessions over them; CPU of every process and of the machine
-        is read from /proc over each measurement. The worker counts alternate within a
-        repetition, in ascending order in even repetitions and descending in odd ones, so
-        a drift of the machine (or a slow first run) touches them alike."""
-        s = self.s
-        counts = worker_counts()
-        clients = max(counts)
-        inflight = s.workers_inflight
-        session_variants = {
-            True: f"sessions/s, {inflight} in flight, resumption on (default)",
-            False: f"sessions/s, {inflight} in flight, full handshakes (-resume=false)",
-        }
-        stream = f"up {s.workers_size} B over {s.workers_streams} sessions"
-        previous: dict[int, float | None] = {}
-        self.log(
-            f"  worker counts {counts}, {clients} tunnel clients, suite {config.key}, "
-            f"{os.cpu_count()} CPUs"
-        )
-        for rep in range(s.reps):
-            for n in counts if rep % 2 == 0 else counts[::-1]:
-                key = worker_key(n)
-                for resume, variant in session_variants.items():
-                    with self.guarded("workers", [variant], key):
-                        self.workers_sessions(config, n, clients, resume, variant)
-                with self.guarded("workers", [stream], key):
-                    previous[n] = self.workers_stream(
-                        config, n, clients, stream, rep, previous.get(n)
-                    )
-        self.log("  workers: done")
-
-    def start_group(
-        self,
-        config: Config,
-        workers: int,
-        clients: int,
-        server_options: tuple[str, ...] = (),
-        client_options: tuple[str, ...] = (),
-    ) -> Group:
-        group = start_group(
-            self.procs,
-            config,
-            self.agents.service,
-            workers,
-            clients,
-            server_options,
-            client_options,
-        )
-        name = f"workers-{workers}"
-        if name not in self.results.pairs:
-            self.results.pairs[name] = {
-                "uvloop": {
-                    **{
-                        f"worker{i}": loads_library(p, "uvloop")
-                        for i, p in enumerate(group.worker_pids())
-                    },
-                    **{c.name: loads_library(c.pid, "uvloop") for c in group.clients},
-                },
-                "worker_pids": group.worker_pids(),
-                "clients": clients,
-                "fd_limit": {p.name: fd_limit(p.pid) for p in group.procs},
-            }
-        return group
-
-    def group_pids(self, group: Group) -> dict[str, int]:
-        """The processes whose CPU the workers figure reads: server parent (N > 1), each
-        worker, each tunnel client, the two agents and this process."""
-        pids: dict[str, int] = {}
-        if group.workers > 1:
-            pids["parent"] = group.server.pid
-        for i, pid in enumerate(group.worker_pids()):
-            pids[f"w{i}"] = pid
-        for i, proc in enumerate(group.clients):
-            pids[f"c{i}"] = proc.pid
-        pids["app"] = self.agents.app.proc.pid
-        pids["svc"] = self.agents.svc.proc.pid
-        pids["bench"] = os.getpid()  # its threads read every process's log lines
-        return pids
-
-    @staticmethod
-    def cpu_summary(window: CpuWindow, group: Group) -> dict[str, Any]:
-        """% of one CPU, per side: the server (parent and workers), each worker, the
-        tunnel clients, each client, the agents, the benchmark's own process, the whole
-        machine (of its capacity, ``capacity``) and what of it none of these used."""
-        shares = {k: window.share(k) for k in window.ns}
-        workers = [round(shares[f"w{i}"], 1) for i in range(len(group.worker_pids()))]
-        clients = [round(shares[f"c{i}"], 1) for i in range(len(group.clients))]
-        ours = sum(shares.values())
-        return {
-            "server": round(sum(workers) + shares.get("parent", 0.0), 1),
-            "workers": workers,
-            "clients": round(sum(clients), 1),
-            "client": clients,
-            "agents": round(shares["app"] + shares["svc"], 1),
-            "bench": round(shares["bench"], 1),
-            "machine": round(window.machine_busy, 1),
-            # the machine's busy time our processes do not account for: the kernel's
-            # own (a few %), or someone else's
-            "others": round(max(0.0, window.machine_busy - ours), 1),
-            "capacity": 100 * (os.cpu_count() or 1),
-            "wall_s": round(window.wall, 3),
-        }
-
-    @staticmethod
-    def busy_during(quiet: dict[str, Any], cpu: dict[str, Any]) -> dict[str, Any]:
-        """The quiet check runs before a measurement; this looks during it: when more
-        than ``OTHERS_DURING`` of the machine was busy outside our processes, the
-        repetition is marked noisy too."""
-        share = cpu["others"] / cpu["capacity"]
-        out = dict(quiet, others_during=round(share, 3))
-        if share >= OTHERS_DURING:
-            out["noisy"] = True
-        return out
-
-    def workers_sessions(
-        self, config: Config, n: int, clients: int, resume: bool, variant: str
-    ) -> None:
-        """One run of ``workers_sessions`` sessions, ``workers_inflight`` at a time, after a
-        warm-up, on a fresh group. The app sockets are held open until the end: a closed
-        one's port could be handed out again, and the tunnel client would carry the new
-        socket's datagram over the old session, without a handshake."""
-        s, key = self.s, worker_key(n)
-        client_options = () if resume else ("-resume=false",)
-        group = self.start_group(config, n, clients, client_options=client_options)
-        hold = f"workers-sessions-{n}"
-        try:
-            self.agents.svc.call("echo")
-            try:
-                # warm-up: every client and worker has made sessions (and, with
-                # resumption, each client holds a session to offer)
-                warm = self.group_sessions(group, s.workers_warmup, 8, hold)
-                group.server.wait_count("established", warm["ok"], 3.0)
-                quiet = self.quiet.check()
-                est0 = group.per_worker("established")
-                res0 = group.per_worker("resumed")
-                server0 = group.server.count("established")
-                clients0 = sum(c.count("established") for c in group.clients)
-                window = CpuWindow(self.group_pids(group))
-                res = self.group_sessions(group, s.workers_sessions, s.workers_inflight, hold)
-                window.stop()
-            finally:
-                self.agents.svc.call("stop")
-            # the log lines of the last sessions may still be in the pipes
-            group.server.wait_count("established", server0 + res["ok"], 3.0)
-            handshakes = sum(c.count("established") for c in group.clients) - clients0
-            est = [b - a for a, b in zip(est0, group.per_worker("established"), strict=True)]
-            resumed = [b - a for a, b in zip(res0, group.per_worker("resumed"), strict=True)]
-            cpu = self.cpu_summary(window, group)
-            quiet = self.busy_during(quiet, cpu)
-            ok = max(1, res["ok"])
-            self.results.add(
-                "workers",
-                variant,
-                key,
-                res["ok"] / res["elapsed"],
-                quiet,
-                unit="sessions/s",
-                workers=n,
-                clients=clients,
-                suite=config.key,
-                ok=res["ok"],
-                failed=res["failed"],
-                handshakes=handshakes,
-                seconds=round(res["elapsed"], 3),
-                sessions_per_worker=est,
-                resumed_per_worker=resumed,
-                cpu=cpu,
-                server_us_per_session=round(side_ns(window.ns, "server") / ok / 1e3),
-                client_us_per_session=round(side_ns(window.ns, "clients") / ok / 1e3),
-            )
-            self.log(
-                f"  workers {key:9} {variant[:40]:40}: {res['ok'] / res['elapsed']:6.0f}/s "
-                f"(server {cpu['server']:.0f}% {cpu['workers']}, clients {cpu['clients']:.0f}%,"
-                f" agents {cpu['agents']:.0f}%, machine {cpu['machine']:.0f}/{cpu['capacity']}"
-                f" (not ours {cpu['others']:.0f});"
-                f" sessions per worker {est}, resumed {resumed})"
-            )
-        finally:
-            try:
-                self.agents.app.call("close_held", hold=hold)
-            finally:
-                self.procs.stop(*group.procs)
-
-    def group_sessions(
-        self, group: Group, count: int, inflight: int, hold: str | None = None
-    ) -> dict[str, Any]:
-        res = self.agents.app.call(
-            "sessions",
-            timeout=count * 0.1 + 300,
-            dest=None,
-            dests=[list(e) for e in group.entries],
-            count=count,
-            inflight=inflight,
-            run=next_run(),
-            wait=10.0,
-            hold=hold,
-            limit=count * 0.05 + 120,
-        )
-        if res["ok"] == 0:
-            raise BenchError(f"no session got its echo: {res}\n{group.describe()}")
-        return res
-
-    def workers_stream(
-        self,
-        config: Config,
-        n: int,
-        clients: int,
-        variant: str,
-        rep: int,
-        previous: float | None,
-    ) -> float | None:
-        """The rate search of the throughput figure, on one paced stream spread
-        round-robin over ``workers_streams`` sessions; the answer's offered rate (the
-        next repetition's start)."""
-        s, key = self.s, worker_key(n)
-        idle = ("-idle-time", "120s")  # no session ends between trials
-        group = self.start_group(config, n, clients, idle, idle)
-        hold = f"workers-{n}"
-        try:
-            est0 = group.per_worker("established")
-            self.agents.svc.call("echo")
-            try:
-                opened = self.agents.app.call(
-                    "sessions",
-                    timeout=60,
-                    dest=None,
-                    dests=[list(e) for e in group.entries],
-                    count=s.workers_streams,
-                    inflight=s.workers_streams,
-                    run=next_run(),
-                    wait=10.0,
-                    hold=hold,
-                    limit=30,
-                )
-            finally:
-                self.agents.svc.call("stop")
-            if opened["ok"] < s.workers_streams:
-                raise BenchError(f"only {opened['ok']} sessions opened\n{group.describe()}")
-            group.server.wait_count("established", s.workers_streams, 3.0)
-            est = [b - a for a, b in zip(est0, group.per_worker("established"), strict=True)]
-            pids = self.group_pids(group)
-            windows: dict[int, CpuWindow] = {}
-
-            def run_trial(rate: float) -> Trial:
-                t, window = spread_trial(
-                    self.agents, hold, s.workers_size, rate, s.trial_duration, pids
-                )
-                windows[id(t)] = window
-                return t
-
-            quiet = self.quiet.check()
-            plan = SearchPlan(
-                s.trial_duration,
-                s.tolerance,
-                s.first_trials if previous is None else s.next_trials,
-            )
-            best, trials = find_rate(run_trial, plan, previous)
-            group.check_alive()
-            self.results.trials += [
-                {"config": f"workers-{n}", "figure": "workers", "rep": rep, **t.row()}
-                for t in trials
-            ]
-            cpu = self.cpu_summary(windows[id(best)], group) if best else None
-            if cpu is not None:
-                quiet = self.busy_during(quiet, cpu)
-            per_dgram = None
-            if best and best.distinct:
-                ns = windows[id(best)].ns
-                per_dgram = {
-                    side: round(side_ns(ns, side) / best.distinct / 1e3, 2)
-                    for side in ("server", "clients")
-                }
-            self.results.add(
-                "workers",
-                variant,
-                key,
-                best.achieved if best else 0.0,
-                quiet,
-                unit="datagrams/s",
-                workers=n,
-                clients=clients,
-                suite=config.key,
-                sessions=s.workers_streams,
-                sessions_per_worker=est,
-                offered=round(best.offered) if best else None,
-                loss=round(best.loss, 5) if best else None,
-                sender_short=best.sender_short if best else None,
-                trials=len(trials),
-                cpu=cpu,
-                us_per_datagram=per_dgram,
-            )
-            if cpu is not None and best is not None:
-                self.log(
-                    f"  workers {key:9} {variant[:40]:40}: {best.achieved:6.0f}/s "
-                    f"(server {cpu['server']:.0f}% {cpu['workers']}, clients "
-                    f"{cpu['clients']:.0f}%, agents {cpu['agents']:.0f}%, machine "
-                    f"{cpu['machine']:.0f}/{cpu['capacity']} (not ours {cpu['others']:.0f});"
-                    f" sessions per worker {est};"
-                    f" {len(trials)} trials)"
-                )
-            return best.offered if best else None
-        finally:
-            try:
-                self.agents.app.call("close_held", hold=hold)
-            finally:
-                self.procs.stop(*group.procs)
-
-
-#: the workers figure marks a repetition noisy when this share of the machine was busy
-#: outside our processes while it ran (the kernel's own share is a few per cent here)
-OTHERS_DURING = 0.10
-
-
-def worker_counts() -> list[int]:
-    """1 and 2 workers, and one per CPU when there are more than 2 CPUs (at most 64,
-    the server's limit)."""
-    cpus = min(os.cpu_count() or 1, 64)
-    return [1, 2, cpus] if cpus > 2 else [1, 2]
-
-
-def worker_key(n: int) -> str:
-    return f"{n} worker" if n == 1 else f"{n} workers"
-
-
-def side_ns(ns: dict[str, int], side: str) -> int:
-    """CPU time of one side of a group_pids() reading: "server" (parent and workers) or
-    "clients"."""
-    if side == "server":
-        return sum(v for k, v in ns.items() if k == "parent" or k.startswith("w"))
-    return sum(v for k, v in ns.items() if k.startswith("c"))
+def cpu_variants(direction: str) -> list[str]:
+    """The cpu figure's variants of one direction: each process's total, user, system."""
+    return [
+        f"{direction} {p}{part}" for p in ("client", "server") for part in ("", " user", " system")
+    ]
 
 
 def configs_for(suites: list[Config]) -> list[Config]:

@@ -40,40 +40,60 @@ class BenchError(Exception):
 # --------------------------------------------------------------------------- processes
 
 
+#: a log line pattern: a substring, a tuple of substrings that must all occur in the
+#: line, or a list of substrings of which one must
+Pattern = str | tuple[str, ...] | list[str]
+
+
+def matches(pattern: Pattern, line: str) -> bool:
+    if isinstance(pattern, str):
+        return pattern in line
+    if isinstance(pattern, tuple):
+        return all(part in line for part in pattern)
+    return any(part in line for part in pattern)
+
+
 class Proc:
-    """A child process in its own process group; stderr lines are counted by pattern (a
-    substring, or a tuple of substrings that must all occur in the line)."""
+    """A child process in its own process group; stderr lines are counted by pattern
+    (:data:`Pattern`), and the first match of each is kept with its time.
+
+    The child's environment is ``env`` (default ours) with PYTHONUNBUFFERED=1 and
+    BENCH_CODE added, unless ``plain_env``: then exactly ``env``."""
 
     def __init__(
         self,
         name: str,
         argv: Sequence[str],
         *,
-        patterns: Mapping[str, str | tuple[str, ...]] | None = None,
+        patterns: Mapping[str, Pattern] | None = None,
         pipes: bool = False,
         env: Mapping[str, str] | None = None,
+        plain_env: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.patterns = dict(patterns or {})
         self.counts = dict.fromkeys(self.patterns, 0)
         self.first: dict[str, str] = {}
+        #: time.monotonic() of each pattern's first match (read by the stderr thread)
+        self.first_at: dict[str, float] = {}
         #: processes it forked that are ours too (``-workers``), for the quiet check
         self.children: list[int] = []
         self.tail: deque[str] = deque(maxlen=200)
         self._cond = threading.Condition()
         self._eof = False
+        base = dict(env if env is not None else os.environ)
+        if not plain_env:
+            base.update(PYTHONUNBUFFERED="1", BENCH_CODE=str(CODE_ROOT))
+        #: time.monotonic() just before the spawn
+        self.started_at = time.monotonic()
         self.popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=CODE_ROOT,
-            env=dict(
-                env if env is not None else os.environ,
-                PYTHONUNBUFFERED="1",
-                BENCH_CODE=str(CODE_ROOT),
-            ),
+            env=base,
             start_new_session=True,
         )
         self._reader = threading.Thread(target=self._pump, name=f"stderr-{name}", daemon=True)
@@ -89,17 +109,16 @@ class Proc:
     def _pump(self) -> None:
         assert self.popen.stderr is not None
         for raw in self.popen.stderr:
+            now = time.monotonic()
             line = raw.decode(errors="replace").rstrip("\n")
             with self._cond:
                 self.tail.append(line)
-                for key, text in self.patterns.items():
-                    if (
-                        text in line
-                        if isinstance(text, str)
-                        else all(part in line for part in text)
-                    ):
+                for key, pattern in self.patterns.items():
+                    if matches(pattern, line):
                         self.counts[key] += 1
-                        self.first.setdefault(key, line)
+                        if key not in self.first:
+                            self.first[key] = line
+                            self.first_at[key] = now
                 self._cond.notify_all()
         with self._cond:
             self._eof = True
@@ -199,11 +218,16 @@ def fmt(addr: tuple[str, int]) -> str:
 # --------------------------------------------------------------------------- /proc
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process (all its threads), in clock ticks."""
+def cpu_times(pid: int) -> tuple[int, int]:
+    """(utime, stime) of a process (all its threads), in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    return sum(cpu_times(pid))
 
 
 def cpu_ns(pid: int) -> int:
@@ -227,6 +251,70 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024 / 1e6
     raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def memory_status(pid: int) -> dict[str, float]:
+    """VmRSS, RssAnon and RssFile of a process from /proc/PID/status, in MB (10^6 bytes)."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(line.split()[1]) * 1024 / 1e6
+    if "VmRSS" not in out:
+        raise BenchError(f"no VmRSS for pid {pid}")
+    return out
+
+
+NET_CORE = ("rmem_max", "wmem_max", "rmem_default", "wmem_default")
+
+
+def net_core() -> dict[str, int | None]:
+    """The kernel's socket buffer limits and defaults (/proc/sys/net/core), in bytes: a
+    process's SO_RCVBUF / SO_SNDBUF request is capped at rmem_max / wmem_max (unless
+    it uses SO_*BUFFORCE with CAP_NET_ADMIN), and a socket that asks for nothing gets
+    rmem_default / wmem_default."""
+    out: dict[str, int | None] = {}
+    for name in NET_CORE:
+        try:
+            with open(f"/proc/sys/net/core/{name}") as f:
+                out[name] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            out[name] = None
+    return out
+
+
+def socket_buffers(pid: int) -> dict[str, Any] | None:
+    """The receive and send buffer sizes in effect on a process's UDP sockets, as the
+    kernel reports them (``ss -uanpm``: skmem rb / tb; like getsockopt, twice the size
+    asked for, the doubling being the kernel's bookkeeping allowance): {"sockets": n,
+    "rcvbuf": [distinct values], "sndbuf": [...]}; None without ``ss``."""
+    try:
+        res = subprocess.run(
+            ["ss", "-uanpmH"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    rcv: set[int] = set()
+    snd: set[int] = set()
+    count = 0
+    lines = res.stdout.splitlines()
+    for i, line in enumerate(lines):
+        if f"pid={pid}," not in line:
+            continue
+        # skmem:(r0,rb8388608,t0,tb212992,...) on this line or the next
+        text = line + (lines[i + 1] if i + 1 < len(lines) else "")
+        if "skmem:(" not in text:
+            continue
+        fields = text.split("skmem:(", 1)[1].split(")", 1)[0].split(",")
+        values = {f.rstrip("0123456789"): f[len(f.rstrip("0123456789")) :] for f in fields}
+        if values.get("rb", "").isdigit() and values.get("tb", "").isdigit():
+            count += 1
+            rcv.add(int(values["rb"]))
+            snd.add(int(values["tb"]))
+    return {"sockets": count, "rcvbuf": sorted(rcv), "sndbuf": sorted(snd)}
 
 
 def fd_limit(pid: int) -> str:

@@ -28,6 +28,7 @@ class Row:
     base: dict[str, Any] | None = None  # instead of bare: what the ratio divides by
     base_name: str = ""
     ratio_text: str = ""  # the ratio column, made by the caller (the library rows)
+    go: dict[str, Any] | None = None  # the Go dtlspipe's figure (run.py --go)
 
     def ratio(self) -> str:
         if self.ratio_text:
@@ -42,6 +43,13 @@ class Row:
         if not bare:
             return ""
         return f"{ours / bare:.2f}x"
+
+    def go_ratio(self) -> str:
+        """ours / Go (medians)."""
+        m, g = _median(self.ours), _median(self.go)
+        if m is None or not g:
+            return ""
+        return f"{m / g:.2f}x"
 
 
 def num(value: float) -> str:
@@ -81,12 +89,24 @@ def _median(entry: dict[str, Any] | None) -> float | None:
     return float(entry["median"])
 
 
-def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
-    """Every figure of ours, next to the bare relays' and its target."""
+def build_rows(
+    figures: dict[str, Any],
+    suites: list[Any],
+    go_key: str | None = None,
+    go_suite: str | None = None,
+) -> list[Row]:
+    """Every figure of ours, next to the bare relays' and its target; the Go dtlspipe's
+    figure (config ``go_key``, measured with suite ``go_suite``) beside the rows of that
+    suite."""
     rows: list[Row] = []
 
     def get(figure: str, variant: str, config: str) -> dict[str, Any] | None:
         return figures.get(figure, {}).get(variant, {}).get(config)
+
+    def go(figure: str, variant: str, suite: Any) -> dict[str, Any] | None:
+        if go_key is None or suite.key != go_suite:
+            return None
+        return get(figure, variant, go_key)
 
     def label(suite: Any) -> str:
         return suite.label.split(" ")[0]
@@ -104,7 +124,15 @@ def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
             ok = None if m is None else m >= floor and (b is None or m >= share * b)
             target = f">= {num(floor)}/s and >= {share:.0%} of bare"
             rows.append(
-                Row(f"{variant} [{label(suite)}]", "datagrams/s", ours, bare, target, _verdict(ok))
+                Row(
+                    f"{variant} [{label(suite)}]",
+                    "datagrams/s",
+                    ours,
+                    bare,
+                    target,
+                    _verdict(ok),
+                    go=go("throughput", variant, suite),
+                )
             )
     # round trips
     for figure in ("rtt_p50", "rtt_p99"):
@@ -124,22 +152,48 @@ def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
                     m = _median(ours)
                     ok = None if m is None else m <= d + RTT_MARGIN
                 bare = get(figure, variant, "bare")
-                rows.append(Row(f"{name} [{label(suite)}]", "µs", ours, bare, target, _verdict(ok)))
-    # CPU
+                rows.append(
+                    Row(
+                        f"{name} [{label(suite)}]",
+                        "µs",
+                        ours,
+                        bare,
+                        target,
+                        _verdict(ok),
+                        go=go(figure, variant, suite),
+                    )
+                )
+    # CPU (each process's user + system; the split is in cpu_table)
     for variant in figures.get("cpu", {}):
+        if variant.endswith((" user", " system")):
+            continue
         for suite in suites:
             ours = get("cpu", variant, suite.key)
             if ours is not None:
                 bare = get("cpu", variant, "bare")
-                rows.append(Row(f"CPU {variant} [{label(suite)}]", "µs/datagram", ours, bare))
-    # sessions, memory, 10k: the default suite (or whichever suite has them)
-    for figure in ("sessions", "rss", "check10k"):
+                rows.append(
+                    Row(
+                        f"CPU {variant} [{label(suite)}]",
+                        "µs/datagram",
+                        ours,
+                        bare,
+                        go=go("cpu", variant, suite),
+                    )
+                )
+    # sessions, their CPU, memory, 10k: the default suite (or whichever suite has them);
+    # the bare relays and the Go dtlspipe have no -resume=false variant: their default
+    # one is shown beside it
+    for figure in ("sessions", "session_cpu", "rss", "check10k"):
         for variant, configs in figures.get(figure, {}).items():
+            plain = figures.get(figure, {}).get(variant.replace(", -resume=false", ""), {})
             for suite in suites:
                 ours = configs.get(suite.key)
                 if ours is None:
                     continue
-                bare = configs.get("bare")
+                bare = configs.get("bare") or plain.get("bare")
+                theirs = None
+                if go_key is not None and suite.key == go_suite:
+                    theirs = configs.get(go_key) or plain.get(go_key)
                 target, ok = "", None
                 m = _median(ours)
                 if figure == "sessions":
@@ -157,11 +211,22 @@ def build_rows(figures: dict[str, Any], suites: list[Any]) -> list[Row]:
                     want = max([r.get("requested", 0) for r in ours["reps"]] + [0])
                     target = f"all {num(want)}" if want else "all"
                     ok = m is not None and m >= want
-                name = {"sessions": "sessions/s", "rss": "RSS", "check10k": "10k check"}[figure]
+                name = {
+                    "sessions": "sessions/s",
+                    "session_cpu": "CPU per session",
+                    "rss": "RSS",
+                    "check10k": "10k check",
+                }[figure]
                 unit = ours.get("unit") or ""
                 rows.append(
                     Row(
-                        f"{name} {variant} [{label(suite)}]", unit, ours, bare, target, _verdict(ok)
+                        f"{name} {variant} [{label(suite)}]",
+                        unit,
+                        ours,
+                        bare,
+                        target,
+                        _verdict(ok),
+                        go=theirs,
                     )
                 )
     # workers: -workers N next to -workers 1 (the ratio column is the speed-up)
@@ -256,11 +321,20 @@ def _workers_of(key: str) -> int:
 
 
 HEADER = ["figure", "unit", "ours: median [min-max]", "bare", "ratio", "target", "verdict"]
+GO_HEADER = ["Go dtlspipe", "ours/Go"]
+
+
+def header(rows: list[Row]) -> list[str]:
+    """The table's columns: the Go dtlspipe's two only when a row has its figure."""
+    return HEADER + (GO_HEADER if any(r.go for r in rows) else [])
 
 
 def table_cells(rows: list[Row]) -> list[list[str]]:
+    with_go = any(r.go for r in rows)
     return [
-        [r.figure, r.unit, cell(r.ours), cell(r.bare), r.ratio(), r.target, r.verdict] for r in rows
+        [r.figure, r.unit, cell(r.ours), cell(r.bare), r.ratio(), r.target, r.verdict]
+        + ([cell(r.go), r.go_ratio()] if with_go else [])
+        for r in rows
     ]
 
 
@@ -276,7 +350,43 @@ def render_table(cells: list[list[str]]) -> str:
 
 
 def console_table(rows: list[Row]) -> str:
-    return render_table([HEADER, *table_cells(rows)])
+    return render_table([header(rows), *table_cells(rows)])
+
+
+CPU_HEADER = [
+    "CPU per datagram (median µs)",
+    "direction",
+    "client user",
+    "client system",
+    "server user",
+    "server system",
+    "both processes",
+]
+
+
+def cpu_table(figures: dict[str, Any], configs: list[tuple[str, str]]) -> list[list[str]]:
+    """The cpu figure's user and system split: a line per config (key, label) and
+    direction. Empty without the figure."""
+    entries = figures.get("cpu", {})
+    cells: list[list[str]] = []
+    for key, label in configs:
+        for direction in ("up", "down"):
+            values = []
+            for proc in ("client", "server"):
+                for part in ("user", "system"):
+                    values.append(_median(entries.get(f"{direction} {proc} {part}", {}).get(key)))
+            if all(v is None for v in values):
+                continue
+            total = sum(v for v in values if v is not None)
+            cells.append(
+                [
+                    label,
+                    direction,
+                    *("?" if v is None else f"{v:.2f}" for v in values),
+                    f"{total:.2f}",
+                ]
+            )
+    return [CPU_HEADER, *cells] if cells else []
 
 
 WORKERS_CPU_HEADER = [
@@ -349,9 +459,10 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         ),
         f"- mode: {meta['mode']}, {meta['settings']['reps']} repetition(s), "
         f"run time {meta['duration_s']:.0f} s",
+        *(f"- {line}" for line in meta_lines(meta)),
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
+        "| " + " | ".join(header(rows)) + " |",
+        "|" + "---|" * len(header(rows)),
     ]
     for row in table_cells(rows):
         out.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
@@ -365,6 +476,18 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "dtls.aio / tunnel (throughput) and dtls.aio - tunnel (round trips). "
         "How each figure is measured: docs/benchmark.md.",
     ]
+    split = cpu_table(meta.get("figures", {}), meta.get("cpu_configs", []))
+    if split:
+        out += [
+            "",
+            "CPU per datagram, user and system (from /proc/PID/stat; the sum is exact to a "
+            "clock tick, the split is the kernel's tick-sampled estimate: rough in one run):",
+            "",
+        ]
+        out += ["| " + " | ".join(split[0]) + " |", "|" + "---|" * len(split[0])]
+        out += ["| " + " | ".join(row) + " |" for row in split[1:]]
+    if meta.get("startup_note"):
+        out += ["", meta["startup_note"]]
     cpu = workers_cpu_table(meta.get("figures", {}))
     if cpu:
         out += [
@@ -379,6 +502,69 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     if meta.get("errors"):
         out += ["", "Failed measurements:", ""] + [f"- {e}" for e in meta["errors"]]
     return "\n".join(out) + "\n"
+
+
+def mib(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    return f"{n / 1024:.0f} KiB"
+
+
+def buffer_lines(buffers: dict[str, Any]) -> list[str]:
+    """The socket buffers in effect, in words (run.py's ``socket_buffers``)."""
+    out: list[str] = []
+    agents = buffers.get("agents", {})
+    if agents:
+        out.append(
+            "socket buffers (as the kernel reports them: twice the size set): agents "
+            + ", ".join(
+                f"{name} rcv {mib(a.get('rcvbuf'))} / snd {mib(a.get('sndbuf'))}"
+                for name, a in agents.items()
+            )
+            + f" (they ask for {mib(buffers.get('agents_ask'))}, forced past rmem_max when allowed)"
+        )
+    core = buffers.get("net_core", {})
+    out.append(
+        f"tunnel asks for {mib(buffers.get('tunnel_asks'))} (SOCKET_BUFFER of its udp helpers), "
+        "capped by net.core: " + ", ".join(f"{k} {mib(v)}" for k, v in core.items())
+    )
+    procs = buffers.get("processes", {})
+    seen = []
+    for per_proc in procs.values():
+        for name, b in per_proc.items():
+            if b and b.get("sockets"):
+                rcv = "/".join(mib(v) for v in b["rcvbuf"])
+                snd = "/".join(mib(v) for v in b["sndbuf"])
+                seen.append(f"{name} rcv {rcv} snd {snd} ({b['sockets']} sockets)")
+    if seen:
+        out.append("in effect on the relays' sockets (ss -uanpm): " + "; ".join(seen))
+    return out
+
+
+def meta_lines(meta: dict[str, Any]) -> list[str]:
+    """Trial lengths, socket buffers and the Go dtlspipe, for the report's head."""
+    s = meta["settings"]
+    trial = f"throughput trials {s['trial_duration']:g} s"
+    if meta.get("short_trials"):
+        trial += (
+            f" ({meta['mode']} mode: shorter than a full run's {meta['full_trial']:g} s; a "
+            "relay that falls behind can hide its backlog in the socket buffers over so "
+            "short a trial)"
+        )
+    trial += f"; CPU at {num(s['cpu_rate'])}/s of 100 B for {s['cpu_duration']:g} s each way"
+    lines = [trial]
+    lines += buffer_lines(meta.get("socket_buffers", {}))
+    go = meta.get("go")
+    if go:
+        lines.append(
+            f"Go dtlspipe: {go['binary']} (sha256 {go.get('sha256', '?')}), suite "
+            f"{go.get('suite') or '?'}; ratio ours/Go in the last column"
+        )
+    else:
+        lines.append("Go dtlspipe: not measured (no --go)")
+    return lines
 
 
 def write_outputs(out_dir: Path, data: dict[str, Any], rows: list[Row], svg: str) -> list[Path]:

@@ -1,16 +1,20 @@
 """The tunnel benchmark (``tox -e bench``; docs/benchmark.md).
 
     python tests/bench/run.py [--quick] [--smoke] [--only FIGURE,...] [--out DIR]
+                              [--code DIR] [--go PATH] [--estimate]
 
 Runs the real ``python -m dtlspipe client``/``server`` (and the bare relays of
-bare_relay.py, the ceiling) as separate processes on 127.0.0.1, drives them with the
-traffic agents of agent.py, prints the table and writes docs/bench/ (or --out): the
-results JSON, latest.json, latest.md and rate-loss.svg.
+bare_relay.py, the ceiling, and with --go the Go dtlspipe) as separate processes on
+127.0.0.1, drives them with the traffic agents of agent.py, prints the table and writes
+docs/bench/ (or --out): the results JSON, latest.json, latest.md and rate-loss.svg.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import re
 import signal
 import sys
 import time
@@ -21,11 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules
 
+import agent
 import library
 import procs
 import traffic
-from figures import FIGURES, Bench, Settings
-from procs import BenchError, ProcSet, code_hash, machine_info, raise_nofile
+from estimate import estimate, format_estimate
+from figures import FIGURES, FULL_TRIAL, Bench, Settings
+from procs import BenchError, ProcSet, code_hash, machine_info, net_core, raise_nofile
 from report import (
     LIBRARY_RTT_MARGIN,
     LIBRARY_SHARE,
@@ -35,13 +41,18 @@ from report import (
     THROUGHPUT_TARGET,
     build_rows,
     console_table,
+    cpu_table,
     library_rows,
+    meta_lines,
     render_table,
     workers_cpu_table,
     write_outputs,
 )
+from sessions import SessionsFigure
+from startup import LISTEN_TARGET, RSS_TARGET, StartupFigure, startup_note, startup_rows
 from svgplot import render
-from traffic import BARE, DEFAULT_SUITE, SUITES, Config, next_run, prime
+from traffic import BARE, DEFAULT_SUITE, GO_KEY, SUITES, Config, go_config, next_run, prime
+from workers import WorkersFigure
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,6 +90,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--code", type=Path, help="measure the dtlspipe of another checkout (default: this one)"
     )
+    parser.add_argument(
+        "--go",
+        type=Path,
+        help="a Go dtlspipe binary, measured beside ours with the same command lines "
+        "(throughput, rtt, cpu, sessions, startup)",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print how long the run would take (a model, no process started) and exit",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.quick = True
@@ -113,10 +135,24 @@ def run(args: argparse.Namespace) -> int:
     main_suite = DEFAULT_SUITE if DEFAULT_SUITE in suites else suites[0]
     if not settings.check_sessions and "check10k" in only:
         only.remove("check10k")
+    go: Config | None = None
+    if args.go:
+        path = args.go.resolve()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            log(f"--go {args.go}: not an executable file")
+            return 2
+        go = go_config(str(path), main_suite)
+        if go is None:
+            log(f"--go: the Go dtlspipe has no {main_suite.label}; choose another --suites")
+            return 2
     if args.code:
         procs.CODE_ROOT = args.code.resolve()
     traffic.BARE_IO = args.bare_io
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    guess = estimate(settings, only, len(suites), go is not None)
+    if args.estimate:
+        print(f"{mode} run of {', '.join(only)}:\n{format_estimate(guess)}")
+        return 0
 
     soft, hard = raise_nofile()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
@@ -125,38 +161,55 @@ def run(args: argparse.Namespace) -> int:
     started = datetime.now()
     t0 = time.monotonic()
     log(f"benchmark ({mode}): {', '.join(only)}; fd limit {soft}/{hard}; code {procs.CODE_ROOT}")
+    log(f"estimated run time: {format_estimate(guess, one_line=True)}")
+    if settings.short_trials:
+        log(f"  ({mode}: {settings.trial_duration:g} s trials, a full run's are {FULL_TRIAL:g} s)")
     with ProcSet() as procset:
         bench = Bench(procset, settings, log)
         if {"throughput", "rtt", "cpu"} & set(only):
             if "rtt" in only:
                 log("[direct, no relay]")
-                bench.rtt(None)
-            for config in [BARE, *suites]:
+                with bench.timed("rtt"):
+                    bench.rtt(None)
+            for config in [BARE, *suites, *([go] if go else [])]:
                 log(f"[{config.label}]")
                 per_pair(bench, config, only)
         if "sessions" in only:
             log("[sessions]")
-            for config in (BARE, main_suite):
-                bench.sessions(config)
+            with bench.timed("sessions"):
+                SessionsFigure(bench).run([BARE, main_suite, *([go] if go else [])])
+        if "startup" in only:
+            log("[startup: spawn to listening, idle memory, and the floors]")
+            with bench.timed("startup"):
+                StartupFigure(bench).run(go)
         if "memory" in only:
             log("[memory]")
-            bench.memory([BARE, main_suite])
+            with bench.timed("memory"):
+                bench.memory([BARE, main_suite])
         if "check10k" in only:
             log("[10 000 sessions]")
             for config in (main_suite, BARE):
-                bench.check10k(config)
+                with bench.timed("check10k"):
+                    bench.check10k(config)
         if "workers" in only:
             log("[workers: -workers N against -workers 1]")
-            bench.workers(main_suite)
+            with bench.timed("workers"):
+                WorkersFigure(bench).run(main_suite)
         if "library" in only:
             log("[library: dtls.aio against the tunnel, turn about]")
-            library.LibraryFigure(bench).run(suites, main_suite)
+            with bench.timed("library"):
+                library.LibraryFigure(bench).run(suites, main_suite)
         agents_info = {"app": bench.agents.app.info, "svc": bench.agents.svc.info}
     duration = time.monotonic() - t0
 
     results = bench.results
-    configs = [BARE, *suites]
-    rows = build_rows(results.figures, suites) + library_rows(results.figures, suites)
+    configs = [BARE, *suites, *([go] if go else [])]
+    go_key = GO_KEY if go else None
+    rows = (
+        build_rows(results.figures, suites, go_key, main_suite.key)
+        + startup_rows(results.figures, go_key)
+        + library_rows(results.figures, suites)
+    )
     code_changed = code_hash() != machine["code_hash"]
     if code_changed:
         log("! the code under dtls/ or dtlspipe/ changed while the benchmark ran")
@@ -164,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         {
             str(v)
             for k, p in results.pairs.items()
-            if k != "bare" and not k.startswith("lib-")
+            if k not in ("bare", GO_KEY) and not k.startswith("lib-")
             for v in p["uvloop"].values()
         }
     )
@@ -189,8 +242,15 @@ def run(args: argparse.Namespace) -> int:
         "code_root": str(procs.CODE_ROOT),
         "code_changed_during_run": code_changed,
         "settings": asdict(settings),
-        "configs": {c.key: {"label": c.label, "suite": c.suite} for c in configs},
+        "configs": {c.key: {"label": c.label, "suite": c.suite, "kind": c.kind} for c in configs},
         "main_suite": main_suite.key,
+        "estimated_s": round(sum(guess.values())),
+        "estimated_figure_s": {k: round(v, 1) for k, v in guess.items()},
+        "figure_s": {k: round(v, 1) for k, v in bench.timings.items()},
+        "full_trial": FULL_TRIAL,
+        "short_trials": settings.short_trials,
+        "socket_buffers": socket_buffers(results.pairs, agents_info),
+        "go": go_info(go),
         "pairs": results.pairs,
         "agents": agents_info,
         "quiet": {
@@ -205,12 +265,15 @@ def run(args: argparse.Namespace) -> int:
             "rtt_p50_margin_us": RTT_MARGIN,
             "sessions_per_s": SESSIONS_TARGET,
             "rss_mb": RSS_LIMIT,
+            "startup": {"listening_ms_below": LISTEN_TARGET, "idle_vmrss_mb": RSS_TARGET},
             "library": {
                 "echo_share_of_tunnel": LIBRARY_SHARE,
                 "rtt_p50_margin_over_tunnel_us": LIBRARY_RTT_MARGIN,
             },
         },
         "figures": results.figures,
+        "cpu_configs": [(c.key, c.label) for c in configs],
+        "startup_note": startup_note(results.figures),
         "rows": [
             {
                 "figure": r.figure,
@@ -218,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
                 "ours": (r.ours or {}).get("median"),
                 "bare": (r.bare or {}).get("median"),
                 "ratio": r.ratio(),
+                "go": (r.go or {}).get("median"),
+                "ours_go": r.go_ratio(),
                 "target": r.target,
                 "verdict": r.verdict,
             }
@@ -232,13 +297,70 @@ def run(args: argparse.Namespace) -> int:
     svg = render(plotted, [(c.key, c.label) for c in configs], title)
     paths = write_outputs(args.out, data, rows, svg)
     print(console_table(rows))
+    print("\n" + "\n".join(meta_lines(data)))
+    split = cpu_table(results.figures, data["cpu_configs"])
+    if split:
+        print("\n" + render_table(split))
+    if data["startup_note"]:
+        print("\n" + data["startup_note"])
     cpu = workers_cpu_table(results.figures)
     if cpu:
         print("\n" + render_table(cpu))
-    print(f"\nrun time {duration:.0f} s; wrote {', '.join(str(p) for p in paths)}")
+    wrote = ", ".join(str(p) for p in paths)
+    print(
+        "time per figure, s (estimated): "
+        + ", ".join(
+            f"{k} {v:.0f} ({guess[k]:.0f})" if k in guess else f"{k} {v:.0f}"
+            for k, v in bench.timings.items()
+        )
+    )
+    print(f"\nrun time {duration:.0f} s (estimated {data['estimated_s']} s); wrote {wrote}")
     if data["errors"]:
         print("failed measurements:\n  " + "\n  ".join(data["errors"]))
     return 1 if data["errors"] else 0
+
+
+def tunnel_asks() -> int | None:
+    """The socket buffer the measured tunnel asks for: SOCKET_BUFFER of its
+    dtls/aio/udp.py (dtlspipe/udp.py in older checkouts; ``N << M`` or a number), None
+    when it has none."""
+    for path in ("dtls/aio/udp.py", "dtlspipe/udp.py"):
+        try:
+            text = (procs.CODE_ROOT / path).read_text()
+        except OSError:
+            continue
+        match = re.search(r"^SOCKET_BUFFER\s*=\s*(\d+)(?:\s*<<\s*(\d+))?", text, re.M)
+        if match is not None:
+            return int(match[1]) << int(match[2] or 0)
+    return None
+
+
+def socket_buffers(pairs: dict[str, Any], agents_info: dict[str, Any]) -> dict[str, Any]:
+    """What the report says of the socket buffers: the agents' (read back with
+    getsockopt), the kernel's limits, what the tunnel asks for, and what each relay
+    process had in effect (ss, read once its pair carried a session)."""
+    return {
+        "agents": {
+            name: {"rcvbuf": info.get("rcvbuf"), "sndbuf": info.get("sndbuf")}
+            for name, info in agents_info.items()
+        },
+        "agents_ask": agent.BUF_SIZE,
+        "net_core": net_core(),
+        "tunnel_asks": tunnel_asks(),
+        "processes": {
+            key: pair["socket_buffers"] for key, pair in pairs.items() if "socket_buffers" in pair
+        },
+    }
+
+
+def go_info(go: Config | None) -> dict[str, Any] | None:
+    if go is None or go.binary is None:
+        return None
+    try:
+        digest = hashlib.sha256(Path(go.binary).read_bytes()).hexdigest()[:16]
+    except OSError:
+        digest = "?"
+    return {"binary": go.binary, "sha256": digest, "suite": go.suite, "label": go.label}
 
 
 def per_pair(bench: Bench, config: Config, only: list[str]) -> None:
@@ -250,22 +372,25 @@ def per_pair(bench: Bench, config: Config, only: list[str]) -> None:
     pair = None
     ready = False
     try:
-        with bench.guarded(figures, bench.variants(figures), config.key):
+        with bench.timed("pairs"), bench.guarded(figures, bench.variants(figures), config.key):
             pair = bench.start_pair(config)
             prime(bench.agents, pair, next_run())
             bench.note_pair(pair)
             ready = True
         if not ready or pair is None:
             return
-        if "throughput" in wanted:
-            bench.throughput(pair)
-        if "rtt" in wanted:
-            bench.rtt(pair)
-        if "cpu" in wanted:
-            bench.cpu(pair)
+        for name, measure in (
+            ("throughput", bench.throughput),
+            ("rtt", bench.rtt),
+            ("cpu", bench.cpu),
+        ):
+            if name in wanted:
+                with bench.timed(name):
+                    measure(pair)
     finally:
         if pair is not None:
-            bench.stop_pair(pair)
+            with bench.timed("pairs"):
+                bench.stop_pair(pair)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,10 +24,11 @@ from typing import Any
 from procs import (
     HOST,
     BenchError,
+    Pattern,
     Proc,
     ProcSet,
     cpu_ns,
-    cpu_ticks,
+    cpu_times,
     fmt,
     free_udp_port,
     loads_library,
@@ -38,8 +39,10 @@ HERE = Path(__file__).resolve().parent
 PSK = "00112233445566778899aabbccddeeff"
 START_DEADLINE = 15.0
 LOSS_LIMIT = 0.01  # a rate is carried when less than this share is lost
-TUNNEL_PATTERNS = {
-    "listening": "listening on",
+TUNNEL_PATTERNS: dict[str, Pattern] = {
+    # ours: "server listening on ..."; the Go dtlspipe: "starting dtlspipe server: ..."
+    # (logged just before it binds)
+    "listening": ["listening on", "starting dtlspipe "],
     "established": ": established (",
     "started": ": started",
     "ended": ": ended: ",
@@ -130,24 +133,50 @@ class Agents:
 
 @dataclass
 class Config:
-    """What is measured: the bare relays, or the tunnel with one cipher suite."""
+    """What is measured: the bare relays, our tunnel with one cipher suite, or another
+    dtlspipe program (the Go one, ``run.py --go PATH``) with the same command lines."""
 
-    key: str  # "bare", "gcm", ...
+    key: str  # "bare", "gcm", ..., "go"
     label: str
-    suite: str | None = None  # -ciphers NAME (None: bare relays)
+    suite: str | None = None  # -ciphers NAME (None: the program's default)
+    kind: str = "ours"  # "bare", "ours" or "go"
+    binary: str | None = None  # kind "go": the program
+    #: the suite's name as the Go dtlspipe spells it (its ``ciphers`` subcommand); None
+    #: when it has not got the suite
+    go_name: str | None = None
 
     @property
     def bare(self) -> bool:
-        return self.suite is None
+        return self.kind == "bare"
 
 
-BARE = Config("bare", "bare relays")
+BARE = Config("bare", "bare relays", kind="bare")
 SUITES = [
-    Config("gcm", "PSK-AES128-GCM", "TLS-PSK-WITH-AES-128-GCM-SHA256"),
+    Config(
+        "gcm",
+        "PSK-AES128-GCM",
+        "TLS-PSK-WITH-AES-128-GCM-SHA256",
+        go_name="TLS_PSK_WITH_AES_128_GCM_SHA256",
+    ),
     Config("chacha", "ECDHE-PSK-CHACHA20", "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256"),
-    Config("cbc", "ECDHE-PSK-AES128-CBC (default)", "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256"),
+    Config(
+        "cbc",
+        "ECDHE-PSK-AES128-CBC (default)",
+        "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
+        go_name="TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
+    ),
 ]
 DEFAULT_SUITE = SUITES[2]
+#: the key of the Go dtlspipe's pair in the results
+GO_KEY = "go"
+
+
+def go_config(binary: str, suite: Config) -> Config | None:
+    """The Go dtlspipe at ``binary`` with ``suite`` (None when it has not got it)."""
+    if suite.go_name is None:
+        return None
+    label = f"Go dtlspipe ({suite.label.split(' ')[0]})"
+    return Config(GO_KEY, label, suite.go_name, kind="go", binary=binary, go_name=suite.go_name)
 
 
 @dataclass
@@ -186,22 +215,32 @@ def relay_argv(config: Config, role: str, bind: str, remote: str, options: list[
         script = str(HERE / "bare_relay.py")
         return [sys.executable, script, "-io", BARE_IO, *options, role, bind, remote]
     suite = ["-ciphers", config.suite] if config.suite else []
-    return [sys.executable, "-m", "dtlspipe", "-psk", PSK, *suite, *options, role, bind, remote]
+    args = ["-psk", PSK, *suite, *options, role, bind, remote]
+    if config.kind == "go":
+        if not config.binary:
+            raise BenchError("no Go dtlspipe binary (--go PATH)")
+        return [config.binary, *args]
+    return [sys.executable, "-m", "dtlspipe", *args]
 
 
 def start_pair(
-    procs: ProcSet, config: Config, service: tuple[str, int], idle: str | None = None
+    procs: ProcSet,
+    config: Config,
+    service: tuple[str, int],
+    idle: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Pair:
     """A server forwarding to ``service`` and a client in front of it, both listening.
 
     The tunnel runs with ``-rate-limit ""`` (no per-IP limit: the benchmark makes all its
     sessions from 127.0.0.1) and the suite on both sides (the server's default list does
-    not include every suite)."""
+    not include every suite); ``extra`` options go to both sides."""
     options: list[str] = []
     if idle is not None:
         options += ["-idle-time", idle]
     if not config.bare:
         options += ["-rate-limit", ""]
+    options += extra
     sport, cport = free_udp_port(), free_udp_port()
     started: list[Proc] = []
     try:
@@ -354,7 +393,12 @@ class Trial:
     delivered: float = 0.0  # datagrams/s that arrived (distinct / send time)
     loss: float = 1.0
     sender_short: bool = False  # the sender fell > 3 % short of the offered rate
-    cpu_ticks: dict[str, int] = field(default_factory=dict)
+    #: (utime, stime) clock ticks of each ``cpu_pids`` process over the trial
+    cpu_times: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def cpu_ticks(self) -> dict[str, int]:
+        return {k: u + s for k, (u, s) in self.cpu_times.items()}
 
     @property
     def ok(self) -> bool:
@@ -362,7 +406,7 @@ class Trial:
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("cpu_ticks")
+        data.pop("cpu_times")
         for key in ("offered", "achieved", "delivered"):
             data[key] = round(data[key], 1)
         data["loss"] = round(data["loss"], 5)
@@ -379,12 +423,13 @@ def trial(
     cpu_pids: dict[str, int] | None = None,
 ) -> Trial:
     """One paced run: the sender agent offers ``rate``/s for ``duration`` s, the other
-    agent counts; CPU ticks of ``cpu_pids`` are read around it when given."""
+    agent counts; CPU ticks (user, system) of ``cpu_pids`` are read around it when
+    given."""
     run = next_run()
     prime(agents, pair, run)
     up = direction == "up"
     sender, sink = (agents.app, agents.svc) if up else (agents.svc, agents.app)
-    before = {k: cpu_ticks(p) for k, p in (cpu_pids or {}).items()}
+    before = {k: cpu_times(p) for k, p in (cpu_pids or {}).items()}
     sink.call("sink", timeout=10, run=run)
     sent = sender.call(
         "send",
@@ -396,13 +441,13 @@ def trial(
         run=run,
     )
     got = sink.call("stop", timeout=10, sent=sent["sent"])
-    after = {k: cpu_ticks(p) for k, p in (cpu_pids or {}).items()}
+    after = {k: cpu_times(p) for k, p in (cpu_pids or {}).items()}
     result = Trial(direction, size, rate, sent["achieved"], sent["sent"], got["distinct"])
     result.dups = got["dups"]
     result.delivered = got["distinct"] / sent["elapsed"]
     result.loss = 1 - got["distinct"] / sent["sent"] if sent["sent"] else 1.0
     result.sender_short = sent["achieved"] < 0.97 * rate
-    result.cpu_ticks = {k: after[k] - before[k] for k in before}
+    result.cpu_times = {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in before}
     return result
 
 
