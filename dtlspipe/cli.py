@@ -313,9 +313,9 @@ def _run(opts: Options) -> int:
 
 
 def _loop() -> dict[str, bool]:
-    """uvloop when it is installed (``pip install dtlspipe[fast]``) and not turned off
-    with DTLSPIPE_NO_UVLOOP (or DTLS_PORTABLE): its event loop wakes the readiness
-    callbacks sooner."""
+    """uvloop when it is installed (a dependency except on Windows and PyPy) and not
+    turned off with DTLSPIPE_NO_UVLOOP (or DTLS_PORTABLE): its event loop wakes the
+    readiness callbacks sooner."""
     if os.environ.get("DTLSPIPE_NO_UVLOOP") or PORTABLE:
         return {}
     try:

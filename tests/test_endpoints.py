@@ -20,6 +20,9 @@ from dtlspipe.endpoints import (
 class ScriptedRandom(random.Random):
     """``randrange`` answers from a script, to pin down which term each draw selects."""
 
+    def __new__(cls, answers: list[int]) -> ScriptedRandom:
+        return super().__new__(cls)  # Python 3.10's Random.__new__ would seed from answers
+
     def __init__(self, answers: list[int]) -> None:
         super().__init__(0)
         self.answers = answers
