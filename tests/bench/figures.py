@@ -379,10 +379,24 @@ class Bench:
     def sessions_run(
         self, pair: Pair, count: int, inflight: int, hold: str | None = None
     ) -> dict[str, Any]:
+        return self.sessions_call([pair.entry], pair.describe, count, inflight, hold)
+
+    def sessions_call(
+        self,
+        entries: list[Any],
+        describe: Any,
+        count: int,
+        inflight: int,
+        hold: str | None = None,
+    ) -> dict[str, Any]:
+        """The app agent's ``sessions``: ``count`` sessions, ``inflight`` at a time, spread
+        over the entry addresses; an error (with ``describe()``) if none got its echo."""
+        spread = len(entries) > 1
         res = self.agents.app.call(
             "sessions",
             timeout=count * 0.1 + 300,
-            dest=list(pair.entry),
+            dest=None if spread else list(entries[0]),
+            **({"dests": [list(e) for e in entries]} if spread else {}),
             count=count,
             inflight=inflight,
             run=next_run(),
@@ -391,7 +405,7 @@ class Bench:
             limit=count * 0.05 + 120,
         )
         if res["ok"] == 0:
-            raise BenchError(f"no session got its echo: {res}\n{pair.describe()}")
+            raise BenchError(f"no session got its echo: {res}\n{describe()}")
         return res
 
     # ------------------------------------------------------------------ memory

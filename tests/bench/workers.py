@@ -215,21 +215,7 @@ class WorkersFigure:
     def group_sessions(
         self, group: Group, count: int, inflight: int, hold: str | None = None
     ) -> dict[str, Any]:
-        res = self.b.agents.app.call(
-            "sessions",
-            timeout=count * 0.1 + 300,
-            dest=None,
-            dests=[list(e) for e in group.entries],
-            count=count,
-            inflight=inflight,
-            run=next_run(),
-            wait=10.0,
-            hold=hold,
-            limit=count * 0.05 + 120,
-        )
-        if res["ok"] == 0:
-            raise BenchError(f"no session got its echo: {res}\n{group.describe()}")
-        return res
+        return self.b.sessions_call(list(group.entries), group.describe, count, inflight, hold)
 
     def workers_stream(
         self,
