@@ -154,7 +154,7 @@ class DTLSConnection(Roaming):
             raise LocalProtocolError("connect() is for a client that has not started")
         assert isinstance(self._hs, ClientHandshake)
         self._now = now
-        self._flights.deadline = now + self.configuration.handshake_timeout
+        self._flights.begin(now, self.configuration.handshake_timeout)
         self._apply(self._hs.start(now, session))
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
@@ -167,7 +167,7 @@ class DTLSConnection(Roaming):
             return
         self._now = now
         if self._flights.deadline is None and self.state is State.SERVER_WAIT_CH:
-            self._flights.deadline = now + self.configuration.handshake_timeout
+            self._flights.begin(now, self.configuration.handshake_timeout)
         self._flights.resent = False
         self._source = address
         records = self._records
@@ -232,6 +232,12 @@ class DTLSConnection(Roaming):
         """Datagrams queued since the last call, each ready for one ``sendto``."""
         out, self._out = self._out, []
         return out
+
+    @property
+    def handshake_started(self) -> float | None:
+        """The ``now`` at which the handshake began (a client's ``connect``, a server's
+        first datagram), or None before that: the caller's handshake durations."""
+        return self._flights.started
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` should next be called, or None."""

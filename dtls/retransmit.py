@@ -27,6 +27,7 @@ class Flights:
         "resent",
         "retransmit_at",
         "sent_at",
+        "started",
         "timeout",
     )
 
@@ -39,7 +40,8 @@ class Flights:
         self.final = False
         self.retransmit_at: float | None = None
         self.timeout = initial_timeout
-        #: when the handshake must be done
+        #: when the handshake began and when it must be done (``begin``)
+        self.started: float | None = None
         self.deadline: float | None = None
         #: the peer's message_seq expected when we sent, and the first one of the
         #: peer's latest flight: a repeat in between is of the flight ours answered
@@ -52,6 +54,11 @@ class Flights:
 
     def __repr__(self) -> str:
         return f"<Flights items={len(self.items or ())} retransmit_at={self.retransmit_at}>"
+
+    def begin(self, now: float, handshake_timeout: float) -> None:
+        """The handshake starts at ``now``: its deadline is ``handshake_timeout`` later."""
+        self.started = now
+        self.deadline = now + handshake_timeout
 
     def timer(self) -> float | None:
         """The earlier of the retransmission timer and the deadline."""

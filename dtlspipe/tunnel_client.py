@@ -73,7 +73,6 @@ class ClientSession(Session):
         self.ready = False  # established, socket open: the fast path applies
         # what the handshake saw, to say why it failed (dtls.aio.diagnosis)
         self.watch: HandshakeWatch | None = None
-        self.handshake_started = 0.0  # when its ClientHello went out (-metrics)
 
     def seal(self, data: bytes, now: float) -> bytes | None:
         """A datagram from the source: its record to send now, or None (queued until the
@@ -123,8 +122,7 @@ class ClientSession(Session):
                 local_name(sock),
             )
         self.tunnel.readers.watch(sock, self.on_readable)
-        self.handshake_started = now = time.monotonic()
-        self.conn.connect(now, self.tunnel.resumable.get(self.remote))
+        self.conn.connect(time.monotonic(), self.tunnel.resumable.get(self.remote))
         self.flush()
         self._reschedule()
 
@@ -234,7 +232,9 @@ class ClientSession(Session):
                 stats.to_plain_bytes += len(event.data)
             elif isinstance(event, HandshakeCompleted):
                 stats.handshakes += 1
-                self.tunnel.handshake_seconds.observe(now - self.handshake_started)
+                started = conn.handshake_started
+                if started is not None:
+                    self.tunnel.handshake_seconds.observe(now - started)
                 group = event.group.name if event.group else "-"
                 log.info(
                     "session %s -> %s: established (%s %s%s)",

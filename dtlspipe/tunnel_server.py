@@ -280,10 +280,6 @@ class TunnelServer:
                     else:
                         stats.drop("no_session")
                     continue
-                if conn is not None and conn.context is None:
-                    # a handshake's first datagram: until its session takes the context
-                    # over, the context holds when it began (the engine never reads it)
-                    conn.context = now
                 for session, plaintexts in sends.items():  # in order with the slow path
                     session.to_service(plaintexts, now)
                 sends = {}
@@ -315,8 +311,9 @@ class TunnelServer:
                 if conn.is_closed or self._tg is None:
                     continue
                 self.stats.handshakes += 1
-                if isinstance(conn.context, float):
-                    self.handshake_seconds.observe(now - conn.context)
+                started = conn.handshake_started
+                if started is not None:
+                    self.handshake_seconds.observe(now - started)
                 group = event.group.name if event.group else "-"
                 who = (
                     f", identity {shown_identity(event.psk_identity)}" if event.psk_identity else ""

@@ -418,3 +418,21 @@ def test_server_alert_after_cookie_is_not_a_replay() -> None:
     pump(client, server)
     c = closed(events(client))
     assert c.by_peer and c.alert == AlertDescription.handshake_failure
+
+
+def test_handshake_started_is_the_now_the_handshake_began() -> None:
+    """A client's connect() and a server's first datagram set it; retransmissions and
+    completion do not move it (the tunnel's -metrics handshake durations)."""
+    client = DTLSConnection(client_conf(), is_client=True)
+    server = DTLSServer(server_conf(hello_verify=False))
+    assert client.handshake_started is None
+    client.connect(5.0)
+    assert client.handshake_started == 5.0
+    client.handle_timer(client.get_timer() or 0.0)  # a retransmission of flight 1
+    for d in client.datagrams_to_send():
+        server.receive_datagram(d, ADDR, 7.0)
+    conn = server.connections[ADDR]
+    assert conn.handshake_started == 7.0
+    pump(client, server, 8.0)
+    assert client.is_established and conn.is_established
+    assert (client.handshake_started, conn.handshake_started) == (5.0, 7.0)
