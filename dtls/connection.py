@@ -456,7 +456,7 @@ class DTLSConnection(Roaming):
         for record in held:  # (at most max_held_records; their failures count once)
             if self._closed:
                 break
-            opened = records.accept(record, self.state in HANDSHAKING)
+            opened = records.take(record, self.state in HANDSHAKING)
             if opened is not None:
                 self._on_record(*opened)
         # a held record that failed does not stop this datagram's own records

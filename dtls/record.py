@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import work
 from .constants import (
@@ -44,13 +44,15 @@ class Record:
     fragment: bytes
     #: the connection ID of a ``tls12_cid`` record, else empty
     cid: bytes = b""
+    #: where the record ends in its datagram (the rest may need another framing)
+    end: int = field(default=0, compare=False)
 
     @property
     def seq8(self) -> bytes:
         return (self.epoch << 48 | self.seq).to_bytes(8, "big")
 
 
-def iter_records(datagram: bytes, cid_length: int = 0) -> Iterator[Record]:
+def iter_records(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Iterator[Record]:
     """Yield the records of a datagram, stopping at the first malformed header.
 
     RFC 6347 §4.1.2.7: a record whose length runs past the datagram is invalid, and the
@@ -59,7 +61,7 @@ def iter_records(datagram: bytes, cid_length: int = 0) -> Iterator[Record]:
     ``cid_length`` is the length of the CID this side receives with (RFC 9146 §4: it
     is not on the wire); without one a ``tls12_cid`` record cannot be framed either.
     """
-    pos, end = 0, len(datagram)
+    pos, end = offset, len(datagram)
     while end - pos >= RECORD_HEADER_LEN:
         content_type = datagram[pos]
         version = int.from_bytes(datagram[pos + 1 : pos + 3], "big")
@@ -88,6 +90,7 @@ def iter_records(datagram: bytes, cid_length: int = 0) -> Iterator[Record]:
                 epoch_seq & MAX_SEQUENCE,
                 datagram[start:pos],
                 cid,
+                pos,
             )
 
 

@@ -32,6 +32,8 @@ from .errors import BadRecordError
 from .protection import RECORD_HEADER as HEADER
 from .protection import TLS12_CID, cid_prefix
 from .record import ReadEpoch, Record, iter_records, unwrap_inner
+from .v13.epochs import MAX_READ_EPOCHS, ReadEpoch13
+from .v13.header import EPOCH_BITS, CipherRecord, iter_records13, mask_sequence, reconstruct
 
 #: bytes of next-epoch records held during the handshake (besides ``max_held``):
 #: unauthenticated input must not make a handshake in progress hold more than this
@@ -61,11 +63,13 @@ class RecordLayer:
         "current",
         "epochs",
         "failed_open",
+        "forgery_limit",
         "held",
         "held_bytes",
         "max_held",
         "newest",
         "pending",
+        "v13",
     )
 
     def __init__(self, max_held: int) -> None:
@@ -74,7 +78,7 @@ class RecordLayer:
         self.current: ReadEpoch = self.epochs[0]
         #: the next epoch, keys ready, until the peer's ChangeCipherSpec starts it
         self.pending: ReadEpoch | None = None
-        self.held: list[Record] = []
+        self.held: list[Record | CipherRecord] = []
         self.held_bytes = 0
         self.max_held = max_held
         #: the length of the CID the peer puts in our records (RFC 9146 §4: the
@@ -86,6 +90,11 @@ class RecordLayer:
         self.failed_open = False
         self.authentic = False
         self.newest = False
+        #: DTLS 1.3's read epochs (None: DTLS 1.2 framing), at most MAX_READ_EPOCHS
+        self.v13: dict[int, ReadEpoch13] | None = None
+        #: a DTLS 1.3 key saw more failed records than its suite allows (RFC 9147
+        #: §4.5.3): the connection must end
+        self.forgery_limit = False
 
     def __repr__(self) -> str:
         return f"<RecordLayer epoch {self.current.epoch}>"
@@ -98,13 +107,36 @@ class RecordLayer:
     def records(self, datagram: bytes, handshaking: bool) -> Iterator[Opened]:
         """The datagram's records that open, in order. It stops after a record that
         fails authentication; the caller may stop it earlier (a closed connection).
-        ``handshaking``: next-epoch records are held rather than dropped."""
-        for record in iter_records(datagram, self.cid_length):
-            opened = self.accept(record, handshaking)
-            if opened is not None:
-                yield opened
-            if self.failed_open:
+        ``handshaking``: next-epoch records are held rather than dropped. A DTLS 1.3
+        ServerHello switches the framing (:meth:`start_v13`) between two records of one
+        datagram; the rest of it is framed anew, once."""
+        offset = 0
+        while True:
+            v13 = self.v13 is not None
+            framed = (
+                iter_records13(datagram, self.cid_length, offset)
+                if v13
+                else iter_records(datagram, self.cid_length, offset)
+            )
+            for record in framed:
+                opened = self.take(record, handshaking)
+                if opened is not None:
+                    yield opened
+                if self.failed_open:
+                    return
+                if not v13 and self.v13 is not None:
+                    offset = record.end
+                    break
+            else:
                 return
+
+    def take(self, record: Record | CipherRecord, handshaking: bool) -> Opened | None:
+        """A framed record of either format, routed and opened."""
+        if isinstance(record, CipherRecord):
+            return self.open13(record, handshaking)
+        if self.v13 is not None and record.epoch != 0:
+            return None  # RFC 9147 §4: DTLSPlaintext records are epoch 0
+        return self.accept(record, handshaking)
 
     def open_only_record(self, datagram: bytes) -> Opened | Literal[Shortcut.FALLBACK] | None:
         """The shortcut: a datagram that is exactly one record of the current epoch,
@@ -145,11 +177,12 @@ class RecordLayer:
             read, record.content_type, record.version, record.seq, record.cid, record.fragment, 0
         )
 
-    def _hold(self, record: Record) -> None:
+    def _hold(self, record: Record | CipherRecord) -> None:
         # RFC 6347 §4.1: records of the next epoch may arrive before the
         # ChangeCipherSpec; keep a bounded number until the keys are ready. (Epoch 1
-        # is the only next epoch: renegotiation is refused.)
-        size = len(record.fragment)
+        # is the only next epoch: renegotiation is refused.) RFC 9147 §4.2.1 allows
+        # the same for DTLS 1.3 records of an epoch whose keys are not yet installed.
+        size = len(record.ciphertext if isinstance(record, CipherRecord) else record.fragment)
         if len(self.held) < self.max_held and self.held_bytes + size <= MAX_HELD_BYTES:
             self.held.append(record)
             self.held_bytes += size
@@ -218,14 +251,86 @@ class RecordLayer:
         window.mark(seq)  # only now: the record is authentic
         return content_type, epoch, seq, plaintext
 
+    # -- DTLS 1.3 ---------------------------------------------------------------------
+
+    def open13(self, record: CipherRecord, handshaking: bool) -> Opened | None:
+        """RFC 9147 §4.2.2-4.2.3 and §4.5.1: pick the epoch by its low bits (the newest
+        of at most MAX_READ_EPOCHS that match), unmask and reconstruct the sequence
+        number, check the replay window, open, and only then mark it seen."""
+        epochs = self.v13
+        if epochs is None:
+            return None
+        read: ReadEpoch13 | None = None
+        for candidate in epochs.values():
+            if candidate.epoch & EPOCH_BITS == record.epoch_bits and (
+                read is None or candidate.epoch > read.epoch
+            ):
+                read = candidate
+        if read is None:
+            if handshaking:
+                self._hold(record)
+            return None
+        if record.cid != (read.cid or b""):
+            return None  # RFC 9147 §9: the CID we asked for, or none if we did not
+        protection = read.protection
+        cid_len = len(record.cid)
+        clear = mask_sequence(record.header, cid_len, protection.numbers.mask(record.ciphertext))
+        low = int.from_bytes(clear[1 + cid_len : 1 + cid_len + record.seq_bits // 8], "big")
+        window = read.window
+        seq = reconstruct(low, record.seq_bits, window.top + 1)
+        if not window.is_fresh(seq):
+            return None
+        meter = work.meter
+        if meter is not None:
+            meter.counts["open"] += 1
+            meter.counts["open_bytes"] += len(record.ciphertext)
+        try:
+            content_type, plaintext = protection.open(clear, seq, record.ciphertext)
+        except BadRecordError:
+            read.failures += 1
+            if read.failures >= read.max_failures:
+                self.forgery_limit = True
+            if not self.failed_open:
+                self.auth_failures += 1
+                self.failed_open = True
+            return None
+        if len(plaintext) > MAX_PLAINTEXT:
+            return None
+        self.authentic = True
+        self.newest = self.newest or seq > window.top
+        window.mark(seq)
+        return content_type, read.epoch, seq, plaintext
+
+    def start_v13(self) -> None:
+        """DTLS 1.3 was negotiated: frame with the unified header from now on."""
+        if self.v13 is None:
+            self.v13 = {}
+
+    def install13(self, read: ReadEpoch13) -> list[Record | CipherRecord]:
+        """A DTLS 1.3 read epoch's keys are ready: file it (dropping the oldest beyond
+        MAX_READ_EPOCHS); the held records, for the caller to ``take``."""
+        epochs = self.v13
+        if epochs is None:
+            raise ValueError("install13 before start_v13")  # a local bug
+        epochs[read.epoch] = read
+        while len(epochs) > MAX_READ_EPOCHS:
+            del epochs[min(epochs)]
+        held, self.held, self.held_bytes = self.held, [], 0
+        return held
+
+    def retire13(self, epoch: int) -> None:
+        """Forget a DTLS 1.3 read epoch (the handshake's, once it is confirmed)."""
+        if self.v13 is not None:
+            self.v13.pop(epoch, None)
+
     # -- epochs -----------------------------------------------------------------------
 
     def prepare(self, epoch: ReadEpoch) -> None:
         """The next epoch's keys are ready; the peer's ChangeCipherSpec starts it."""
         self.pending = epoch
 
-    def start_pending(self) -> list[Record]:
-        """Start the pending epoch; the held records, for the caller to ``accept``
+    def start_pending(self) -> list[Record | CipherRecord]:
+        """Start the pending epoch; the held records, for the caller to ``take``
         (failures among them count once)."""
         pending = self.pending
         assert pending is not None  # the caller checked
@@ -247,3 +352,5 @@ class RecordLayer:
         self.current = ReadEpoch(0, None)  # filed nowhere: nothing opens
         self.pending = None
         self.held, self.held_bytes = [], 0
+        if self.v13 is not None:
+            self.v13 = {}

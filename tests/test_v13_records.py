@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dtls import work
 from dtls.errors import BadRecordError, DTLSError
+from dtls.record import Record
 from dtls.suites import CipherKind
 from dtls.v13 import header as h
 from dtls.v13.keyschedule import TrafficKeys, traffic_keys
@@ -144,8 +145,8 @@ def test_plaintext_records_and_rejections() -> None:
     ack = bytes.fromhex("1afefd00000000000000080002") + b"\x00\x00"
     records = list(h.iter_records13(plain + ack))
     assert records == [
-        h.PlainRecord(22, 0xFEFD, 0, 7, b"abc"),
-        h.PlainRecord(26, 0xFEFD, 0, 8, b"\x00\x00"),
+        Record(22, 0xFEFD, 0, 7, b"abc", b"", 16),
+        Record(26, 0xFEFD, 0, 8, b"\x00\x00", b"", 31),
     ]
     assert list(h.iter_records13(plain[:-1])) == []  # a length past the end
     # application_data in the 13-byte header is not a DTLS 1.3 record: framing stops

@@ -13,12 +13,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-from dtls.errors import BadRecordError
 from dtls.fragment import parse_fragments
 from dtls.messages import ClientHello, ServerHello, parse_connection_id
+from dtls.record import Record
+from dtls.recordlayer import RecordLayer
 from dtls.v13 import header as h
 from dtls.v13 import keyschedule as ks
 from dtls.v13 import messages as m
+from dtls.v13.epochs import ReadEpoch13
 from dtls.v13.protection import Protection13
 from dtls.v13.suites import Suite13, suite13_by_code
 
@@ -57,34 +59,11 @@ def binder_transcript(hash_name: str, earlier: bytes, client_hello: bytes) -> tu
     return hashlib.new(hash_name, earlier + truncated).digest(), offered.binders[0]
 
 
-class Reader13:
-    """One direction's receive state: epochs' protections and the highest sequence."""
-
-    def __init__(self) -> None:
-        self.epochs: dict[int, Protection13] = {}
-        self.next_seq: dict[int, int] = {}
-
-    def open(self, record: h.CipherRecord) -> tuple[int, int, int, bytes] | None:
-        for epoch, protection in self.epochs.items():
-            if epoch & 3 != record.epoch_bits:
-                continue
-            mask = protection.numbers.mask(record.ciphertext)
-            clear = h.mask_sequence(record.header, len(record.cid), mask)
-            at = 1 + len(record.cid)
-            low = int.from_bytes(clear[at : at + record.seq_bits // 8], "big")
-            seq = h.reconstruct(low, record.seq_bits, self.next_seq.get(epoch, 0))
-            try:
-                content_type, content = protection.open(clear, seq, record.ciphertext)
-            except BadRecordError:  # counted by the caller
-                return None
-            self.next_seq[epoch] = max(self.next_seq.get(epoch, 0), seq + 1)
-            return epoch, seq, content_type, content
-        return None
-
-
 def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, bytes]) -> Decoded:
     out = Decoded()
-    readers = {CLIENT: Reader13(), SERVER: Reader13()}
+    # the receiving record layer of each direction: the engine's one intake
+    readers = {CLIENT: RecordLayer(8), SERVER: RecordLayer(8)}
+    held: list[tuple[str, Record | h.CipherRecord]] = []
     transcript = b""  # TLS-framed messages (RFC 9147 §5.2), message_hash after an HRR
     pending: dict[tuple[str, int], bytearray] = {}
     schedule: ks.KeySchedule | None = None
@@ -94,7 +73,11 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
     def install(direction: str, epoch: int, secret: bytes) -> None:
         assert out.suite is not None
         keys = ks.traffic_keys(out.suite.hash_name, secret, out.suite.key_len)
-        readers[direction].epochs[epoch] = Protection13(out.suite, keys)
+        layer = readers[direction]
+        layer.start_v13()
+        cid = out.cids.get(direction)
+        read = ReadEpoch13(epoch, out.suite, Protection13(out.suite, keys), cid)
+        held.extend((direction, record) for record in layer.install13(read))
 
     def on_message(direction: str, msg_type: int, body: bytes) -> None:
         nonlocal transcript, schedule, hash_name
@@ -187,7 +170,9 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
             assert out.suite is not None
             name = "c_ap" if direction == CLIENT else "s_ap"
             secrets[name] = ks.next_traffic_secret(out.suite.hash_name, secrets[name])
-            install(direction, max(readers[direction].epochs) + 1, secrets[name])
+            epochs = readers[direction].v13
+            assert epochs is not None
+            install(direction, max(epochs) + 1, secrets[name])
             return
         transcript += framed
 
@@ -206,20 +191,29 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
 
     seen: dict[tuple[str, int], set[int]] = {}
     delivered: set[tuple[str, int]] = set()
-    for direction, datagram in datagrams:
-        for record in h.iter_records13(datagram, len(out.cids.get(direction, b""))):
-            if isinstance(record, h.PlainRecord):
-                if record.content_type == 22:
-                    on_handshake_record(direction, record.fragment)
-                continue
-            opened = readers[direction].open(record)
-            if opened is None:
-                out.failed += 1
-                continue
-            epoch, _seq, content_type, content = opened
-            out.opened.append((direction, epoch, content_type, content))
+    def on_opened(direction: str, opened: tuple[int, int, int, bytes]) -> None:
+        content_type, epoch, _seq, content = opened
+        if epoch == 0:
             if content_type == 22:
                 on_handshake_record(direction, content)
-            elif content_type == h.ACK:
-                out.acks.append((direction, m.parse_ack(content)))
+            return
+        out.opened.append((direction, epoch, content_type, content))
+        if content_type == 22:
+            on_handshake_record(direction, content)
+        elif content_type == h.ACK:
+            out.acks.append((direction, m.parse_ack(content)))
+
+    for direction, datagram in datagrams:
+        layer = readers[direction]
+        layer.start_datagram()
+        layer.cid_length = len(out.cids.get(direction, b""))
+        for opened in layer.records(datagram, True):
+            on_opened(direction, opened)
+        if layer.failed_open:
+            out.failed += 1
+        while held:
+            held_direction, record = held.pop(0)
+            again = readers[held_direction].take(record, True)
+            if again is not None:
+                on_opened(held_direction, again)
     return out

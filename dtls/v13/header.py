@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import work
 from ..constants import DTLS1_0, DTLS1_2, MAX_CIPHERTEXT, MAX_SEQUENCE, RECORD_HEADER_LEN
+from ..record import Record
 
 ACK = 26  # RFC 9147 §7: the ack content type
 PLAINTEXT_TYPES = frozenset((21, 22, ACK))  # alert, handshake, ack (§4.1)
@@ -31,17 +32,6 @@ FLAG_CID, FLAG_SEQ16, FLAG_LENGTH, EPOCH_BITS = 0x10, 0x08, 0x04, 0x03
 #: §4.2.3: the record number mask is computed from the first 16 bytes of ciphertext
 MIN_CIPHERTEXT = 16
 _PLAIN = struct.Struct(">BHQH")
-
-
-@dataclass(frozen=True)
-class PlainRecord:
-    """A DTLSPlaintext record (epoch 0 in DTLS 1.3)."""
-
-    content_type: int
-    version: int
-    epoch: int
-    seq: int
-    fragment: bytes
 
 
 @dataclass(frozen=True)
@@ -57,20 +47,22 @@ class CipherRecord:
     masked_seq: int
     seq_bits: int
     ciphertext: bytes
+    #: where the record ends in its datagram
+    end: int = field(default=0, compare=False)
 
     @property
     def first(self) -> int:
         return self.header[0]
 
 
-Framed = PlainRecord | CipherRecord
+Framed = Record | CipherRecord  # DTLSPlaintext keeps DTLS 1.2's header
 
 
-def iter_records13(datagram: bytes, cid_length: int = 0) -> Iterator[Framed]:
+def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Iterator[Framed]:
     """Frame a datagram's records. ``cid_length`` is the length of the connection ID
     this side receives (RFC 9147 §9: the receiver knows it; 0 when none was agreed,
     and then a record that says it carries one cannot be framed)."""
-    pos, end = 0, len(datagram)
+    pos, end = offset, len(datagram)
     while pos < end:
         first = datagram[pos]
         if first in PLAINTEXT_TYPES:
@@ -83,9 +75,9 @@ def iter_records13(datagram: bytes, cid_length: int = 0) -> Iterator[Framed]:
             pos = start + length
             work.add("records")
             if version in (DTLS1_2, DTLS1_0) and length <= MAX_CIPHERTEXT:
-                yield PlainRecord(
+                yield Record(
                     content_type, version, epoch_seq >> 48, epoch_seq & MAX_SEQUENCE,
-                    datagram[start:pos],
+                    datagram[start:pos], b"", pos,
                 )  # fmt: skip
             continue
         if first & FIXED_MASK != FIXED_BITS:
@@ -119,6 +111,7 @@ def iter_records13(datagram: bytes, cid_length: int = 0) -> Iterator[Framed]:
                 int.from_bytes(datagram[seq_at : seq_at + seq_len], "big"),
                 8 * seq_len,
                 datagram[start:record_end],
+                record_end,
             )
         pos = record_end
 
