@@ -12,10 +12,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .constants import NamedGroup
+from .constants import DTLS1_2, DTLS1_3, NamedGroup
 from .errors import ConfigurationError
 from .session import SessionCache
 from .suites import ALL_SUITES, CipherSuite
+from .v13.suites import SUITES13, Suite13
+
+PSK_KE, PSK_DHE_KE = 0, 1  # RFC 8446 §4.2.9
 
 RandomSource = Callable[[int], bytes]
 PSKLookup = Callable[[bytes], "bytes | None"]
@@ -109,6 +112,18 @@ class DTLSConfiguration:
     #: is random), so that something in front of several servers on one port can route
     #: by them; the tunnel's -workers puts the worker's number here
     issued_id_prefix: bytes = b""
+    #: protocol versions: a client offers them, a server accepts them. DTLS1_2 alone
+    #: (the default, what the Go dtlspipe speaks) or DTLS1_3 alone (RFC 9147; a client
+    #: offering both is still to come)
+    versions: tuple[int, ...] = (DTLS1_2,)
+    #: DTLS 1.3 cipher suites, in order of preference (RFC 8446 §B.4)
+    suites13: tuple[Suite13, ...] = SUITES13
+    #: DTLS 1.3 key exchange with the PSK (RFC 8446 §4.2.9), in order of preference:
+    #: psk_dhe_ke (forward secrecy, an (EC)DHE share from ``groups``) and psk_ke
+    psk_key_exchange_modes: tuple[int, ...] = (PSK_DHE_KE, PSK_KE)
+    #: DTLS 1.3: the hash the external PSK is used with (RFC 8446 §4.2.11 makes SHA-256
+    #: the default); only suites with that hash are offered or chosen
+    psk_hash: str = "sha256"
 
     def __post_init__(self) -> None:
         if not self.cipher_suites:
@@ -133,6 +148,16 @@ class DTLSConfiguration:
             raise ConfigurationError("handshake_timeout must be positive")
         if self.connection_id_length is not None and not 0 <= self.connection_id_length <= 255:
             raise ConfigurationError("connection_id_length must be between 0 and 255")
+        if not self.versions or not set(self.versions) <= {DTLS1_2, DTLS1_3}:
+            raise ConfigurationError("versions must be DTLS1_2 and/or DTLS1_3")
+        if DTLS1_3 in self.versions:
+            if self.psk_hash not in ("sha256", "sha384"):
+                raise ConfigurationError("psk_hash must be sha256 or sha384")
+            if not any(s.hash_name == self.psk_hash for s in self.suites13):
+                raise ConfigurationError(f"no DTLS 1.3 suite uses the PSK's hash {self.psk_hash}")
+            modes = self.psk_key_exchange_modes
+            if not modes or not set(modes) <= {PSK_KE, PSK_DHE_KE}:
+                raise ConfigurationError("psk_key_exchange_modes must be psk_ke / psk_dhe_ke")
         if len(self.issued_id_prefix) > 8 or (
             self.connection_id_length and len(self.issued_id_prefix) >= self.connection_id_length
         ):
@@ -144,6 +169,11 @@ class DTLSConfiguration:
             f"<DTLSConfiguration suites={suites} mtu={self.mtu} "
             f"ems={self.extended_master_secret.value} psk={'set' if self.psk else 'unset'}>"
         )
+
+    @property
+    def offered_suites13(self) -> tuple[Suite13, ...]:
+        """The DTLS 1.3 suites usable with the PSK's hash."""
+        return tuple(s for s in self.suites13 if s.hash_name == self.psk_hash)
 
     def key_for(self, identity: bytes) -> bytes | None:
         """The server's PSK for ``identity``."""

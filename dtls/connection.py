@@ -22,6 +22,7 @@ from collections.abc import Callable
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
+    DTLS1_3,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
     AlertDescription,
@@ -44,6 +45,7 @@ from .handshake import (
     HANDSHAKING,
     Complete,
     Effect,
+    Exporter,
     FlightAnswered,
     FlightItem,
     InstallKeys,
@@ -51,7 +53,7 @@ from .handshake import (
     SendFlight,
     State,
 )
-from .keyschedule import RESERVED_LABELS, export_keying_material
+from .keyschedule import RESERVED_LABELS
 from .messages import ClientHello
 from .path import PeerPath
 from .protection import CBCHMAC, make_protection
@@ -61,6 +63,13 @@ from .retransmit import Flights
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState
+from .v13.client import Client13
+from .v13.epochs import ReadEpoch13, WriteEpoch13
+from .v13.handshake import InstallKeys13
+from .v13.header import ACK
+from .v13.keyschedule import traffic_keys
+from .v13.messages import parse_ack
+from .v13.protection import Protection13
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
 # cookie round, one more per HelloVerifyRequest before that.
@@ -68,6 +77,9 @@ _MAX_FIRST_CLIENT_HELLO_SEQ = 8
 # A client's ClientHello record numbers stay small (a few retries); larger ones are not
 # followed by the server's own numbering.
 _MAX_FOLLOWED_RECORD_SEQ = 1024
+#: DTLS 1.3: a finished handshake's last flight is sent again at most this many times
+#: while no ACK comes (RFC 9147 §5.8.3 leaves the number to the implementation)
+MAX_UNACKED_RETRANSMISSIONS = 6
 
 
 class DTLSConnection(Roaming):
@@ -84,15 +96,24 @@ class DTLSConnection(Roaming):
         #: the engine never reads it. Keeping it here, on the connection a
         #: ``DTLSServer`` routed a datagram to, needs no second table keyed by address.
         self.context: object = None
-        self._hs: ClientHandshake | ServerHandshake = (
-            ClientHandshake(configuration) if is_client else ServerHandshake(configuration)
-        )
+        self._hs: ClientHandshake | ServerHandshake | Client13
+        if is_client and configuration.versions == (DTLS1_3,):
+            self._hs = Client13(configuration)
+        elif DTLS1_3 in configuration.versions:
+            raise LocalProtocolError("DTLS 1.3 is a client's alone so far, and only on its own")
+        else:
+            self._hs = (
+                ClientHandshake(configuration) if is_client else ServerHandshake(configuration)
+            )
+        #: DTLS 1.3: the record numbers of our flight's last transmission, for its ACK
+        self._flight_records: set[tuple[int, int]] = set()
+        self._unacked_resends = 0
         self._closed = False
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
         # the one record intake: read epochs, held records, replay windows
         self._records = RecordLayer(configuration.max_held_records)
-        self._write_epochs: dict[int, WriteEpoch] = {0: WriteEpoch(0, None)}
+        self._write_epochs: dict[int, WriteEpoch | WriteEpoch13] = {0: WriteEpoch(0, None)}
         self._write_epoch = 0
         self._early_data: list[bytes] = []
         self._reassembler = Reassembler()
@@ -109,12 +130,13 @@ class DTLSConnection(Roaming):
         self.address_available: Callable[[object], bool] = lambda address: True
         # set while established: the write epoch of the send fast path, and whether the
         # receive shortcut applies
-        self._app_write: WriteEpoch | None = None
+        self._app_write: WriteEpoch | WriteEpoch13 | None = None
+        self._app_limit = MAX_SEQUENCE
         self._fast_read = False
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
         # RFC 5705: (PRF hash, master secret, client random, server random) while open
-        self._exporter: tuple[str, bytes, bytes, bytes] | None = None
+        self._exporter: Exporter | None = None
         #: once established with a session ID: what resuming this session needs (pass it
         #: to a later connection's ``connect``); it holds the master secret
         self.session: SessionState | None = None
@@ -152,9 +174,15 @@ class DTLSConnection(Roaming):
         earlier connection's ``session``) if given (RFC 5246 §7.3)."""
         if not self.is_client or self.state is not State.CLIENT_START:
             raise LocalProtocolError("connect() is for a client that has not started")
-        assert isinstance(self._hs, ClientHandshake)
         self._now = now
         self._flights.begin(now, self.configuration.handshake_timeout)
+        if isinstance(self._hs, Client13):
+            try:
+                self._apply(self._hs.start(now))
+            except ProtocolError as exc:
+                raise LocalProtocolError(exc.reason) from None
+            return
+        assert isinstance(self._hs, ClientHandshake)
         self._apply(self._hs.start(now, session))
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
@@ -257,6 +285,11 @@ class DTLSConnection(Roaming):
             self._close(reason, error=True, by_peer=False)
             return
         if flights.retransmit_at is not None and now >= flights.retransmit_at:
+            if self.is_established:  # DTLS 1.3: the last flight, still unacknowledged
+                self._unacked_resends += 1
+                if self._unacked_resends > MAX_UNACKED_RETRANSMISSIONS:
+                    flights.stop(keep=False)
+                    return
             # RFC 6347 §4.2.4.1: retransmit the whole flight and double the timer
             try:
                 self._transmit_flight()
@@ -281,7 +314,7 @@ class DTLSConnection(Roaming):
         last case the connection has closed and queued its close_notify.
         """
         write = self._app_write
-        if write is not None and len(data) <= MAX_PLAINTEXT and write.next_seq < MAX_SEQUENCE:
+        if write is not None and len(data) <= MAX_PLAINTEXT and write.next_seq < self._app_limit:
             return write.protect(ContentType.application_data, data)
         if not self.is_established:
             if self._closed:
@@ -290,7 +323,7 @@ class DTLSConnection(Roaming):
         if len(data) > MAX_PLAINTEXT:
             raise LocalProtocolError(f"record payload over {MAX_PLAINTEXT} bytes")
         write = self._write_epochs[self._write_epoch]
-        if write.next_seq >= MAX_SEQUENCE:
+        if write.next_seq >= MAX_SEQUENCE or write.exhausted:
             # RFC 6347 §4.1: sequence numbers must not wrap; the last one carries the
             # close_notify and the connection ends (there is no renegotiation).
             self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
@@ -315,10 +348,7 @@ class DTLSConnection(Roaming):
             raise LocalProtocolError(f"exporter label {label!r} is reserved (RFC 5705 §4)")
         if not 1 <= length <= 0xFFFF or (context is not None and len(context) > 0xFFFF):
             raise LocalProtocolError("exporter length or context out of range")
-        hash_name, master, client_random, server_random = self._exporter
-        return export_keying_material(
-            hash_name, master, client_random, server_random, label, length, context
-        )
+        return self._exporter.export(label, length, context)
 
     def reuse_client_hello(self, body: bytes, hello: ClientHello) -> None:
         """Server: the ClientHello (its body, parsed) that the endpoint already read from
@@ -365,6 +395,12 @@ class DTLSConnection(Roaming):
         with one (a wrong PSK, or an attacker making it decrypt garbage), quietly, as
         each record was dropped."""
         failures = self._records.auth_failures
+        if self._records.forgery_limit:
+            # RFC 9147 §4.5.3: the key has seen more forgeries than its suite allows
+            self._close(
+                f"{failures} forged records: the key is worn out", error=True, by_peer=False
+            )
+            return
         if (
             failures >= self.configuration.max_auth_failures
             and self.state in HANDSHAKING
@@ -387,6 +423,8 @@ class DTLSConnection(Roaming):
             self._on_change_cipher_spec(epoch, data)
         elif content_type == ContentType.return_routability_check:
             self._on_rrc(epoch, data)
+        elif content_type == ACK and self._records.v13 is not None:
+            self._on_ack(epoch, data)
 
     def _on_handshake(self, epoch: int, data: bytes) -> None:
         fragments = parse_fragments(data)
@@ -404,7 +442,12 @@ class DTLSConnection(Roaming):
                 if frag.offset == 0:
                     self._peer_retransmitted(frag.message_seq)
                 continue
-            if self.state in HANDSHAKING:
+            if self._records.v13 is not None:
+                # DTLS 1.3: only the hellos travel in epoch 0, everything after them
+                # under keys (RFC 9147 §5); post-handshake messages are refused below
+                if (epoch == 0) != (frag.msg_type in (1, 2)):
+                    continue
+            elif self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
                 # nothing, and only the next expected message may end a handshake
@@ -448,10 +491,11 @@ class DTLSConnection(Roaming):
         records = self._records
         if data != b"\x01" or epoch != records.current.epoch:
             return
-        if self.state not in CCS_STATES or records.pending is None:
+        hs = self._hs
+        if self.state not in CCS_STATES or records.pending is None or isinstance(hs, Client13):
             return
         held = records.start_pending()
-        self._hs.on_change_cipher_spec()
+        hs.on_change_cipher_spec()
         failed = records.failed_open
         for record in held:  # (at most max_held_records; their failures count once)
             if self._closed:
@@ -463,12 +507,13 @@ class DTLSConnection(Roaming):
         records.failed_open = failed
 
     def _on_application_data(self, epoch: int, data: bytes) -> None:
-        if epoch == 0:
-            return  # never legal unprotected
+        if epoch == 0 or (self._records.v13 is not None and epoch < 3):
+            return  # never legal unprotected, nor under DTLS 1.3's handshake keys
         if self.is_established:
             # RFC 6347 §4.2.4: authenticated data proves the peer has our final flight;
-            # stop keeping it for retransmission.
+            # stop keeping it for retransmission (DTLS 1.3: an implicit ACK, §7)
             self._flights.items = None
+            self._flights.retransmit_at = None
             self._events.append(ApplicationData(data))
         elif (
             len(self._early_data) < self.configuration.max_held_records
@@ -478,7 +523,8 @@ class DTLSConnection(Roaming):
             self._early_data.append(data)
 
     def _on_alert(self, epoch: int, data: bytes) -> None:
-        if len(data) != 2 or (epoch == 0 and self._records.current.epoch > 0):
+        keys_in_use = self._records.current.epoch > 0 or bool(self._records.v13)
+        if len(data) != 2 or (epoch == 0 and keys_in_use):
             return  # malformed, or plaintext once keys are in use: unauthenticated
         level, description = data[0], data[1]
         if level == AlertLevel.warning:
@@ -498,7 +544,7 @@ class DTLSConnection(Roaming):
 
     # -- called by the handshake ---------------------------------------------------------
 
-    def _apply(self, effects: list[Effect]) -> None:
+    def _apply(self, effects: list[Effect] | list[Effect | InstallKeys13]) -> None:
         """Do what a handshake step asked for, in order (see dtls.handshake)."""
         for effect in effects:
             if isinstance(effect, SendFlight):
@@ -511,6 +557,8 @@ class DTLSConnection(Roaming):
                 self._records.restart_epoch0()
             elif isinstance(effect, Complete):
                 self._complete(effect)
+            elif isinstance(effect, InstallKeys13):
+                self._install13(effect)
             if self._closed:
                 return
 
@@ -537,8 +585,56 @@ class DTLSConnection(Roaming):
         self._write_epochs[1] = WriteEpoch(1, mine, effect.peer_cid or None)
         self._records.prepare(ReadEpoch(1, theirs, effect.own_cid or None))
 
+    def _install13(self, effect: InstallKeys13) -> None:
+        """A DTLS 1.3 epoch's keys: reading starts with it at once (records held for it
+        are opened now), writing from the next record we send."""
+        suite = effect.suite
+        records = self._records
+        records.start_v13()
+        if effect.write_secret is not None:
+            keys = traffic_keys(suite.hash_name, effect.write_secret, suite.key_len)
+            protection = Protection13(suite, keys)
+            self._write_epochs[effect.epoch] = WriteEpoch13(
+                effect.epoch, suite, protection, effect.peer_cid or None
+            )
+            self._write_epoch = effect.epoch
+        if effect.read_secret is not None:
+            keys = traffic_keys(suite.hash_name, effect.read_secret, suite.key_len)
+            read = ReadEpoch13(
+                effect.epoch, suite, Protection13(suite, keys), effect.own_cid or None
+            )
+            records.cid_length = len(effect.own_cid or b"")
+            failed = records.failed_open
+            for record in records.install13(read):
+                if self._closed:
+                    break
+                opened = records.take(record, self.state in HANDSHAKING)
+                if opened is not None:
+                    self._on_record(*opened)
+            records.failed_open = failed
+
+    def _on_ack(self, epoch: int, data: bytes) -> None:
+        """RFC 9147 §7: an ACK that covers every record of our flight's last
+        transmission ends its retransmission (partial ACKs are not acted on yet: the
+        whole flight is sent again, which §7.1 allows)."""
+        if epoch == 0 and self._records.v13:
+            return  # a plaintext ACK once keys exist proves nothing
+        try:
+            numbers = parse_ack(data)
+        except ProtocolError:
+            return  # RFC 9147 §7: a malformed ACK is dropped
+        if self._flight_records and self._flight_records <= set(numbers):
+            self._flight_records = set()
+            self._flights.retransmit_at = None
+            if self.is_established:
+                self._flights.items = None
+
     def _complete(self, done: Complete) -> None:
-        self._flights.stop(keep=done.keep_flight)
+        if done.event.version == DTLS1_3:
+            # the last flight goes on being retransmitted until acknowledged
+            self._flights.deadline = None
+        else:
+            self._flights.stop(keep=done.keep_flight)
         self._reassembler.clear()
         self._exporter = done.exporter
         self.session = done.session
@@ -549,7 +645,8 @@ class DTLSConnection(Roaming):
             cache.store(done.session)
         event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None
-        self._app_write = self._write_epochs[self._write_epoch]
+        write = self._app_write = self._write_epochs[self._write_epoch]
+        self._app_limit = write.limit if isinstance(write, WriteEpoch13) else MAX_SEQUENCE
         if event.connection_id:
             self._path = PeerPath(self.peer, event.return_routability_check, self.address_available)
         self._events.append(event)
@@ -563,7 +660,16 @@ class DTLSConnection(Roaming):
         items = self._flights.items
         assert items is not None
         # raises ProtocolError when the peer's CID leaves no room in the MTU
+        before = {e: w.next_seq for e, w in self._write_epochs.items()}
         out = pack_flight(items, self._write_epochs, self.configuration.mtu)
+        if self._records.v13 is not None or isinstance(self._hs, Client13):
+            # DTLS 1.3 (§7): the record numbers this transmission used, for the ACK
+            self._flight_records = {
+                (e, n)
+                for e, w in self._write_epochs.items()
+                for n in range(before.get(e, 0), w.next_seq)
+                if e > 0
+            }
         if out is None:
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             return

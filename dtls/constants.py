@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-# RFC 6347 §4.1: DTLS 1.2 is {254, 253}; DTLS 1.0 is {254, 255}.
+# RFC 6347 §4.1: DTLS 1.2 is {254, 253}; DTLS 1.0 is {254, 255}; RFC 9147 §5.3: 1.3 {254, 252}.
+DTLS1_3 = 0xFEFC
 DTLS1_2 = 0xFEFD
 DTLS1_0 = 0xFEFF
 
@@ -67,6 +68,7 @@ class AlertDescription(IntEnum):
     internal_error = 80
     user_canceled = 90
     no_renegotiation = 100
+    missing_extension = 109  # RFC 8446 §6.2
     unsupported_extension = 110
     unknown_psk_identity = 115
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .constants import AlertDescription, AlertLevel, NamedGroup
+from .constants import DTLS1_2, AlertDescription, AlertLevel, NamedGroup
 from .suites import CipherSuite
+from .v13.suites import Suite13
 
 
 class Event:
@@ -14,7 +15,8 @@ class Event:
 
 @dataclass(frozen=True)
 class HandshakeCompleted(Event):
-    cipher_suite: CipherSuite
+    #: a DTLS 1.2 suite, or with ``version`` DTLS1_3 a TLS 1.3 one
+    cipher_suite: CipherSuite | Suite13
     group: NamedGroup | None
     psk_identity: bytes
     extended_master_secret: bool
@@ -27,6 +29,8 @@ class HandshakeCompleted(Event):
     return_routability_check: bool = False
     #: an abbreviated handshake resumed an earlier session (RFC 5246 §7.3)
     resumed: bool = False
+    #: the protocol version negotiated: ``DTLS1_2`` (0xFEFD) or ``DTLS1_3`` (0xFEFC)
+    version: int = DTLS1_2
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from .errors import ProtocolError
 from .fragment import encode_header
 from .handshake import FlightItem
 from .record import WriteEpoch
+from .v13.epochs import WriteEpoch13
 
 #: the fewest message bytes a handshake fragment carries
 MIN_ROOM = 32
 
 
 def pack_flight(
-    flight: list[FlightItem], write_epochs: dict[int, WriteEpoch], mtu: int
+    flight: list[FlightItem], write_epochs: dict[int, WriteEpoch | WriteEpoch13], mtu: int
 ) -> list[bytes] | None:
     """The flight's records, packed into datagrams of at most ``mtu`` bytes (RFC 6347
     §4.1.1.1), handshake messages fragmented to fit. None when an epoch's sequence

@@ -24,7 +24,7 @@ import enum
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from .config import DTLSConfiguration
 from .constants import (
@@ -42,6 +42,7 @@ from .groups import EphemeralKey
 from .keyschedule import (
     KeyBlock,
     ecdhe_psk_premaster,
+    export_keying_material,
     extended_master_secret,
     key_block,
     keylog_line,
@@ -72,6 +73,10 @@ class State(enum.Enum):
     SERVER_WAIT_CKE = "server waits for ClientKeyExchange"
     SERVER_WAIT_CCS = "server waits for ChangeCipherSpec"
     SERVER_WAIT_FINISHED = "server waits for Finished"
+    # DTLS 1.3 (dtls/v13/client.py)
+    CLIENT13_WAIT_SH = "client waits for ServerHello or HelloRetryRequest (DTLS 1.3)"
+    CLIENT13_WAIT_EE = "client waits for EncryptedExtensions (DTLS 1.3)"
+    CLIENT13_WAIT_FINISHED = "client waits for Finished (DTLS 1.3)"
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -137,6 +142,28 @@ class InstallKeys:
         return f"<InstallKeys {self.suite.name} (keys hidden)>"
 
 
+class Exporter(Protocol):
+    """Keying material for the application (RFC 5705 for DTLS 1.2, RFC 8446 §7.5 for
+    DTLS 1.3); ``context`` None is RFC 5705's "no context"."""
+
+    def export(self, label: bytes, length: int, context: bytes | None) -> bytes: ...
+
+
+class Exporter12:
+    """RFC 5705 over the PRF of the suite: its hash, the master secret, both randoms."""
+
+    __slots__ = ("_args",)
+
+    def __init__(self, hash_name: str, master: bytes, client_random: bytes, server_random: bytes):
+        self._args = (hash_name, master, client_random, server_random)
+
+    def __repr__(self) -> str:
+        return "<Exporter12 (secret hidden)>"
+
+    def export(self, label: bytes, length: int, context: bytes | None) -> bytes:
+        return export_keying_material(*self._args, label, length, context)
+
+
 @dataclass(frozen=True, repr=False)
 class Complete:
     """The handshake is done; ``exporter`` is (PRF hash, master secret, client random,
@@ -145,7 +172,7 @@ class Complete:
 
     event: HandshakeCompleted
     keep_flight: bool
-    exporter: tuple[str, bytes, bytes, bytes]
+    exporter: Exporter
     session: SessionState | None
 
     def __repr__(self) -> str:
@@ -267,7 +294,9 @@ class Handshake:
         """The handshake is done: its event, exporter and session go out, and every
         secret it held is forgotten."""
         assert self.suite is not None
-        exporter = (self.suite.prf_hash, self.master, self.client_random, self.server_random)
+        exporter = Exporter12(
+            self.suite.prf_hash, self.master, self.client_random, self.server_random
+        )
         session = self.session_state(self.now)
         self._effects.append(Complete(self.completed(), keep_flight, exporter, session))
         self.forget()

@@ -14,6 +14,7 @@ from .events import Event, HandshakeCompleted, PeerAddressChanged
 from .path import COOKIE_LEN, PATH_CHALLENGE, PATH_RESPONSE, PeerPath
 from .record import WriteEpoch
 from .recordlayer import RecordLayer
+from .v13.epochs import WriteEpoch13
 
 
 class Roaming:
@@ -28,7 +29,7 @@ class Roaming:
     _out: list[bytes]
     _addressed: list[tuple[bytes, object]]
     _events: deque[Event]
-    _write_epochs: dict[int, WriteEpoch]
+    _write_epochs: dict[int, WriteEpoch | WriteEpoch13]
     _write_epoch: int
 
     @property

@@ -472,8 +472,8 @@ def test_cases_cover_every_state() -> None:
         for state in table:
             assert (role, state) in covered, (role, state)
     for state in State:
-        if state is State.CLOSED:
-            continue
+        if state is State.CLOSED or "13" in state.name:
+            continue  # DTLS 1.3's states: tests/test_v13_states.py
         role = "client" if state.name.startswith("CLIENT") else "server"
         roles = ("client", "server") if state is State.ESTABLISHED else (role,)
         for r in roles:

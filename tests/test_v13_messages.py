@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dtls.constants import DTLS1_3
 from dtls.errors import DecodeError, DTLSError, ProtocolError
 from dtls.v13 import messages as m
 
@@ -18,7 +19,7 @@ def test_constants_from_rfc8446() -> None:
         "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
     )
     assert m.DOWNGRADE_TLS12.hex() == "444f574e47524401"
-    assert m.DTLS1_3 == 0xFEFC
+    assert DTLS1_3 == 0xFEFC
 
 
 def test_supported_versions() -> None:

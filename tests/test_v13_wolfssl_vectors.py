@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import v13_capture as capture
 
-from dtls.v13 import messages as m
+from dtls.config import PSK_DHE_KE, PSK_KE
 
 VECTORS = sorted((Path(__file__).parent / "vectors" / "wolfssl13").glob("*.json"))
 CONTENT = {"handshake": 22, "alert": 21, "application_data": 23, "ack": 26}
@@ -47,10 +47,10 @@ def test_capture_opens_with_our_code(path: Path) -> None:
     assert decoded.hrr == data["negotiated"]["hello_retry_request"]
     assert decoded.failed == 0, "a record did not open"
     if "psk-ke" in path.stem and "dhe" not in path.stem:
-        assert decoded.psk_mode == m.PSK_KE
+        assert decoded.psk_mode == PSK_KE
         assert decoded.derived_from_psk, "secrets derived from the PSK differ from the key log"
     else:
-        assert decoded.psk_mode == m.PSK_DHE_KE and decoded.group == 29
+        assert decoded.psk_mode == PSK_DHE_KE and decoded.group == 29
     # the same records, in the same order, as the independent reading found
     ours = [(d, e, t, c.hex()) for d, e, t, c in decoded.opened]
     theirs = [(r["dir"], r["epoch"], CONTENT[r["content_type"]], r["plaintext"]) for r in

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
+from dtls.config import PSK_DHE_KE, PSK_KE
+from dtls.constants import DTLS1_3
 from dtls.fragment import parse_fragments
 from dtls.messages import ClientHello, ServerHello, parse_connection_id
 from dtls.record import Record
@@ -102,7 +104,7 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
         if msg_type == 2:
             hello = ServerHello.parse(body)
             ext = dict(hello.extensions)
-            assert m.parse_version_selected(ext[m.Ext.supported_versions]) == m.DTLS1_3
+            assert m.parse_version_selected(ext[m.Ext.supported_versions]) == DTLS1_3
             out.suite = suite13_by_code(hello.cipher_suite)
             assert out.suite is not None
             hash_name = out.suite.hash_name
@@ -115,12 +117,12 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
             transcript += framed
             if 54 in ext:
                 out.cids[CLIENT] = parse_connection_id(ext[54])
-            out.psk_mode = m.PSK_DHE_KE if m.Ext.key_share in ext else m.PSK_KE
+            out.psk_mode = PSK_DHE_KE if m.Ext.key_share in ext else PSK_KE
             if m.Ext.key_share in ext:
                 out.group = m.parse_server_share(ext[m.Ext.key_share])[0]
             assert m.parse_selected_identity(ext[m.Ext.pre_shared_key]) == 0
             digest = hashlib.new(hash_name, transcript).digest()
-            if out.psk_mode == m.PSK_KE:
+            if out.psk_mode == PSK_KE:
                 assert schedule is not None
                 schedule.advance()
                 c_hs = schedule.derive(b"c hs traffic", digest)
@@ -147,7 +149,7 @@ def decode(psk: bytes, datagrams: list[tuple[str, bytes]], keylog: dict[str, byt
             transcript += framed
             if direction == SERVER:
                 digest = hashlib.new(hash_name, transcript).digest()
-                if out.psk_mode == m.PSK_KE and schedule is not None:
+                if out.psk_mode == PSK_KE and schedule is not None:
                     schedule.advance()
                     c_ap = schedule.derive(b"c ap traffic", digest)
                     s_ap = schedule.derive(b"s ap traffic", digest)

@@ -94,6 +94,22 @@ def next_traffic_secret(hash_name: str, secret: bytes, prefix: bytes = DTLS13_PR
     return expand_label(hash_name, secret, b"traffic upd", b"", size, prefix)
 
 
+def exporter(
+    hash_name: str,
+    exporter_secret: bytes,
+    label: bytes,
+    context: bytes,
+    length: int,
+    prefix: bytes = DTLS13_PREFIX,
+) -> bytes:
+    """RFC 8446 §7.5: TLS-Exporter(label, context_value, key_length) =
+    HKDF-Expand-Label(Derive-Secret(Secret, label, ""), "exporter", Hash(context_value),
+    key_length)."""
+    inner = derive_secret(hash_name, exporter_secret, label, empty_hash(hash_name), prefix)
+    context_hash = hashlib.new(hash_name, context).digest()
+    return expand_label(hash_name, inner, b"exporter", context_hash, length, prefix)
+
+
 @dataclass(frozen=True, repr=False)
 class TrafficKeys:
     """RFC 8446 §7.3 and RFC 9147 §4.2.3: the write key, the IV and the key that masks
@@ -173,13 +189,7 @@ class KeySchedule:
         return next_traffic_secret(self.hash_name, secret, self.prefix)
 
     def exporter(self, exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-        """RFC 8446 §7.5: TLS-Exporter(label, context_value, key_length) =
-        HKDF-Expand-Label(Derive-Secret(Secret, label, ""), "exporter",
-        Hash(context_value), key_length)."""
-        name = self.hash_name
-        inner = derive_secret(name, exporter_secret, label, empty_hash(name), self.prefix)
-        context_hash = hashlib.new(name, context).digest()
-        return expand_label(name, inner, b"exporter", context_hash, length, self.prefix)
+        return exporter(self.hash_name, exporter_secret, label, context, length, self.prefix)
 
     def resumption_psk(self, resumption_secret: bytes, ticket_nonce: bytes) -> bytes:
         """RFC 8446 §4.6.1: HKDF-Expand-Label(resumption_master_secret, "resumption",

@@ -16,8 +16,6 @@ from ..constants import AlertDescription
 from ..errors import DecodeError, ProtocolError
 from ..messages import Extensions, encode_extensions, parse_extensions
 
-DTLS1_3 = 0xFEFC  # RFC 9147 §5.3: {254, 252}
-
 
 class Ext:
     """Extension types of RFC 8446 §4.2 (the ones PSK mode uses)."""
@@ -42,7 +40,6 @@ class Msg:
     message_hash = 254
 
 
-PSK_KE, PSK_DHE_KE = 0, 1  # RFC 8446 §4.2.9
 #: RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest
 HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 #: RFC 8446 §4.1.3: the last 8 bytes of a 1.3-capable server's random when it settles

@@ -64,9 +64,12 @@ def build_config(args: argparse.Namespace, *, is_client: bool) -> DTLSConfigurat
             "hello_verify": not args.no_hello_verify,
             "session_cache": SessionCache() if args.session_cache else None,
         }
+    if args.dtls13 and not is_client:
+        raise UsageError("--dtls1.3 is a client option so far: the server speaks DTLS 1.2")
     try:
         return configuration(
             psk=psk,
+            versions="1.3" if args.dtls13 else None,
             identity=args.identity if is_client else b"",
             cipher_suites=args.ciphers or None,
             groups=args.curves or None,
@@ -192,7 +195,14 @@ def _common_options(sp: argparse.ArgumentParser) -> None:
         "--ciphers",
         metavar="LIST",
         help="cipher suites, colon- or comma-separated: IANA, OpenSSL or Go dtlspipe names "
-        "or hex ids (default: all, in the engine's order)",
+        "or hex ids, DTLS 1.3 ones (TLS_AES_128_GCM_SHA256, TLS13-AES128-GCM-SHA256) with "
+        "--dtls1.3; SHA-384 ones alone make a SHA-384 PSK (default: all, in the engine's order)",
+    )
+    sp.add_argument(
+        "--dtls1.3",
+        dest="dtls13",
+        action="store_true",
+        help="speak DTLS 1.3 (RFC 9147) only, with psk_dhe_ke or psk_ke (client only so far)",
     )
     sp.add_argument(
         "--curves",
@@ -248,7 +258,7 @@ def _common_options(sp: argparse.ArgumentParser) -> None:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dtls",
-        description="DTLS 1.2 PSK interop tool, in the manner of openssl s_client/s_server "
+        description="DTLS 1.2 and 1.3 PSK interop tool, in the manner of openssl s_client/s_server "
         "(see docs/cli-dtls.md)",
     )
     sub = p.add_subparsers(dest="command", required=True)

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+from ...constants import DTLS1_3
 from ...errors import LocalProtocolError
 from ...events import HandshakeCompleted
 from ...session import SessionState
-from ...suites import KeyExchange
+from ...suites import CipherSuite, KeyExchange
 from ..attributes import DTLSAttribute
 from ..stream import DTLSStream
 from .console import say
@@ -19,15 +20,21 @@ CUSTOM_DH_GROUP = "custom"
 
 
 def describe(event: HandshakeCompleted) -> str:
-    """``handshake ok: <IANA suite name> <group>``; the group is a curve or RFC 7919 name,
-    ``custom`` for a server's own DHE_PSK group, or ``-`` (plain PSK, or a resumed session)."""
+    """``handshake ok: <IANA suite name> <group> <version>``; the group is a curve or
+    RFC 7919 name, ``custom`` for a server's own DHE_PSK group, or ``-`` (plain PSK, a
+    resumed session, DTLS 1.3's psk_ke); the version ``DTLSv1.2`` or ``DTLSv1.3``."""
     if event.group is not None:
         group = event.group.name
-    elif event.cipher_suite.kx is KeyExchange.DHE_PSK and not event.resumed:
+    elif (
+        isinstance(event.cipher_suite, CipherSuite)
+        and event.cipher_suite.kx is KeyExchange.DHE_PSK
+        and not event.resumed
+    ):
         group = CUSTOM_DH_GROUP
     else:
         group = "-"
-    return f"handshake ok: {event.cipher_suite.name} {group}"
+    version = "DTLSv1.3" if event.version == DTLS1_3 else "DTLSv1.2"
+    return f"handshake ok: {event.cipher_suite.name} {group} {version}"
 
 
 def describe_session(event: HandshakeCompleted, session: SessionState | None) -> str:

@@ -1,0 +1,285 @@
+"""The client side of a DTLS 1.3 handshake with an external PSK (RFC 8446 §4, RFC 9147 §5).
+
+    ClientHello (key_share*, psk_key_exchange_modes, pre_shared_key)  -->
+                       <--  HelloRetryRequest (cookie, selected_group)    (optional)
+    ClientHello (cookie, key_share*, pre_shared_key)                  -->
+                       <--  ServerHello (key_share*, pre_shared_key)      epoch 0
+                            {EncryptedExtensions} {Finished}              epoch 2
+    {Finished}                                                        -->  epoch 2
+    [Application Data]                                               <->  epoch 3
+                       <--  [ACK]
+
+The legal (state, message) pairs are ``Client13.table``; any other is an
+``unexpected_message``. The client's Finished is its last flight: it is sent again
+until the server acknowledges it (RFC 9147 §5.8.3 and §7), which the connection tracks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar
+
+from ..config import PSK_DHE_KE, PSK_KE, DTLSConfiguration
+from ..constants import DTLS1_2, DTLS1_3, AlertDescription, ExtensionType, NamedGroup
+from ..events import HandshakeCompleted
+from ..groups import EphemeralKey
+from ..handshake import Complete, State
+from ..messages import (
+    ClientHello,
+    Extensions,
+    ServerHello,
+    encode_connection_id,
+    encode_supported_groups,
+    parse_connection_id,
+)
+from . import keyschedule as ks
+from .handshake import Effect13, Exporter13, Handshake13, InstallKeys13, proto
+from .messages import (
+    HRR_RANDOM,
+    Ext,
+    Msg,
+    encode_client_shares,
+    encode_cookie,
+    encode_offered_psks,
+    encode_versions_offered,
+    message_hash,
+    parse_cookie,
+    parse_encrypted_extensions,
+    parse_offered_psks,
+    parse_selected_group,
+    parse_selected_identity,
+    parse_server_share,
+    parse_version_selected,
+    tls_message,
+)
+from .suites import Suite13, suite13_by_code
+
+HT = Msg
+#: groups a DTLS 1.3 key share can use here (RFC 8446 §4.2.7; no FFDHE yet)
+EC_GROUPS = (
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.secp384r1,
+    NamedGroup.x448,
+    NamedGroup.secp521r1,
+)
+#: extensions a HelloRetryRequest may carry (RFC 8446 §4.1.4)
+_HRR_EXTENSIONS = frozenset((Ext.supported_versions, Ext.cookie, Ext.key_share))
+#: extensions a ServerHello may carry in PSK mode (RFC 8446 §4.2, RFC 9146 §3)
+_SH_EXTENSIONS = frozenset(
+    (Ext.supported_versions, Ext.key_share, Ext.pre_shared_key, ExtensionType.connection_id)
+)
+#: extensions EncryptedExtensions may carry to this client
+_EE_EXTENSIONS = frozenset((ExtensionType.supported_groups, ExtensionType.connection_id))
+
+
+class Client13(Handshake13):
+    table: ClassVar[dict[State, dict[int, str]]] = {
+        State.CLIENT13_WAIT_SH: {2: "on_server_hello"},
+        State.CLIENT13_WAIT_EE: {HT.encrypted_extensions: "on_encrypted_extensions"},
+        State.CLIENT13_WAIT_FINISHED: {20: "on_finished"},
+    }
+
+    def __init__(self, config: DTLSConfiguration) -> None:
+        super().__init__(config)
+        self.state = State.CLIENT_START
+        self.identity = config.psk_identity
+        self.offered: tuple[Suite13, ...] = config.offered_suites13
+        self.modes = config.psk_key_exchange_modes
+        self.groups = tuple(g for g in config.groups if g in EC_GROUPS)
+        if PSK_DHE_KE in self.modes and not self.groups:
+            self.modes = tuple(m for m in self.modes if m != PSK_DHE_KE)
+        self.key: EphemeralKey | None = None
+        self.cookie = b""
+        self.retried = False
+        self.hrr_suite: Suite13 | None = None
+        if config.connection_id_length is not None:
+            length = config.connection_id_length
+            self.own_cid = config.random(length) if length else b""
+
+    def __repr__(self) -> str:
+        return f"<Client13 {self.state.name}>"
+
+    # -- flight 1 (and its repeat after a HelloRetryRequest) -----------------------------
+
+    def start(self, now: float) -> list[Effect13]:
+        self.now = now
+        self._effects = []
+        if not self.modes:
+            raise proto(AlertDescription.internal_error, "no usable PSK key exchange mode")
+        if self.config.psk is None:
+            raise proto(AlertDescription.internal_error, "no PSK configured")
+        self.client_random = self.config.random(32)
+        if PSK_DHE_KE in self.modes:
+            self.key = EphemeralKey(self.groups[0], self.config.random)
+        self.schedule = ks.KeySchedule(self.config.psk_hash, self.config.psk)
+        self.send([self.message(1, self._client_hello(b""))])
+        self.state = State.CLIENT13_WAIT_SH
+        return self.effects()
+
+    def _client_hello(self, earlier: bytes) -> bytes:
+        """A ClientHello body with its binder (RFC 8446 §4.2.11.2): computed over the
+        hello up to the binders list, after ``earlier`` (the transcript before it)."""
+        extensions: Extensions = [(Ext.supported_versions, encode_versions_offered((DTLS1_3,)))]
+        if self.key is not None:
+            extensions.append(
+                (ExtensionType.supported_groups, encode_supported_groups(self.groups))
+            )
+            share = encode_client_shares([(self.key.group, self.key.public)])
+            extensions.append((Ext.key_share, share))
+        if self.cookie:
+            extensions.append((Ext.cookie, encode_cookie(self.cookie)))
+        extensions.append((Ext.psk_key_exchange_modes, bytes((len(self.modes), *self.modes))))
+        if self.own_cid is not None:
+            extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
+        assert self.schedule is not None
+        size = self.schedule.size
+        # RFC 8446 §4.2.11: pre_shared_key last; its binder is filled in below
+        psks = encode_offered_psks([(self.identity, 0)], [bytes(size)])
+        extensions.append((Ext.pre_shared_key, psks))
+        hello = ClientHello(
+            DTLS1_2,  # RFC 9147 §5.3: legacy_version {254, 253}
+            self.client_random,
+            b"",  # legacy_session_id: DTLS 1.3 has no middlebox compatibility mode
+            b"",  # legacy_cookie (§5.3): cookies travel in the extension
+            [s.code for s in self.offered],
+            b"\x00",
+            extensions,
+        )
+        body = hello.encode()
+        binders_len = parse_offered_psks(psks).binders_len
+        truncated = tls_message(1, body)[: 4 + len(body) - binders_len]
+        digest = hashlib.new(self.hash_name, earlier + truncated).digest()
+        binder = self.schedule.verify_data(self.schedule.binder_key(external=True), digest)
+        return body[:-size] + binder
+
+    # -- the server's flight -------------------------------------------------------------
+
+    def on_server_hello(self, body: bytes) -> None:
+        hello = ServerHello.parse(body)
+        ext = dict(hello.extensions)
+        if Ext.supported_versions not in ext:
+            # a DTLS 1.2 server: this client offered DTLS 1.3 only (RFC 8446 §4.2.1)
+            raise proto(AlertDescription.protocol_version, "the server does not speak DTLS 1.3")
+        if parse_version_selected(ext[Ext.supported_versions]) != DTLS1_3:
+            raise proto(AlertDescription.illegal_parameter, "ServerHello selected another version")
+        if hello.server_version != DTLS1_2 or hello.session_id or hello.compression_method:
+            raise proto(AlertDescription.illegal_parameter, "ServerHello legacy fields")
+        suite = suite13_by_code(hello.cipher_suite)
+        if suite is None or suite not in self.offered:
+            raise proto(AlertDescription.illegal_parameter, "ServerHello chose a suite not offered")
+        if self.hrr_suite is not None and suite is not self.hrr_suite:
+            raise proto(AlertDescription.illegal_parameter, "suite differs from the HRR's")
+        if hello.random == HRR_RANDOM:
+            self._on_hello_retry_request(body, suite, ext)
+        else:
+            self._on_real_server_hello(body, suite, ext)
+
+    def _on_hello_retry_request(self, body: bytes, suite: Suite13, ext: dict[int, bytes]) -> None:
+        # RFC 8446 §4.1.4: one HRR at most, carrying only known extensions, and asking
+        # for a change
+        if self.retried:
+            raise proto(AlertDescription.unexpected_message, "a second HelloRetryRequest")
+        if not set(ext) <= _HRR_EXTENSIONS:
+            raise proto(AlertDescription.unsupported_extension, "HelloRetryRequest extension")
+        self.retried = True
+        self.hrr_suite = suite
+        changed = False
+        if Ext.cookie in ext:
+            self.cookie = parse_cookie(ext[Ext.cookie])
+            changed = True
+        if Ext.key_share in ext:
+            group = parse_selected_group(ext[Ext.key_share])
+            if self.key is None or group not in self.groups or group == self.key.group:
+                raise proto(AlertDescription.illegal_parameter, "HRR asked for an unusable group")
+            self.key = EphemeralKey(NamedGroup(group), self.config.random)
+            changed = True
+        if not changed:
+            raise proto(AlertDescription.illegal_parameter, "HelloRetryRequest changes nothing")
+        # RFC 8446 §4.4.1: the first ClientHello is replaced by its hash, under the
+        # hash of the suite the HRR chose
+        self.schedule = ks.KeySchedule(suite.hash_name, self.config.psk)
+        first = self.transcript
+        self.transcript = message_hash(suite.hash_name, first) + tls_message(2, body)
+        self.answered()
+        self.send([self.message(1, self._client_hello(self.transcript))])
+
+    def _on_real_server_hello(self, body: bytes, suite: Suite13, ext: dict[int, bytes]) -> None:
+        if not set(ext) <= _SH_EXTENSIONS:
+            raise proto(AlertDescription.unsupported_extension, "ServerHello extension")
+        if Ext.pre_shared_key not in ext:
+            raise proto(AlertDescription.missing_extension, "ServerHello without pre_shared_key")
+        if parse_selected_identity(ext[Ext.pre_shared_key]) != 0:
+            raise proto(AlertDescription.illegal_parameter, "selected_identity not offered")
+        shared: bytes | None = None
+        if Ext.key_share in ext:
+            group, public = parse_server_share(ext[Ext.key_share])
+            if self.key is None or group != self.key.group:
+                raise proto(AlertDescription.illegal_parameter, "key_share for another group")
+            shared = self.key.exchange(public)
+        elif PSK_KE not in self.modes:
+            raise proto(AlertDescription.missing_extension, "psk_dhe_ke without a key_share")
+        self.key = None
+        if ExtensionType.connection_id in ext:
+            if self.own_cid is None:
+                raise proto(AlertDescription.unsupported_extension, "connection_id not offered")
+            self.peer_cid = parse_connection_id(ext[ExtensionType.connection_id])
+        self.suite = suite
+        self.group = None if shared is None else NamedGroup(group)
+        self.transcript += tls_message(2, body)
+        assert self.schedule is not None
+        self.schedule.advance(shared)
+        digest = self.transcript_hash()
+        self.client_hs = self.schedule.derive(b"c hs traffic", digest)
+        self.server_hs = self.schedule.derive(b"s hs traffic", digest)
+        self.keylog("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self.client_hs)
+        self.keylog("SERVER_HANDSHAKE_TRAFFIC_SECRET", self.server_hs)
+        self.answered()
+        self._effects.append(
+            InstallKeys13(2, suite, self.server_hs, self.client_hs, self.own_cid, self.peer_cid)
+        )
+        self.state = State.CLIENT13_WAIT_EE
+
+    def on_encrypted_extensions(self, body: bytes) -> None:
+        extensions = parse_encrypted_extensions(body)
+        for ext_type, _data in extensions:
+            if ext_type not in _EE_EXTENSIONS:
+                raise proto(
+                    AlertDescription.unsupported_extension, f"EncryptedExtensions {ext_type}"
+                )
+        self.transcript += tls_message(HT.encrypted_extensions, body)
+        self.state = State.CLIENT13_WAIT_FINISHED
+
+    def on_finished(self, body: bytes) -> None:
+        self.check_finished(body, self.server_hs)
+        self.transcript += tls_message(20, body)
+        schedule, suite = self.schedule, self.suite
+        assert schedule is not None and suite is not None
+        schedule.advance()
+        digest = self.transcript_hash()
+        client_ap = schedule.derive(b"c ap traffic", digest)
+        server_ap = schedule.derive(b"s ap traffic", digest)
+        exporter = schedule.derive(b"exp master", digest)
+        self.keylog("CLIENT_TRAFFIC_SECRET_0", client_ap)
+        self.keylog("SERVER_TRAFFIC_SECRET_0", server_ap)
+        self.keylog("EXPORTER_SECRET", exporter)
+        finished = schedule.verify_data(self.client_hs, digest)
+        # RFC 9147 §5.8.3: the client's Finished is retransmitted until acknowledged
+        self.send([self.message(20, finished, epoch=2)])
+        self._effects.append(
+            InstallKeys13(3, suite, server_ap, client_ap, self.own_cid, self.peer_cid)
+        )
+        event = HandshakeCompleted(
+            suite,
+            self.group,
+            self.identity,
+            False,
+            False,
+            self.own_cid,
+            self.peer_cid,
+            False,
+            False,
+            DTLS1_3,
+        )
+        self.state = State.ESTABLISHED
+        self.complete(Complete(event, True, Exporter13(suite.hash_name, exporter), None))

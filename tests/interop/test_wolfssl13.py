@@ -1,0 +1,94 @@
+"""Our DTLS 1.3 client (``python -m dtls client --dtls1.3``) against wolfSSL 5.9.2's
+example server: every TLS 1.3 suite with psk_ke and psk_dhe_ke, with and without the
+server's HelloRetryRequest cookie, and a HelloRetryRequest that picks another group.
+
+The server answers the first line it reads with ``I hear you fa shizzle!`` and closes;
+it prints ``Client message: <line>``. The binaries come from .ci/wolfssl.sh.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import peers
+import pytest
+import wolfssl
+from peers import Launcher
+from processes import Proc
+from wolfssl import Build, Options
+
+from dtls.v13.suites import suite13_by_name
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(scope="module")
+def wolfssl_build() -> Build:
+    return wolfssl.require_wolfssl()
+
+
+def ours_against(
+    launcher: Launcher, build: Build, tmp_path: Path, options: Options, *extra: str
+) -> tuple[Proc, Proc, str]:
+    """Start the wolfSSL server for ``options``, our client against it; the group word
+    of our ``handshake ok`` line once our line was answered."""
+    port = peers.free_udp_port()
+    server = wolfssl.start_server(launcher, build, tmp_path / "server", port, options)
+    client = launcher.ours(
+        "client",
+        port,
+        None,
+        psk=wolfssl.PSK_HEX,
+        extra=["--dtls1.3", "--ciphers", options.suite, *extra],
+    )
+    ok = client.wait_for(
+        r"handshake ok: (\S+) (\S+) (\S+)", peers.HANDSHAKE_DEADLINE, "stderr", "handshake ok"
+    )
+    assert ok.group(3) == "DTLSv1.3", client.describe()
+    assert suite13_by_name(ok.group(1)).code == wolfssl.SUITES[options.suite][0]
+    client.send(wolfssl.CLIENT_MESSAGE + "\n")
+    client.wait_for(re.escape(wolfssl.SERVER_REPLY), peers.DATA_DEADLINE, "stdout", "reply")
+    server.proc.wait_for(
+        re.escape(f"Client message: {wolfssl.CLIENT_MESSAGE}"), peers.DATA_DEADLINE, "stdout"
+    )
+    # the server closes after its answer: our client reports it and exits cleanly
+    client.wait_for("connection closed: peer closed", peers.DATA_DEADLINE, "stderr")
+    assert client.wait_exit() == 0, client.describe()
+    return client, server.proc, ok.group(2)
+
+
+@pytest.mark.parametrize("suite", list(wolfssl.SUITES))
+@pytest.mark.parametrize("kex", ["psk_ke", "psk_dhe_ke"])
+def test_ours_client_vs_wolfssl_server(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path, suite: str, kex: str
+) -> None:
+    options = Options(suite=suite, kex=kex)  # type: ignore[arg-type]
+    _, _, group = ours_against(launcher, wolfssl_build, tmp_path, options)
+    # psk_ke: no key exchange, "-"; psk_dhe_ke: our first group, X25519
+    assert group == ("-" if kex == "psk_ke" else "x25519")
+
+
+def test_without_the_cookie_round(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    ours_against(launcher, wolfssl_build, tmp_path, Options(hrr_cookie=False, kex="psk_dhe_ke"))
+
+
+def test_hello_retry_request_for_another_group(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """The server takes P-256 only (-Y); our X25519 share gets a HelloRetryRequest that
+    selects P-256 (RFC 8446 §4.1.4), and the second ClientHello carries a P-256 share."""
+    options = Options(group="p256", kex="psk_dhe_ke", hrr_cookie=False)
+    _, _, group = ours_against(launcher, wolfssl_build, tmp_path, options)
+    assert group == "secp256r1"
+
+
+def test_sha384_psk_is_chosen_by_the_suites(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """Only SHA-384 suites named: the PSK is used with SHA-384 (RFC 8446 §4.2.11), the
+    binder too, or the server would refuse it."""
+    options = Options(suite="TLS13-AES256-GCM-SHA384", kex="psk_ke")
+    ours_against(launcher, wolfssl_build, tmp_path, options)
