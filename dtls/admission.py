@@ -14,17 +14,25 @@ extensions) and becomes a connection. The limits are counters, never scans:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import Counter, deque
 from typing import Any
 
 from .config import DTLSConfiguration
-from .constants import DTLS1_0, ContentType, HandshakeType
+from .constants import DTLS1_0, DTLS1_2, DTLS1_3, ContentType, HandshakeType, NamedGroup
 from .cookie import CookieJar
 from .errors import DTLSError
 from .fragment import full_message, parse_fragments
-from .messages import HelloPrefix, HelloVerifyRequest
+from .messages import ClientHello, HelloPrefix, HelloVerifyRequest
 from .record import encode_record, iter_records
+from .v13.messages import Ext, parse_cookie
+from .v13.server import Choice, choose, hello_retry_request, offers_dtls13
+from .v13.suites import suite13_by_code
+
+#: what a stateless HelloRetryRequest leaves for the second ClientHello: the first
+#: one's hash and the choices made (see Admission.retry13)
+Resume13 = tuple[bytes, bytes, Choice]
 
 Address = tuple[Any, ...]  # a socket address: (host, port, ...)
 
@@ -91,6 +99,11 @@ class FirstHello:
         return None
 
 
+def _tls_hello(body: bytes) -> bytes:
+    """A ClientHello in TLS 1.3's framing, as the transcript has it (RFC 9147 §5.2)."""
+    return bytes((HandshakeType.client_hello,)) + len(body).to_bytes(3, "big") + body
+
+
 class Admission:
     """The endpoint's cookies, handshake counters and recent failures."""
 
@@ -133,6 +146,67 @@ class Admission:
         message = full_message(HandshakeType.hello_verify_request, hello.message_seq, body)
         record = encode_record(ContentType.handshake, 0, hello.record_seq, message, DTLS1_0)
         return record if len(record) <= limit else None
+
+    # -- DTLS 1.3: HelloRetryRequest with a stateless cookie (RFC 9147 §5.1) -------------
+
+    def hello13(self, hello: FirstHello) -> ClientHello | None:
+        """The ClientHello parsed whole (at most MAX_CIPHER_SUITES suites and
+        MAX_EXTENSIONS extensions) if it offers DTLS 1.3 to a server that takes it: its
+        cookie is in an extension, so the prefix alone does not reach it."""
+        if DTLS1_3 not in self.configuration.versions:
+            return None
+        try:
+            parsed = ClientHello.parse(hello.body)
+        except DTLSError:
+            return None
+        return parsed if offers_dtls13(parsed) else None
+
+    def retry13(
+        self, address: Address, hello: FirstHello, parsed: ClientHello, now: float, limit: int
+    ) -> bytes | None:
+        """The stateless HelloRetryRequest for a first DTLS 1.3 ClientHello, or None (no
+        choice possible, or larger than ``limit``: no amplification). Its cookie holds
+        the suite, the group asked for (0: none) and Hash(ClientHello1) (RFC 8446 §4.2.2)."""
+        try:
+            choice = choose(self.configuration, parsed)
+        except DTLSError:
+            return None
+        asked = choice.group if choice.share is None else None
+        first = hashlib.new(choice.suite.hash_name, _tls_hello(hello.body)).digest()
+        state = choice.suite.code.to_bytes(2, "big") + int(asked or 0).to_bytes(2, "big") + first
+        cookie = self._cookies.make13(address_bytes(address), state, now)
+        body = hello_retry_request(parsed, Choice(choice.suite, asked, None), cookie)
+        # RFC 9147 §5.1: the HelloRetryRequest takes the ClientHello's record number
+        message = full_message(HandshakeType.server_hello, hello.message_seq, body)
+        record = encode_record(ContentType.handshake, 0, hello.record_seq, message, DTLS1_2)
+        return record if len(record) <= limit else None
+
+    def resume13(self, address: Address, parsed: ClientHello, now: float) -> Resume13 | None:
+        """A second DTLS 1.3 ClientHello's cookie, checked: (Hash(ClientHello1), the
+        HelloRetryRequest rebuilt byte for byte, the choices), or None."""
+        ext = dict(parsed.extensions)
+        if Ext.cookie not in ext:
+            return None
+        try:
+            cookie = parse_cookie(ext[Ext.cookie])
+        except DTLSError:
+            return None
+        state = self._cookies.open13(address_bytes(address), cookie, now)
+        if state is None or len(state) < 4:
+            return None
+        suite = suite13_by_code(int.from_bytes(state[:2], "big"))
+        group_code = int.from_bytes(state[2:4], "big")
+        if suite is None or suite not in self.configuration.offered_suites13:
+            return None
+        first = state[4:]
+        if len(first) != hashlib.new(suite.hash_name).digest_size:
+            return None
+        try:
+            group = NamedGroup(group_code) if group_code else None
+        except ValueError:
+            return None
+        choice = Choice(suite, group, None)
+        return first, hello_retry_request(parsed, choice, cookie), choice
 
     def room_for(self, host: bytes) -> bool:
         """May one more handshake start from ``host``?"""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
+    DTLS1_2,
     DTLS1_3,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
@@ -68,8 +69,9 @@ from .v13.epochs import ReadEpoch13, WriteEpoch13
 from .v13.handshake import InstallKeys13
 from .v13.header import ACK
 from .v13.keyschedule import traffic_keys
-from .v13.messages import parse_ack
+from .v13.messages import encode_ack, parse_ack
 from .v13.protection import Protection13
+from .v13.server import Choice, Server13, offers_dtls13
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
 # cookie round, one more per HelloVerifyRequest before that.
@@ -77,6 +79,9 @@ _MAX_FIRST_CLIENT_HELLO_SEQ = 8
 # A client's ClientHello record numbers stay small (a few retries); larger ones are not
 # followed by the server's own numbering.
 _MAX_FOLLOWED_RECORD_SEQ = 1024
+#: DTLS 1.3: record numbers of the peer's flight kept for our ACK (a flight of a few
+#: messages takes a few records; more are not acknowledged, and are sent again)
+_MAX_ACKED = 32
 #: DTLS 1.3: a finished handshake's last flight is sent again at most this many times
 #: while no ACK comes (RFC 9147 §5.8.3 leaves the number to the implementation)
 MAX_UNACKED_RETRANSMISSIONS = 6
@@ -96,15 +101,19 @@ class DTLSConnection(Roaming):
         #: the engine never reads it. Keeping it here, on the connection a
         #: ``DTLSServer`` routed a datagram to, needs no second table keyed by address.
         self.context: object = None
-        self._hs: ClientHandshake | ServerHandshake | Client13
+        self._hs: ClientHandshake | ServerHandshake | Client13 | Server13
         if is_client and configuration.versions == (DTLS1_3,):
             self._hs = Client13(configuration)
-        elif DTLS1_3 in configuration.versions:
-            raise LocalProtocolError("DTLS 1.3 is a client's alone so far, and only on its own")
+        elif is_client and DTLS1_3 in configuration.versions:
+            raise LocalProtocolError("a client offering both DTLS 1.2 and 1.3 is still to come")
         else:
+            # a server takes DTLS 1.3 when a ClientHello offers it (_choose_version)
             self._hs = (
                 ClientHandshake(configuration) if is_client else ServerHandshake(configuration)
             )
+        #: DTLS 1.3: the peer's handshake records of its current flight, for our ACK
+        self._peer_records: set[tuple[int, int]] = set()
+        self._record_number = (0, 0)
         #: DTLS 1.3: the record numbers of our flight's last transmission, for its ACK
         self._flight_records: set[tuple[int, int]] = set()
         self._unacked_resends = 0
@@ -375,7 +384,7 @@ class DTLSConnection(Roaming):
 
     def _on_record(self, content_type: int, epoch: int, seq: int, plaintext: bytes) -> None:
         """An opened record (see :mod:`dtls.recordlayer`), dispatched by content type."""
-        if self.state is State.SERVER_WAIT_CH and epoch == 0:
+        if self.state in (State.SERVER_WAIT_CH, State.SERVER13_WAIT_CH2) and epoch == 0:
             # Continue from the ClientHello's record number, as OpenSSL does: a stateless
             # HelloVerifyRequest reused the first ClientHello's (RFC 6347 §4.2.1), and
             # starting again at 0 would look like a replay to the client.
@@ -383,6 +392,7 @@ class DTLSConnection(Roaming):
             write0 = self._write_epochs[0]
             if seq <= _MAX_FOLLOWED_RECORD_SEQ:
                 write0.next_seq = max(write0.next_seq, seq)
+        self._record_number = (epoch, seq)
         try:
             self._dispatch(content_type, epoch, plaintext)
         except ProtocolError as exc:
@@ -447,6 +457,8 @@ class DTLSConnection(Roaming):
                 # under keys (RFC 9147 §5); post-handshake messages are refused below
                 if (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
+                if epoch >= 2 and len(self._peer_records) < _MAX_ACKED:
+                    self._peer_records.add(self._record_number)
             elif self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
@@ -464,7 +476,41 @@ class DTLSConnection(Roaming):
             if self.is_established:
                 self._post_handshake_message(*message)
             else:
+                self._choose_version(*message)
                 self._apply(self._hs.handle(*message, self._now))
+
+    def _choose_version(self, msg_type: int, seq: int, body: bytes) -> None:
+        """Server: a first ClientHello that offers DTLS 1.3, to a server that accepts it,
+        is DTLS 1.3's (RFC 8446 §4.2.1); one that does not goes on in DTLS 1.2, or, if
+        the server takes 1.3 only, ends with protocol_version."""
+        hs, versions = self._hs, self.configuration.versions
+        if not isinstance(hs, ServerHandshake) or hs.state is not State.SERVER_WAIT_CH:
+            return
+        if msg_type != HandshakeType.client_hello or DTLS1_3 not in versions:
+            return
+        if offers_dtls13(ClientHello.parse(body)):
+            self._hs = Server13(self.configuration)
+            self._records.start_v13()
+        elif DTLS1_2 not in versions:
+            raise ProtocolError(AlertDescription.protocol_version, "the client has no DTLS 1.3")
+
+    def resume_after_retry(self, first_hash: bytes, retry: bytes, choice: Choice) -> None:
+        """Server: the endpoint answered this peer's first ClientHello with a stateless
+        HelloRetryRequest (``retry``, its body) whose cookie this connection's first
+        ClientHello brought back; the handshake continues from it."""
+        hs = Server13(self.configuration)
+        hs.resume_after_retry(first_hash, retry, choice)
+        self._hs = hs
+        self._records.start_v13()
+        self._learn_first_seq = False
+        self._reassembler.next_seq = 1
+
+    def _send_ack(self) -> None:
+        """RFC 9147 §7: acknowledge the peer's handshake records of its last flight."""
+        write = self._write_epochs.get(self._write_epoch)
+        if not self._peer_records or write is None or write.epoch < 2 or write.exhausted:
+            return
+        self._out.append(write.protect(ACK, encode_ack(sorted(self._peer_records))))
 
     def _post_handshake_message(self, msg_type: int, seq: int, body: bytes) -> None:
         renegotiation = (
@@ -480,7 +526,11 @@ class DTLSConnection(Roaming):
 
     def _peer_retransmitted(self, seq: int) -> None:
         """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost
-        (see :meth:`Flights.react_to_repeat` for when that is believed)."""
+        (see :meth:`Flights.react_to_repeat` for when that is believed). DTLS 1.3: a
+        repeat of the client's Finished means our ACK was lost: it goes again."""
+        if self.is_established and isinstance(self._hs, Server13):
+            self._send_ack()
+            return
         if self._flights.react_to_repeat(seq, self._now, self.state in HANDSHAKING):
             self._transmit_flight()
 
@@ -492,7 +542,11 @@ class DTLSConnection(Roaming):
         if data != b"\x01" or epoch != records.current.epoch:
             return
         hs = self._hs
-        if self.state not in CCS_STATES or records.pending is None or isinstance(hs, Client13):
+        if (
+            self.state not in CCS_STATES
+            or records.pending is None
+            or isinstance(hs, (Client13, Server13))
+        ):
             return
         held = records.start_pending()
         hs.on_change_cipher_spec()
@@ -630,7 +684,7 @@ class DTLSConnection(Roaming):
                 self._flights.items = None
 
     def _complete(self, done: Complete) -> None:
-        if done.event.version == DTLS1_3:
+        if done.event.version == DTLS1_3 and self.is_client:
             # the last flight goes on being retransmitted until acknowledged
             self._flights.deadline = None
         else:
@@ -647,6 +701,8 @@ class DTLSConnection(Roaming):
         self._fast_read = self._records.current.protection is not None
         write = self._app_write = self._write_epochs[self._write_epoch]
         self._app_limit = write.limit if isinstance(write, WriteEpoch13) else MAX_SEQUENCE
+        if isinstance(self._hs, Server13):
+            self._send_ack()  # the client's Finished (RFC 9147 §5.8.3)
         if event.connection_id:
             self._path = PeerPath(self.peer, event.return_routability_check, self.address_available)
         self._events.append(event)

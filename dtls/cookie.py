@@ -53,6 +53,31 @@ class CookieJar:
         self._rotate(now)
         return self._mac(self._secret, address, hello)
 
+    # -- DTLS 1.3 (RFC 8446 §4.2.2): the cookie carries the server's state ---------------
+
+    def _mac13(self, secret: bytes, address: bytes, state: bytes) -> bytes:
+        msg = b"dtls13 cookie" + len(address).to_bytes(1, "big") + address + state
+        work.add("cookie_bytes", len(msg))
+        return hmac.new(secret, msg, hashlib.sha256).digest()[:COOKIE_LEN]
+
+    def make13(self, address: bytes, state: bytes, now: float) -> bytes:
+        """``state`` (what the handshake needs to go on after a HelloRetryRequest) and a
+        MAC binding it to the client's address."""
+        self._rotate(now)
+        return state + self._mac13(self._secret, address, state)
+
+    def open13(self, address: bytes, cookie: bytes, now: float) -> bytes | None:
+        """The state a DTLS 1.3 cookie of ours carries, None if it is not ours (two
+        MACs at most, over at most 300 bytes)."""
+        self._rotate(now)
+        if not COOKIE_LEN < len(cookie) <= COOKIE_LEN + 64:
+            return None
+        state, tag = cookie[:-COOKIE_LEN], cookie[-COOKIE_LEN:]
+        for secret in (self._secret, self._previous):
+            if secret is not None and hmac.compare_digest(self._mac13(secret, address, state), tag):
+                return state
+        return None
+
     def verify(self, address: bytes, hello: HelloPrefix, now: float) -> bool:
         """Two MACs at most, over at most 2^16 + 300 bytes (the suites and compression
         vectors' largest sizes and the fixed fields)."""

@@ -43,13 +43,14 @@ from collections import deque
 from collections.abc import Callable
 
 from . import work
-from .admission import Address, Admission, FirstHello, address_bytes, host_key
+from .admission import Address, Admission, FirstHello, Resume13, address_bytes, host_key
 from .config import DTLSConfiguration
 from .connection import DTLSConnection
 from .errors import DTLSError
 from .events import ConnectionClosed, Event, HandshakeCompleted, PeerAddressChanged
 from .messages import ClientHello
 from .timerheap import TimerHeap
+from .v13.messages import Ext
 
 __all__ = ["Address", "DTLSServer", "address_bytes", "host_key"]
 
@@ -94,6 +95,7 @@ class DTLSServer:
         #: counters a caller can report (drops are silent on the wire)
         self.stats = {
             "hello_verify_sent": 0,
+            "hello_retry_sent": 0,
             "dropped": 0,
             "refused": 0,
             "connections_created": 0,
@@ -284,6 +286,22 @@ class DTLSServer:
         self._out.append((record, address))
         self.stats["hello_verify_sent"] += 1
 
+    def _answer_with_retry(
+        self, data: bytes, address: Address, hello: FirstHello, parsed: ClientHello, now: float
+    ) -> None:
+        """DTLS 1.3's stateless HelloRetryRequest (RFC 9147 §5.1); a ClientHello that
+        brought a cookie of ours that no longer checks out is dropped instead (a second
+        HelloRetryRequest would end the client's handshake anyway)."""
+        has_cookie = any(t == Ext.cookie for t, _ in parsed.extensions)
+        record = (
+            None if has_cookie else self._admission.retry13(address, hello, parsed, now, len(data))
+        )
+        if record is None:
+            self.stats["dropped"] += 1
+            return
+        self._out.append((record, address))
+        self.stats["hello_retry_sent"] += 1
+
     def _admit_peer(
         self, data: bytes, address: Address, hello: FirstHello, now: float, kind: int
     ) -> DTLSConnection | None:
@@ -291,7 +309,15 @@ class DTLSServer:
         a first connection on the address, a second handshake (§4.2.8) beside an
         established one, or a restart replacing one in its handshake."""
         admission, cfg = self._admission, self.configuration
-        if admission.wants_cookie(now) and not admission.cookie_ok(address, hello, now):
+        parsed13 = admission.hello13(hello)
+        resume: Resume13 | None = None
+        if parsed13 is not None:
+            if admission.wants_cookie(now):
+                resume = admission.resume13(address, parsed13, now)
+                if resume is None:
+                    self._answer_with_retry(data, address, hello, parsed13, now)
+                    return None
+        elif admission.wants_cookie(now) and not admission.cookie_ok(address, hello, now):
             self._answer_with_cookie(data, address, hello, now)
             return None
         host = host_key(address)
@@ -305,13 +331,16 @@ class DTLSServer:
             self.stats["refused"] += 1
             return None
         try:
-            parsed = ClientHello.parse(hello.body)
+            parsed = parsed13 or ClientHello.parse(hello.body)
         except DTLSError:
             self.stats["dropped"] += 1
             return None
         conn = DTLSConnection(cfg, is_client=False, peer=address)
         conn.address_available = self._address_free
-        conn.reuse_client_hello(hello.body, parsed)
+        if resume is not None:
+            conn.resume_after_retry(*resume)
+        else:
+            conn.reuse_client_hello(hello.body, parsed)
         self._hello_random[conn] = hello.prefix.random
         self._handshaking[conn] = host
         admission.started(host)

@@ -77,6 +77,8 @@ class State(enum.Enum):
     CLIENT13_WAIT_SH = "client waits for ServerHello or HelloRetryRequest (DTLS 1.3)"
     CLIENT13_WAIT_EE = "client waits for EncryptedExtensions (DTLS 1.3)"
     CLIENT13_WAIT_FINISHED = "client waits for Finished (DTLS 1.3)"
+    SERVER13_WAIT_CH2 = "server waits for the ClientHello after its HelloRetryRequest (DTLS 1.3)"
+    SERVER13_WAIT_FINISHED = "server waits for Finished (DTLS 1.3)"
     ESTABLISHED = "established"
     CLOSED = "closed"
 

@@ -113,8 +113,9 @@ def configuration(
 ) -> DTLSConfiguration:
     """The configuration for the options given; ``server`` are DTLSConfiguration's own
     server-side fields (``max_handshakes`` ...), passed through. ``versions``: "1.2"
-    (the default), "1.3" (RFC 9147, a client's so far). Named DTLS 1.3 suites that all
-    use SHA-384 make the PSK a SHA-384 one (RFC 8446 §4.2.11)."""
+    (the default), "1.3" (RFC 9147), or both for a server (it takes 1.3 when offered).
+    Named DTLS 1.3 suites that all use SHA-384 make the PSK a SHA-384 one (RFC 8446
+    §4.2.11)."""
     if psk is not None and not isinstance(psk, (bytes, bytearray)):
         raise ConfigurationError("psk must be bytes (bytes.fromhex() a hex key)")
     fields: dict[str, Any] = dict(server)

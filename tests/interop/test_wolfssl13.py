@@ -69,9 +69,7 @@ def test_ours_client_vs_wolfssl_server(
     assert group == ("-" if kex == "psk_ke" else "x25519")
 
 
-def test_without_the_cookie_round(
-    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
-) -> None:
+def test_without_the_cookie_round(launcher: Launcher, wolfssl_build: Build, tmp_path: Path) -> None:
     ours_against(launcher, wolfssl_build, tmp_path, Options(hrr_cookie=False, kex="psk_dhe_ke"))
 
 
@@ -92,3 +90,59 @@ def test_sha384_psk_is_chosen_by_the_suites(
     binder too, or the server would refuse it."""
     options = Options(suite="TLS13-AES256-GCM-SHA384", kex="psk_ke")
     ours_against(launcher, wolfssl_build, tmp_path, options)
+
+
+def wolfssl_against_ours(
+    launcher: Launcher, build: Build, tmp_path: Path, options: Options, *extra: str
+) -> tuple[Proc, str]:
+    """Our server (``--dtls1.3 --echo --once``) and wolfSSL's client against it: the
+    client's line comes back to it; the group word of our ``handshake ok`` line."""
+    port = peers.free_udp_port()
+    server = launcher.ours(
+        "server", port, None, psk=wolfssl.PSK_HEX, extra=["--dtls1.3", "--echo", *extra]
+    )
+    client = wolfssl.start_client(launcher, build, tmp_path / "client", port, options)
+    ok = server.wait_for(
+        r"handshake ok: (\S+) (\S+) (\S+)", peers.HANDSHAKE_DEADLINE, "stderr", "handshake ok"
+    )
+    assert ok.group(3) == "DTLSv1.3", server.describe()
+    assert suite13_by_name(ok.group(1)).code == wolfssl.SUITES[options.suite][0]
+    # the example client prints what comes back: its own line, echoed
+    client.proc.wait_for(re.escape(wolfssl.CLIENT_MESSAGE), peers.DATA_DEADLINE, "stdout")
+    assert client.proc.wait_exit() == 0, client.proc.describe()
+    assert server.wait_exit() == 0, server.describe()
+    return server, ok.group(2)
+
+
+@pytest.mark.parametrize("suite", list(wolfssl.SUITES))
+@pytest.mark.parametrize("kex", ["psk_ke", "psk_dhe_ke"])
+def test_wolfssl_client_vs_ours_server(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path, suite: str, kex: str
+) -> None:
+    """Through our endpoint's stateless HelloRetryRequest (its cookie is on by default):
+    wolfSSL's second ClientHello brings the cookie back, and the handshake continues."""
+    options = Options(suite=suite, kex=kex)  # type: ignore[arg-type]
+    _, group = wolfssl_against_ours(launcher, wolfssl_build, tmp_path, options, "--ciphers", suite)
+    # wolfSSL's client sends a P-256 share by default
+    assert group == ("-" if kex == "psk_ke" else "secp256r1")
+
+
+def test_wolfssl_client_x25519_without_our_cookie(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    options = Options(kex="psk_dhe_ke", group="x25519")
+    _, group = wolfssl_against_ours(launcher, wolfssl_build, tmp_path, options, "--no-hello-verify")
+    assert group == "x25519"
+
+
+def test_hello_retry_request_asks_wolfssl_for_our_group(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """Our server takes P-384 only: wolfSSL's P-256 share gets a HelloRetryRequest that
+    selects P-384 (from its supported_groups), and its second ClientHello has a P-384
+    share (RFC 8446 §4.1.4)."""
+    options = Options(kex="psk_dhe_ke")
+    _, group = wolfssl_against_ours(
+        launcher, wolfssl_build, tmp_path, options, "--curves", "secp384r1", "--no-hello-verify"
+    )
+    assert group == "secp384r1"

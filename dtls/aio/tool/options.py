@@ -64,12 +64,12 @@ def build_config(args: argparse.Namespace, *, is_client: bool) -> DTLSConfigurat
             "hello_verify": not args.no_hello_verify,
             "session_cache": SessionCache() if args.session_cache else None,
         }
-    if args.dtls13 and not is_client:
-        raise UsageError("--dtls1.3 is a client option so far: the server speaks DTLS 1.2")
+    # a client speaks DTLS 1.3 only; a server takes it when offered, and 1.2 otherwise
+    versions = None if not args.dtls13 else "1.3" if is_client else "1.2 1.3"
     try:
         return configuration(
             psk=psk,
-            versions="1.3" if args.dtls13 else None,
+            versions=versions,
             identity=args.identity if is_client else b"",
             cipher_suites=args.ciphers or None,
             groups=args.curves or None,
@@ -202,7 +202,8 @@ def _common_options(sp: argparse.ArgumentParser) -> None:
         "--dtls1.3",
         dest="dtls13",
         action="store_true",
-        help="speak DTLS 1.3 (RFC 9147) only, with psk_dhe_ke or psk_ke (client only so far)",
+        help="DTLS 1.3 (RFC 9147), with psk_dhe_ke or psk_ke: a client speaks it only, a "
+        "server takes it when a client offers it (DTLS 1.2 otherwise)",
     )
     sp.add_argument(
         "--curves",
