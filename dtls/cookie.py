@@ -22,6 +22,10 @@ from .config import RandomSource
 from .messages import HelloPrefix
 
 COOKIE_LEN = 32
+#: DTLS 1.3 cookies carry their state in clear and a 128-bit MAC: a short cookie keeps
+#: the HelloRetryRequest no larger than the smallest ClientHello it answers (a psk_ke
+#: one, 143 bytes)
+MAC13_LEN = 16
 
 
 class CookieJar:
@@ -58,7 +62,7 @@ class CookieJar:
     def _mac13(self, secret: bytes, address: bytes, state: bytes) -> bytes:
         msg = b"dtls13 cookie" + len(address).to_bytes(1, "big") + address + state
         work.add("cookie_bytes", len(msg))
-        return hmac.new(secret, msg, hashlib.sha256).digest()[:COOKIE_LEN]
+        return hmac.new(secret, msg, hashlib.sha256).digest()[:MAC13_LEN]
 
     def make13(self, address: bytes, state: bytes, now: float) -> bytes:
         """``state`` (what the handshake needs to go on after a HelloRetryRequest) and a
@@ -70,9 +74,9 @@ class CookieJar:
         """The state a DTLS 1.3 cookie of ours carries, None if it is not ours (two
         MACs at most, over at most 300 bytes)."""
         self._rotate(now)
-        if not COOKIE_LEN < len(cookie) <= COOKIE_LEN + 64:
+        if not MAC13_LEN < len(cookie) <= MAC13_LEN + 64:
             return None
-        state, tag = cookie[:-COOKIE_LEN], cookie[-COOKIE_LEN:]
+        state, tag = cookie[:-MAC13_LEN], cookie[-MAC13_LEN:]
         for secret in (self._secret, self._previous):
             if secret is not None and hmac.compare_digest(self._mac13(secret, address, state), tag):
                 return state

@@ -1,0 +1,236 @@
+"""DTLS 1.3 handshakes between our own client and server (dtls/v13/client.py,
+server.py), through a server endpoint on a fake clock: modes, groups, suites, the
+stateless HelloRetryRequest, failures and their alerts, loss and the ACK (RFC 9147 §7)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import (
+    C2S,
+    CLIENT_ADDR,
+    IDENTITY,
+    PSK,
+    S2C,
+    Sent,
+    Simulator,
+    drop_first,
+    seeded_random,
+)
+
+from dtls import DTLSConfiguration, DTLSServer, LocalProtocolError
+from dtls.config import PSK_DHE_KE, PSK_KE
+from dtls.connection import MAX_UNACKED_RETRANSMISSIONS, DTLSConnection
+from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, NamedGroup
+from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
+from dtls.fragment import full_message
+from dtls.handshake import State
+from dtls.record import encode_record
+from dtls.v13.suites import SUITES13, suite13_by_name
+
+
+def pair13(
+    client: dict[str, object] | None = None, server: dict[str, object] | None = None, seed: int = 1
+) -> Simulator:
+    c_options = {"psk": PSK, "psk_identity": IDENTITY, "versions": (DTLS1_3,), **(client or {})}
+    s_options = {"psk": PSK, "versions": (DTLS1_2, DTLS1_3), **(server or {})}
+    c = DTLSConfiguration(random=seeded_random(seed), **c_options)  # type: ignore[arg-type]
+    s = DTLSConfiguration(random=seeded_random(seed + 1000), **s_options)  # type: ignore[arg-type]
+    return Simulator(DTLSConnection(c, is_client=True), DTLSServer(s))
+
+
+def completed(sim: Simulator) -> tuple[HandshakeCompleted, HandshakeCompleted]:
+    done = [
+        next(e for _, e in events if isinstance(e, HandshakeCompleted))
+        for events in (sim.client_events, sim.server_events)
+    ]
+    return done[0], done[1]
+
+
+def unified(sent: Sent) -> bool:
+    return sent.data[0] & 0xE0 == 0x20
+
+
+def test_default_handshake_is_psk_dhe_ke_x25519_after_a_stateless_retry() -> None:
+    sim = pair13().run()
+    client, server = completed(sim)
+    assert client.version == server.version == DTLS1_3
+    assert client.cipher_suite is server.cipher_suite is SUITES13[0]
+    assert client.group == server.group == NamedGroup.x25519
+    assert server.psk_identity == IDENTITY
+    # the endpoint's cookie round came first (hello_verify on): no state before it
+    assert sim.server.stats["hello_retry_sent"] == 1
+    assert sim.server.stats["connections_created"] == 1
+    data_both_ways13(sim)
+    assert sim.client.export_keying_material(
+        b"EXPERIMENTAL t", 32
+    ) == sim.server_conn().export_keying_material(b"EXPERIMENTAL t", 32)
+
+
+def data_both_ways13(sim: Simulator) -> None:
+    sim.client.send(b"ping")
+    sim.server_conn().send(b"pong")
+    sim.pump()
+    got = [
+        e.data for _, e in sim.client_events + sim.server_events if isinstance(e, ApplicationData)
+    ]
+    assert sorted(got) == [b"ping", b"pong"]
+
+
+@pytest.mark.parametrize("suite", SUITES13, ids=lambda s: s.name)
+@pytest.mark.parametrize("mode", [PSK_KE, PSK_DHE_KE])
+def test_every_suite_and_mode(suite: object, mode: int) -> None:
+    assert suite in SUITES13
+    chosen = suite13_by_name(suite.name)  # type: ignore[attr-defined]
+    options: dict[str, object] = {
+        "suites13": (chosen,),
+        "psk_hash": chosen.hash_name,
+        "psk_key_exchange_modes": (mode,),
+    }
+    sim = pair13(options, {"psk_hash": chosen.hash_name}).run()
+    client, server = completed(sim)
+    assert client.cipher_suite is chosen and server.cipher_suite is chosen
+    assert client.group == (None if mode == PSK_KE else NamedGroup.x25519)
+
+
+def test_retry_for_a_group_without_cookie() -> None:
+    options = {"groups": (NamedGroup.x25519, NamedGroup.secp384r1)}
+    sim = pair13(options, {"groups": (NamedGroup.secp384r1,), "hello_verify": False}).run()
+    client, server = completed(sim)
+    assert client.group == server.group == NamedGroup.secp384r1
+    assert sim.server.stats["hello_retry_sent"] == 0  # the connection's own HRR
+    hellos = [s for s in sim.log if s.direction == C2S and s.names[:1] == ["ClientHello"]]
+    assert len(hellos) == 2
+
+
+def test_cookie_and_group_retry_in_one() -> None:
+    sim = pair13({"groups": (NamedGroup.x25519, NamedGroup.secp256r1)},
+                 {"groups": (NamedGroup.secp256r1,)}).run()  # fmt: skip
+    client, _ = completed(sim)
+    assert client.group == NamedGroup.secp256r1
+    assert sim.server.stats["hello_retry_sent"] == 1
+
+
+def test_the_stateless_retry_keeps_nothing_and_does_not_amplify() -> None:
+    sim = pair13()
+    sim.client.connect(0.0)
+    hello = sim.client.datagrams_to_send()
+    sim.server.receive_datagram(hello[0], CLIENT_ADDR, 0.0)
+    retry = sim.server.datagrams_to_send()
+    assert len(retry) == 1 and len(retry[0][0]) <= len(hello[0])
+    assert sim.server.connections == {} and sim.server.stats["connections_created"] == 0
+    # the cookie is bound to the address: from elsewhere the second hello is dropped
+    sim.client.receive_datagram(retry[0][0], 0.0)
+    second = sim.client.datagrams_to_send()
+    sim.server.receive_datagram(second[0], ("127.0.0.9", 4444), 0.0)
+    assert sim.server.datagrams_to_send() == [] and sim.server.connections == {}
+    # and a tampered cookie too
+    forged = bytearray(second[0])
+    forged[-40] ^= 1  # inside the cookie or the binder: either way, no connection
+    sim.server.receive_datagram(bytes(forged), CLIENT_ADDR, 0.0)
+    assert sim.server.connections == {}
+    sim.server.receive_datagram(second[0], CLIENT_ADDR, 0.0)
+    assert CLIENT_ADDR in sim.server.connections
+
+
+def test_wrong_psk_is_a_decrypt_error() -> None:
+    sim = pair13({"psk": b"x" * 32}).run()
+    closed = sim.client_closed
+    assert closed is not None and closed.by_peer and closed.alert == AlertDescription.decrypt_error
+    assert sim.completed_at is None
+
+
+def test_no_common_suite_is_a_handshake_failure() -> None:
+    gcm = suite13_by_name("TLS_AES_128_GCM_SHA256")
+    chacha = suite13_by_name("TLS_CHACHA20_POLY1305_SHA256")
+    sim = pair13({"suites13": (gcm,)}, {"suites13": (chacha,), "hello_verify": False}).run()
+    closed = sim.client_closed
+    assert closed is not None and closed.alert == AlertDescription.handshake_failure
+
+
+def test_a_dtls12_client_still_gets_dtls12_from_a_server_that_takes_both() -> None:
+    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, psk_identity=IDENTITY)
+    s = DTLSConfiguration(random=seeded_random(4), psk=PSK, versions=(DTLS1_2, DTLS1_3))
+    sim = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s)).run()
+    client, server = completed(sim)
+    assert client.version == server.version == DTLS1_2
+
+
+def test_a_dtls13_only_server_refuses_a_dtls12_client() -> None:
+    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, psk_identity=IDENTITY)
+    s = DTLSConfiguration(random=seeded_random(4), psk=PSK, versions=(DTLS1_3,), hello_verify=False)
+    sim = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s)).run()
+    closed = sim.client_closed
+    assert closed is not None and closed.alert == AlertDescription.protocol_version
+
+
+def test_a_dtls13_client_refuses_a_dtls12_server() -> None:
+    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, psk_identity=IDENTITY,
+                          versions=(DTLS1_3,))  # fmt: skip
+    s = DTLSConfiguration(random=seeded_random(4), psk=PSK, hello_verify=False)
+    sim = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s)).run()
+    assert sim.completed_at is None
+    assert sim.client.is_closed
+
+
+def test_offering_both_versions_is_refused_for_now() -> None:
+    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, versions=(DTLS1_2, DTLS1_3))
+    with pytest.raises(LocalProtocolError):
+        DTLSConnection(c, is_client=True)
+
+
+def test_lost_finished_is_sent_again_and_acknowledged() -> None:
+    """The client's Finished (its last flight) is lost: its timer sends it again, the
+    server completes and ACKs it, and the client stops."""
+    policy = drop_first(lambda s: s.direction == C2S and unified(s))
+    sim = pair13()
+    sim.policy = policy
+    sim.run()
+    assert policy.dropped  # type: ignore[attr-defined]
+    assert sim.completed_at is not None and sim.completed_at >= 1.0  # after the timer
+    assert sim.client.get_timer() is None  # the ACK ended the retransmission
+    assert sim.client._flights.items is None
+
+
+def test_lost_ack_means_a_repeat_then_a_second_ack() -> None:
+    acks = drop_first(lambda s: s.direction == S2C and unified(s) and s.time == 0.0, times=5)
+    sim = pair13()
+    sim.policy = acks
+    sim.run()
+    assert sim.completed_at == 0.0
+    # the client sent its Finished again (timer), the server answered with an ACK again
+    repeats = [s for s in sim.log if s.direction == C2S and unified(s) and s.time > 0]
+    assert repeats and sim.client.get_timer() is None
+
+
+def is_ack(sent: Sent) -> bool:
+    """The server's ACK: a lone small record (its flight's datagram holds more)."""
+    return sent.direction == S2C and unified(sent) and len(sent.data) < 60
+
+
+def test_unacknowledged_finished_gives_up_after_a_bounded_number() -> None:
+    sim = pair13()
+    sim.policy = lambda sim, sent: [] if is_ack(sent) else None
+    sim.run(until=10_000)
+    assert sim.completed_at == 0.0
+    repeats = [s for s in sim.log if s.direction == C2S and unified(s) and s.time > 0]
+    assert len(repeats) == MAX_UNACKED_RETRANSMISSIONS
+    assert sim.client.get_timer() is None
+    assert sim.client.is_established  # giving up on the ACK does not close it
+
+
+def plain_message(msg_type: int, body: bytes, message_seq: int = 0) -> bytes:
+    return encode_record(22, 0, 5, full_message(msg_type, message_seq, body))
+
+
+def test_client_states_refuse_out_of_order_messages() -> None:
+    sim = pair13({}, {"hello_verify": False})
+    sim.client.connect(0.0)
+    assert sim.client.state is State.CLIENT13_WAIT_SH
+    # a Finished in epoch 0 is no DTLS 1.3 message at all (only hellos are): dropped
+    sim.client.receive_datagram(plain_message(20, bytes(32)), 0.0)
+    assert sim.client.state is State.CLIENT13_WAIT_SH
+    assert list(iter(sim.client.next_event, None)) == []
+    # a second ClientHello sent to a client: not in its table
+    sim.client.receive_datagram(plain_message(1, bytes(40)), 0.0)
+    closed = [e for e in iter(sim.client.next_event, None) if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == AlertDescription.unexpected_message
