@@ -22,7 +22,6 @@ from collections.abc import Callable
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
-    DTLS1_2,
     DTLS1_3,
     MAX_PLAINTEXT,
     MAX_SEQUENCE,
@@ -65,13 +64,11 @@ from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState
 from .v13.client import Client13
-from .v13.epochs import ReadEpoch13, WriteEpoch13
+from .v13.epochs import WriteEpoch13
 from .v13.handshake import InstallKeys13
 from .v13.header import ACK
-from .v13.keyschedule import traffic_keys
-from .v13.messages import encode_ack, parse_ack
-from .v13.protection import Protection13
-from .v13.server import Choice, Server13, offers_dtls13
+from .v13.link import UPDATE_MARGIN, Link13
+from .v13.server import Server13
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
 # cookie round, one more per HelloVerifyRequest before that.
@@ -79,15 +76,12 @@ _MAX_FIRST_CLIENT_HELLO_SEQ = 8
 # A client's ClientHello record numbers stay small (a few retries); larger ones are not
 # followed by the server's own numbering.
 _MAX_FOLLOWED_RECORD_SEQ = 1024
-#: DTLS 1.3: record numbers of the peer's flight kept for our ACK (a flight of a few
-#: messages takes a few records; more are not acknowledged, and are sent again)
-_MAX_ACKED = 32
 #: DTLS 1.3: a finished handshake's last flight is sent again at most this many times
 #: while no ACK comes (RFC 9147 §5.8.3 leaves the number to the implementation)
 MAX_UNACKED_RETRANSMISSIONS = 6
 
 
-class DTLSConnection(Roaming):
+class DTLSConnection(Roaming, Link13):
     """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
 
     def __init__(
@@ -111,12 +105,7 @@ class DTLSConnection(Roaming):
             self._hs = (
                 ClientHandshake(configuration) if is_client else ServerHandshake(configuration)
             )
-        #: DTLS 1.3: the peer's handshake records of its current flight, for our ACK
-        self._peer_records: set[tuple[int, int]] = set()
-        self._record_number = (0, 0)
-        #: DTLS 1.3: the record numbers of our flight's last transmission, for its ACK
-        self._flight_records: set[tuple[int, int]] = set()
-        self._unacked_resends = 0
+        self._init13()
         self._closed = False
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
@@ -338,6 +327,10 @@ class DTLSConnection(Roaming):
             self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
+        if isinstance(write, WriteEpoch13) and write.next_seq >= write.limit - UPDATE_MARGIN:
+            # RFC 8446 §5.5: the key nears its limit: update it (records go on under it
+            # until the peer acknowledges the KeyUpdate)
+            self.key_update()
         return write.protect(ContentType.application_data, data)
 
     def export_keying_material(
@@ -457,8 +450,7 @@ class DTLSConnection(Roaming):
                 # under keys (RFC 9147 §5); post-handshake messages are refused below
                 if (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
-                if epoch >= 2 and len(self._peer_records) < _MAX_ACKED:
-                    self._peer_records.add(self._record_number)
+                self._note_peer_record(epoch)
             elif self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
@@ -476,43 +468,13 @@ class DTLSConnection(Roaming):
             if self.is_established:
                 self._post_handshake_message(*message)
             else:
-                self._choose_version(*message)
+                self._choose_version(message[0], message[2])
                 self._apply(self._hs.handle(*message, self._now))
 
-    def _choose_version(self, msg_type: int, seq: int, body: bytes) -> None:
-        """Server: a first ClientHello that offers DTLS 1.3, to a server that accepts it,
-        is DTLS 1.3's (RFC 8446 §4.2.1); one that does not goes on in DTLS 1.2, or, if
-        the server takes 1.3 only, ends with protocol_version."""
-        hs, versions = self._hs, self.configuration.versions
-        if not isinstance(hs, ServerHandshake) or hs.state is not State.SERVER_WAIT_CH:
-            return
-        if msg_type != HandshakeType.client_hello or DTLS1_3 not in versions:
-            return
-        if offers_dtls13(ClientHello.parse(body)):
-            self._hs = Server13(self.configuration)
-            self._records.start_v13()
-        elif DTLS1_2 not in versions:
-            raise ProtocolError(AlertDescription.protocol_version, "the client has no DTLS 1.3")
-
-    def resume_after_retry(self, first_hash: bytes, retry: bytes, choice: Choice) -> None:
-        """Server: the endpoint answered this peer's first ClientHello with a stateless
-        HelloRetryRequest (``retry``, its body) whose cookie this connection's first
-        ClientHello brought back; the handshake continues from it."""
-        hs = Server13(self.configuration)
-        hs.resume_after_retry(first_hash, retry, choice)
-        self._hs = hs
-        self._records.start_v13()
-        self._learn_first_seq = False
-        self._reassembler.next_seq = 1
-
-    def _send_ack(self) -> None:
-        """RFC 9147 §7: acknowledge the peer's handshake records of its last flight."""
-        write = self._write_epochs.get(self._write_epoch)
-        if not self._peer_records or write is None or write.epoch < 2 or write.exhausted:
-            return
-        self._out.append(write.protect(ACK, encode_ack(sorted(self._peer_records))))
-
     def _post_handshake_message(self, msg_type: int, seq: int, body: bytes) -> None:
+        if self._records.v13 is not None:
+            self._post_handshake13(msg_type, self._record_number[0], body)
+            return
         renegotiation = (
             HandshakeType.hello_request if self.is_client else HandshakeType.client_hello
         )
@@ -528,8 +490,8 @@ class DTLSConnection(Roaming):
         """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost
         (see :meth:`Flights.react_to_repeat` for when that is believed). DTLS 1.3: a
         repeat of the client's Finished means our ACK was lost: it goes again."""
-        if self.is_established and isinstance(self._hs, Server13):
-            self._send_ack()
+        if self.is_established and self._records.v13 is not None:
+            self._send_ack({self._record_number})  # (DTLS 1.3: our ACK was lost)
             return
         if self._flights.react_to_repeat(seq, self._now, self.state in HANDSHAKING):
             self._transmit_flight()
@@ -639,50 +601,6 @@ class DTLSConnection(Roaming):
         self._write_epochs[1] = WriteEpoch(1, mine, effect.peer_cid or None)
         self._records.prepare(ReadEpoch(1, theirs, effect.own_cid or None))
 
-    def _install13(self, effect: InstallKeys13) -> None:
-        """A DTLS 1.3 epoch's keys: reading starts with it at once (records held for it
-        are opened now), writing from the next record we send."""
-        suite = effect.suite
-        records = self._records
-        records.start_v13()
-        if effect.write_secret is not None:
-            keys = traffic_keys(suite.hash_name, effect.write_secret, suite.key_len)
-            protection = Protection13(suite, keys)
-            self._write_epochs[effect.epoch] = WriteEpoch13(
-                effect.epoch, suite, protection, effect.peer_cid or None
-            )
-            self._write_epoch = effect.epoch
-        if effect.read_secret is not None:
-            keys = traffic_keys(suite.hash_name, effect.read_secret, suite.key_len)
-            read = ReadEpoch13(
-                effect.epoch, suite, Protection13(suite, keys), effect.own_cid or None
-            )
-            records.cid_length = len(effect.own_cid or b"")
-            failed = records.failed_open
-            for record in records.install13(read):
-                if self._closed:
-                    break
-                opened = records.take(record, self.state in HANDSHAKING)
-                if opened is not None:
-                    self._on_record(*opened)
-            records.failed_open = failed
-
-    def _on_ack(self, epoch: int, data: bytes) -> None:
-        """RFC 9147 §7: an ACK that covers every record of our flight's last
-        transmission ends its retransmission (partial ACKs are not acted on yet: the
-        whole flight is sent again, which §7.1 allows)."""
-        if epoch == 0 and self._records.v13:
-            return  # a plaintext ACK once keys exist proves nothing
-        try:
-            numbers = parse_ack(data)
-        except ProtocolError:
-            return  # RFC 9147 §7: a malformed ACK is dropped
-        if self._flight_records and self._flight_records <= set(numbers):
-            self._flight_records = set()
-            self._flights.retransmit_at = None
-            if self.is_established:
-                self._flights.items = None
-
     def _complete(self, done: Complete) -> None:
         if done.event.version == DTLS1_3 and self.is_client:
             # the last flight goes on being retransmitted until acknowledged
@@ -700,7 +618,9 @@ class DTLSConnection(Roaming):
         event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None
         write = self._app_write = self._write_epochs[self._write_epoch]
-        self._app_limit = write.limit if isinstance(write, WriteEpoch13) else MAX_SEQUENCE
+        self._app_limit = (
+            write.limit - UPDATE_MARGIN if isinstance(write, WriteEpoch13) else MAX_SEQUENCE
+        )
         if isinstance(self._hs, Server13):
             self._send_ack()  # the client's Finished (RFC 9147 §5.8.3)
         if event.connection_id:
@@ -719,13 +639,7 @@ class DTLSConnection(Roaming):
         before = {e: w.next_seq for e, w in self._write_epochs.items()}
         out = pack_flight(items, self._write_epochs, self.configuration.mtu)
         if self._records.v13 is not None or isinstance(self._hs, Client13):
-            # DTLS 1.3 (§7): the record numbers this transmission used, for the ACK
-            self._flight_records = {
-                (e, n)
-                for e, w in self._write_epochs.items()
-                for n in range(before.get(e, 0), w.next_seq)
-                if e > 0
-            }
+            self._note_flight_records(before)  # DTLS 1.3 (§7): for the ACK
         if out is None:
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             return
@@ -748,6 +662,7 @@ class DTLSConnection(Roaming):
         self._closed = True
         self._hs.forget()
         self._exporter = None
+        self._forget13()
         self._path = None  # a closed connection goes nowhere
         if error and self.session is not None:
             # RFC 5246 §7.2.2: a session ended by a fatal alert (or a failure) must not

@@ -240,7 +240,9 @@ class DTLSServer:
         """After a datagram or timer reached ``conn``: its output, events and timer,
         and its new address if it moved."""
         self._collect(conn)
-        if conn in self._handshaking:
+        if conn in self._handshaking or conn.has_timer13:
+            # (an established DTLS 1.3 connection has a timer while its last flight or
+            # a KeyUpdate waits for an ACK: one entry each, as for a handshake)
             self._timers.schedule(conn, conn.get_timer())
         if conn not in self._filed:
             return  # a second handshake: filed when it completes
@@ -499,6 +501,12 @@ class DTLSServer:
         conn.close()
         self._after(conn)
 
+    def key_update(self, conn: DTLSConnection, request_peer: bool = False) -> None:
+        """``conn.key_update`` (DTLS 1.3, RFC 8446 §4.6.3), its KeyUpdate queued for
+        ``stateless_datagrams`` and retransmitted by ``handle_timer`` until ACKed."""
+        conn.key_update(request_peer)
+        self._after(conn)
+
     def close_all(self) -> None:
         """close_notify to every peer (for shutdown)."""
         for address in list(self._candidates):
@@ -512,7 +520,8 @@ class DTLSServer:
         return self._timers.earliest()
 
     def handle_timer(self, now: float) -> None:
-        """Fire the due timers of the handshakes in progress: O(log n) per due timer.
+        """Fire the due timers of the handshakes in progress (and of DTLS 1.3 flights
+        waiting for their ACK): O(log n) per due timer.
         What they retransmit is queued with ``stateless_datagrams``."""
         self._now = now
         while (conn := self._timers.pop_due(now)) is not None:

@@ -234,3 +234,63 @@ def test_client_states_refuse_out_of_order_messages() -> None:
     sim.client.receive_datagram(plain_message(1, bytes(40)), 0.0)
     closed = [e for e in iter(sim.client.next_event, None) if isinstance(e, ConnectionClosed)]
     assert closed and closed[0].alert == AlertDescription.unexpected_message
+
+
+def epochs(conn: DTLSConnection) -> tuple[int, list[int]]:
+    return conn._write_epoch, sorted(conn._records.v13 or {})
+
+
+def test_key_update_both_ways_moves_epochs_after_the_ack() -> None:
+    sim = pair13().run()
+    client, server = sim.client, sim.server_conn()
+    assert epochs(client) == (3, [2, 3]) and epochs(server) == (3, [2, 3])
+    client.key_update(request_peer=True)
+    assert client._write_epoch == 3  # not before the ACK (RFC 9147 §8)
+    sim.run()
+    # the server read epoch 4, answered with its own KeyUpdate; both ACKed
+    assert epochs(client) == (4, [2, 3, 4]) and epochs(server) == (4, [2, 3, 4])
+    data_both_ways13(sim)
+    sim.server.key_update(server)
+    sim.run()
+    assert epochs(server)[0] == 5 and epochs(client) == (4, [3, 4, 5])  # at most three kept
+    data_both_ways13(sim)
+    # a second update while one waits for its ACK does nothing
+    client.key_update()
+    client.key_update()
+    assert client._flights.items is not None and len(client._flights.items) == 1
+
+
+def test_lost_key_update_ack_is_repeated_by_the_timer() -> None:
+    sim = pair13().run()
+    acks = drop_first(lambda s: s.direction == S2C and unified(s), times=1)
+    sim.policy = acks
+    sim.client.key_update()
+    sim.run()
+    assert acks.dropped  # type: ignore[attr-defined]
+    assert sim.client._write_epoch == 4  # the repeat was ACKed
+    data_both_ways13(sim)
+
+
+def test_key_update_needs_an_established_dtls13_connection() -> None:
+    sim = pair13()
+    with pytest.raises(LocalProtocolError):
+        sim.client.key_update()
+    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, psk_identity=IDENTITY)
+    s = DTLSConfiguration(random=seeded_random(4), psk=PSK)
+    old = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s)).run()
+    with pytest.raises(LocalProtocolError):
+        old.client.key_update()
+
+
+def test_a_key_near_its_limit_is_updated_on_its_own() -> None:
+    from dtls.v13.link import UPDATE_MARGIN
+
+    sim = pair13().run()
+    write = sim.client._write_epochs[3]
+    # as if the key were nearly worn out (the wire cannot jump millions of records: the
+    # peer reconstructs sequence numbers from 16 bits)
+    write.limit = write.next_seq + UPDATE_MARGIN
+    sim.client._app_limit = write.next_seq
+    sim.client.send(b"one more")
+    sim.run()
+    assert sim.client._write_epoch == 4

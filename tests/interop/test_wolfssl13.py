@@ -49,11 +49,16 @@ def ours_against(
     assert suite13_by_name(ok.group(1)).code == wolfssl.SUITES[options.suite][0]
     client.send(wolfssl.CLIENT_MESSAGE + "\n")
     client.wait_for(re.escape(wolfssl.SERVER_REPLY), peers.DATA_DEADLINE, "stdout", "reply")
+    if options.key_update == "server":
+        # after its KeyUpdate the example server waits for the client to close first
+        client.close_stdin()
+        assert server.proc.wait_exit() == 0, server.proc.describe()
     server.proc.wait_for(
         re.escape(f"Client message: {wolfssl.CLIENT_MESSAGE}"), peers.DATA_DEADLINE, "stdout"
     )
-    # the server closes after its answer: our client reports it and exits cleanly
-    client.wait_for("connection closed: peer closed", peers.DATA_DEADLINE, "stderr")
+    # the server closes after its answer (or we did): our client exits cleanly
+    ended = "closed locally" if options.key_update == "server" else "peer closed"
+    client.wait_for(f"connection closed: {ended}", peers.DATA_DEADLINE, "stderr")
     assert client.wait_exit() == 0, client.describe()
     return client, server.proc, ok.group(2)
 
@@ -146,3 +151,19 @@ def test_hello_retry_request_asks_wolfssl_for_our_group(
         launcher, wolfssl_build, tmp_path, options, "--curves", "secp384r1", "--no-hello-verify"
     )
     assert group == "secp384r1"
+
+
+def test_key_update_from_wolfssl_server(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """The server sends a KeyUpdate (-U) asking for ours: we ACK it, read under its
+    next epoch, send our own KeyUpdate and move to our next epoch once it is ACKed
+    (RFC 8446 §4.6.3, RFC 9147 §8); the exchange of lines goes on."""
+    ours_against(launcher, wolfssl_build, tmp_path, Options(key_update="server"))
+
+
+def test_key_update_from_wolfssl_client(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """wolfSSL's client updates its keys (-I) before its line: our server follows."""
+    wolfssl_against_ours(launcher, wolfssl_build, tmp_path, Options(key_update="client"))
