@@ -93,7 +93,8 @@ def datagram_bounds(size: int, timers_fired: int = 0, receivers: int = 1) -> dic
     ``size // 12 + 1`` fragments; a ChangeCipherSpec in it may also replay the held
     records (``_HELD_RECORDS``, ``_HELD_BYTES`` in all). Opening is at most once per
     record, and over the datagram's own bytes and the held ones; at most one open per
-    datagram fails (and one more among held records). Reassembly touches each fragment's
+    datagram fails, besides the held records (each opened once when its epoch starts,
+    their failures counted as one). Reassembly touches each fragment's
     bytes once, plus the ranges it merges (each range is merged once after it was made,
     so this is amortized one per fragment; one fragment may merge at most
     ``_MAX_RANGES``).

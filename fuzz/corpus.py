@@ -24,7 +24,9 @@ the whole handshake. ``cid`` and ``cid_records`` get the seeds of :mod:`fuzz.wor
 and so do ``dhe`` (the DHE_PSK pairs' key exchange messages, and public values, groups,
 generators and lengths at their limits) and ``resume`` (abbreviated handshakes recorded
 in the resume worlds, other clients resuming every cached session, edited ClientHellos
-and ServerHellos, wrong, missing and misplaced Finished messages).
+and ServerHellos, wrong, missing and misplaced Finished messages); ``intake13`` and
+``records13`` get :mod:`fuzz.worlds.v13_seeds` (DTLS 1.3 records sealed under the
+``intake13`` worlds' fixed keys, scripted; framing edges).
 
 The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
 ``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
@@ -65,7 +67,17 @@ from fuzz.inputs import ADDRESSES, sequence
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 OPENSSL_DIR = ROOT / "tests" / "vectors" / "openssl"
-TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid", "dhe", "resume")
+TARGET_NAMES = (
+    "parsers",
+    "server",
+    "client",
+    "cid_records",
+    "cid",
+    "dhe",
+    "resume",
+    "records13",
+    "intake13",
+)
 
 PSK = bytes(range(16))
 IDENTITY = b"Client_identity"
@@ -305,6 +317,7 @@ def build() -> dict[str, dict[str, bytes]]:
     from fuzz.worlds.cid_seeds import cid_corpus, cid_records_corpus
     from fuzz.worlds.dhe import dhe_corpus
     from fuzz.worlds.resume_seeds import resume_corpus
+    from fuzz.worlds.v13_seeds import intake13_corpus, records13_corpus
 
     cid_inputs = cid_corpus()
     for name, data in cid_inputs.items():
@@ -315,6 +328,11 @@ def build() -> dict[str, dict[str, bytes]]:
         add("dhe", name, data)
     for name, data in resume_corpus().items():
         add("resume", name, data)
+    intake13_inputs = intake13_corpus()
+    for name, data in intake13_inputs.items():
+        add("intake13", name, data)
+    for name, data in records13_corpus(intake13_inputs).items():
+        add("records13", name, data)
     return out
 
 

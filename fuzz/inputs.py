@@ -1,4 +1,5 @@
-"""The input format of the ``server`` and ``client`` targets: one datagram, or a sequence.
+"""The input format of the sequence targets (``server``, ``client``, ``cid``, ``resume``,
+``intake13``): one datagram, or a sequence.
 
 An input without :data:`SEPARATOR` is one datagram, exactly as before (every old corpus
 file keeps its meaning). An input with separators is a *sequence* of datagrams, each
@@ -23,6 +24,17 @@ Control byte bits (the others are ignored, so any byte is valid):
   ``receive_datagram`` (``cid`` also runs every input a second time with this bit
   inverted, and compares).
 
+``intake13`` (a DTLS 1.3 record layer, no endpoint) reads its control bytes its own way:
+
+- ``0x01`` (:data:`V13_ESTABLISHED`): not handshaking (records of an epoch not
+  installed are dropped, not held);
+- ``0x02`` (:data:`V13_INSTALL`): first install the next read epoch (4, 5, 6, 7, then
+  no more) and take the records held for it;
+- ``0x04`` (:data:`V13_RETIRE`): then retire the oldest read epoch.
+
+Its first datagram's first byte chooses the world (``fuzz.targets_v13.Intake13Spec``);
+the rest of that datagram, usually empty, is delivered first.
+
 At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
 one. Nothing here imports ``dtls`` (atheris must instrument it first).
 """
@@ -40,8 +52,14 @@ PAUSE = 0x08
 PAUSE_SECONDS = 31.0
 TO_CLIENT = 0x10
 OTHER_PATH = 0x20
+V13_ESTABLISHED = 0x01
+V13_INSTALL = 0x02
+V13_RETIRE = 0x04
+#: the connection ID of ``intake13``'s worlds that have one (the mutators' framing
+#: assumes its length)
+INTAKE13_CID = b"\xc1\xd0"
 #: targets whose input is one byte string, not a sequence of datagrams
-SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records", "dhe"})
+SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records", "dhe", "records13"})
 #: source addresses of the fresh server endpoints; the first is the scripted peer's
 ADDRESSES: tuple[tuple[object, ...], ...] = (
     ("192.0.2.1", 4444),

@@ -10,11 +10,15 @@ from collections.abc import Callable
 
 from fuzz.inputs import (
     FIRE_TIMER,
+    INTAKE13_CID,
     MAX_DATAGRAMS,
     OTHER_PATH,
     PAUSE,
     SEPARATOR,
     TO_CLIENT,
+    V13_ESTABLISHED,
+    V13_INSTALL,
+    V13_RETIRE,
     Step,
     join,
     split,
@@ -337,8 +341,135 @@ def m_dh_vector(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None
     return None
 
 
-#: target-specific mutators, added to the others for that target's single inputs
-TARGET_MUTATORS: dict[str, tuple[tuple[Mutator, int], ...]] = {"dhe": ((m_dh_vector, 20),)}
+# -- DTLS 1.3 records (records13, intake13) -------------------------------------------
+
+V13_PLAINTEXT = (21, 22, 26)  # RFC 9147 §4.1: alert, handshake, ack in DTLSPlaintext
+
+
+def unified_offsets(
+    data: bytes | bytearray, start: int, cid_length: int
+) -> list[tuple[int, int, int]]:
+    """(offset, header length, end) of the DTLS 1.3 records that frame from ``start``:
+    DTLSPlaintext (13-byte header) and unified headers (``001CSLEE``, a CID of
+    ``cid_length`` bytes), as RFC 9147 §4.1 frames them (skipped records included)."""
+    out, pos, n = [], start, len(data)
+    while pos < n:
+        first = data[pos]
+        if first in V13_PLAINTEXT:
+            if n - pos < HEADER:
+                break
+            end = pos + HEADER + int.from_bytes(data[pos + 11 : pos + 13], "big")
+            head = HEADER
+        elif first & 0xE0 == 0x20 and (cid_length or not first & 0x10):
+            cid = cid_length if first & 0x10 else 0
+            seq_len = 2 if first & 0x08 else 1
+            head = 1 + cid + seq_len + (2 if first & 0x04 else 0)
+            if n - pos < head:
+                break
+            if first & 0x04:
+                end = pos + head + int.from_bytes(data[pos + head - 2 : pos + head], "big")
+            else:
+                end = n
+        else:
+            break
+        if end > n:
+            break
+        out.append((pos, head, end))
+        pos = end
+    return out
+
+
+def _unified_edit(
+    rng: random.Random, buf: bytearray, corpus: list[bytes], start: int, cid_length: int
+) -> None:
+    """Edit one DTLS 1.3 record of ``buf`` (framed from ``start``): a flag of its first
+    byte (C, S, L, the epoch bits), its sequence bytes, its length, its ciphertext's
+    sample (the mask) or size (under 16 bytes), the length dropped (the record moved to
+    the end) or added; or whole records: dropped, duplicated (a replay inside the
+    datagram), swapped, borrowed from another input."""
+    recs = unified_offsets(buf, start, cid_length)
+    if not recs:
+        return (
+            m_append_seed(rng, buf, corpus) if rng.random() < 0.3 else m_byteset(rng, buf, corpus)
+        )
+    i = rng.randrange(len(recs))
+    pos, head, end = recs[i]
+    first = buf[pos]
+    which = rng.randrange(11)
+    if which == 0:
+        buf[pos] = (
+            rng.choice((*V13_PLAINTEXT, 0x2C, 0x2E, 0x2F, 0x23, 0x3E, 0x17, 0x40))
+            if rng.random() < 0.2
+            else first ^ rng.choice((0x10, 0x08, 0x04, 0x01, 0x02, 0x03))
+        )
+    elif which == 1 and first not in V13_PLAINTEXT:  # the epoch bits
+        buf[pos] = (first & 0xFC) | rng.randrange(4)
+    elif which == 2:  # the (masked) sequence number, or a plaintext's epoch and number
+        if first in V13_PLAINTEXT:
+            at, size = rng.choice(((pos + 3, 2), (pos + 5, 6)))
+        else:
+            at, size = pos + 1 + (cid_length if first & 0x10 else 0), 2 if first & 0x08 else 1
+        _put(buf, at, size, _tweak(rng, _get(buf, at, size), size))
+    elif which == 3 and (first in V13_PLAINTEXT or first & 0x04):  # the length alone
+        _put(buf, pos + head - 2, 2, _tweak(rng, _get(buf, pos + head - 2, 2), 2))
+    elif which == 4 and first not in V13_PLAINTEXT and first & 0x04:
+        # no length: the record runs to the end of the datagram, so it goes last
+        record = bytes((first & ~0x04,)) + buf[pos + 1 : pos + head - 2] + buf[pos + head : end]
+        buf[:] = buf[:pos] + buf[end:] + record
+    elif which == 5 and first not in V13_PLAINTEXT and not first & 0x04:  # a length added
+        buf[pos] = first | 0x04
+        buf[pos + head : pos + head] = (end - pos - head).to_bytes(2, "big")
+    elif which == 6:  # the ciphertext: its sample (another mask), or its size
+        body, size = pos + head, end - pos - head
+        if size and rng.random() < 0.5:
+            buf[body + rng.randrange(min(size, 16))] ^= 1 << rng.randrange(8)
+        else:
+            new = rng.choice((0, 1, 15, 16, 17, max(size - 1, 0), size + rng.randint(1, 24)))
+            if new < size:
+                del buf[body + new : end]
+            else:
+                buf[end:end] = rng.randbytes(new - size)
+            if first in V13_PLAINTEXT or first & 0x04:
+                _put(buf, pos + head - 2, 2, new)
+    elif which == 7 and first not in V13_PLAINTEXT and first & 0x10 and cid_length:
+        buf[pos + 1 + rng.randrange(cid_length)] ^= 1 << rng.randrange(8)
+    else:
+        chunks = [bytes(buf[p:e]) for p, _h, e in recs]
+        tail = bytes(buf[recs[-1][2] :])
+        if which == 8 and len(chunks) > 1:
+            del chunks[i]
+        elif which == 9:
+            chunks.insert(rng.randint(i + 1, len(chunks)), chunks[i])
+        elif which == 10 and len(chunks) > 1:
+            j = rng.randrange(len(chunks))
+            chunks[i], chunks[j] = chunks[j], chunks[i]
+        else:
+            donor = rng.choice(corpus)
+            offs = unified_offsets(donor, start if len(donor) > start else 0, cid_length)
+            if offs:
+                p, _h, e = rng.choice(offs)
+                chunks.insert(rng.randint(0, len(chunks)), donor[p:e])
+        buf[start:] = b"".join(chunks) + tail
+    return None
+
+
+def m_records13(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    """``records13`` inputs: a CID length selector (``% 5``), then a datagram."""
+    _unified_edit(rng, buf, corpus, 1, buf[0] % 5 if buf else 0)
+
+
+def m_intake13(rng: random.Random, buf: bytearray, corpus: list[bytes]) -> None:
+    """``intake13`` datagrams (its worlds' CID, if any, is ``INTAKE13_CID``)."""
+    _unified_edit(rng, buf, corpus, 0, len(INTAKE13_CID))
+
+
+#: target-specific mutators, added to the others for that target's inputs (each
+#: datagram of a sequence)
+TARGET_MUTATORS: dict[str, tuple[tuple[Mutator, int], ...]] = {
+    "dhe": ((m_dh_vector, 20),),
+    "records13": ((m_records13, 24),),
+    "intake13": ((m_intake13, 24),),
+}
 
 
 MUTATORS: tuple[tuple[Mutator, int], ...] = (
@@ -375,6 +506,12 @@ TARGET_CONTROLS: dict[str, tuple[int, ...]] = {
     "resume": (
         *(0, 0, 0, 1, 2, 2, 3, FIRE_TIMER, FIRE_TIMER | 2, PAUSE),
         *(TO_CLIENT, TO_CLIENT, TO_CLIENT, TO_CLIENT | FIRE_TIMER),
+    ),
+    # handshaking or not, an epoch installed (held records taken), the oldest retired
+    "intake13": (
+        *(0, 0, V13_ESTABLISHED, V13_ESTABLISHED, V13_ESTABLISHED),
+        *(V13_INSTALL, V13_INSTALL, V13_INSTALL | V13_ESTABLISHED),
+        *(V13_RETIRE | V13_ESTABLISHED, V13_INSTALL | V13_RETIRE),
     ),
 }
 
@@ -498,7 +635,8 @@ def mutate(
     ``inputs.SINGLE_INPUT_TARGETS``), ``data`` is a sequence of datagrams: a quarter of the
     edits reorder, drop, duplicate, split or add datagrams or change their control bytes
     (drawn mostly from ``controls``), the rest edit one datagram. ``extra`` mutators (a
-    single input's: ``TARGET_MUTATORS``) join the byte-level ones with their weights."""
+    target's: ``TARGET_MUTATORS``) join the byte-level ones with their weights (for a
+    sequence, in the edits of one datagram)."""
     if not sequences:
         buf = bytearray(data)
         funcs, weights = _FUNCS + [m for m, _ in extra], _WEIGHTS + [w for _, w in extra]
@@ -507,6 +645,9 @@ def mutate(
         return bytes(buf[:MAX_INPUT])
     pool = datagram_pool(corpus)
     steps = split(data)
+    funcs, weights = _FUNCS, _WEIGHTS
+    if extra:
+        funcs, weights = _FUNCS + [m for m, _ in extra], _WEIGHTS + [w for _, w in extra]
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
         if rng.random() < 0.25:
             rng.choices(_SEQ_FUNCS, _SEQ_WEIGHTS)[0](rng, steps, pool, controls)
@@ -514,6 +655,6 @@ def mutate(
         else:
             i = rng.randrange(len(steps))
             buf = bytearray(steps[i].datagram)
-            rng.choices(_FUNCS, _WEIGHTS)[0](rng, buf, pool)
+            rng.choices(funcs, weights)[0](rng, buf, pool)
             steps[i] = Step(bytes(buf), steps[i].control)
     return join(steps)[:MAX_INPUT]

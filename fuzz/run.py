@@ -7,16 +7,18 @@
     python fuzz/run.py --replay TARGET PATH...     # run files/directories once (coverage)
 
 TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid``, ``dhe``,
-``resume`` or ``all``. The smoke fuzz loads ``fuzz/corpus/<target>/`` (or builds it in
-memory), runs every seed once unmutated, then N seeded mutations (:mod:`fuzz.mutators`):
-bit flips, byte sets, inserted/deleted/duplicated ranges, truncation, splicing with
-another seed, structure-aware edits of record headers (length, epoch, sequence number,
-content type, version) and of handshake headers (type, length, message_seq, fragment
-offset and length), dropping, duplicating, swapping and borrowing whole records, edits of
-the sequence of datagrams (:mod:`fuzz.inputs`) for the targets whose inputs are
-sequences, and for ``dhe`` integer edits of its messages' vectors
-(``mutators.TARGET_MUTATORS``). It stops a target at its first unexpected exception,
-prints the reproducer in hex, and exits non-zero (``--keep-going`` collects
+``resume``, ``records13``, ``intake13`` or ``all``. The smoke fuzz loads
+``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once unmutated, then
+N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets,
+inserted/deleted/duplicated ranges, truncation, splicing with another seed,
+structure-aware edits of record headers (length, epoch, sequence number, content type,
+version) and of handshake headers (type, length, message_seq, fragment offset and
+length), dropping, duplicating, swapping and borrowing whole records, edits of the
+sequence of datagrams (:mod:`fuzz.inputs`) for the targets whose inputs are sequences,
+for ``dhe`` integer edits of its messages' vectors and for ``records13`` and
+``intake13`` edits of DTLS 1.3 record headers (``mutators.TARGET_MUTATORS``). It stops a
+target at its first unexpected exception, prints the reproducer in hex, and exits
+non-zero (``--keep-going`` collects
 every distinct failure instead). ``all`` runs the targets in parallel processes.
 """
 
@@ -54,7 +56,17 @@ from fuzz.mutators import (  # noqa: E402  (re-exported: tests use run.mutate & 
 __all__ = ["handshake_offsets", "mutate", "record_offsets", "smoke", "split_records"]
 
 #: as fuzz.corpus.TARGET_NAMES (which imports dtls)
-TARGET_NAMES = ("parsers", "server", "client", "cid_records", "cid", "dhe", "resume")
+TARGET_NAMES = (
+    "parsers",
+    "server",
+    "client",
+    "cid_records",
+    "cid",
+    "dhe",
+    "resume",
+    "records13",
+    "intake13",
+)
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 # -- memory bound (optional) ----------------------------------------------------------

@@ -32,6 +32,9 @@ bounds.*
 ``dhe``
     DHE_PSK key exchange messages against the outcome oracles of RFC 4279 §3 and RFC
     7919 (:mod:`fuzz.targets_dhe`).
+``records13``, ``intake13``
+    DTLS 1.3 records (:mod:`fuzz.targets_v13`): framing against an independent RFC 9147
+    §4 framer; a record layer with 1.3 read epochs against a model of its intake.
 ``resume``
     Resumption by session ID (RFC 5246 §7.3): the datagrams go to the server endpoints
     of :class:`fuzz.worlds.resume.ResumeWorld` (a session cache full of real sessions)
@@ -72,6 +75,7 @@ from fuzz.invariants import (
 from fuzz.metering import metered
 from fuzz.targets_codec import cid_records, parsers
 from fuzz.targets_dhe import dhe
+from fuzz.targets_v13 import intake13, records13
 from fuzz.worlds.cid import CID_SPECS, CidWorld, compare_paths
 from fuzz.worlds.common import (
     CheckedPair,
@@ -276,5 +280,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "cid": cid,
     "dhe": dhe,
     "resume": resume,
+    "records13": records13,
+    "intake13": intake13,
 }
 assert tuple(TARGETS) == TARGET_NAMES

@@ -31,6 +31,8 @@ ITERATIONS = {
     "cid": 60,
     "dhe": 400,
     "resume": 300,
+    "records13": 2000,
+    "intake13": 800,
 }
 SEED_SAMPLE = {
     "parsers": None,
@@ -40,6 +42,8 @@ SEED_SAMPLE = {
     "cid": None,
     "dhe": None,
     "resume": None,
+    "records13": None,
+    "intake13": None,
 }
 
 
@@ -127,6 +131,41 @@ def test_dhe_seeds_reach_their_outcomes() -> None:
     assert stats.get("dhe[gcm-2048].client:alert:71") == 1
     assert stats.get("dhe[gcm-2048].client:went-on") == 2
     assert stats.get("dhe[cbc-hint-2048].server:alert:115") == 1
+
+
+def test_v13_seeds_reach_their_outcomes() -> None:
+    """The recorded DTLS 1.3 records still open in the rebuilt intake13 worlds (fixed
+    keys, fuzz/targets_v13.py), where the model says: a handshake's records, a replay
+    and reordering; a forgery that stops its datagram; epochs held, installed, retired;
+    the 16-bit wrap and the window's edge; the held bound; a worn key's forgery limit."""
+    expected = {
+        "held32-handshake": {"plaintext": 3, "opened:2": 3, "opened:3": 6, "stale": 2},
+        "cid-held32-forged": {"opened:2": 2, "opened:3": 2, "failed": 2},
+        **{
+            f"{cid}held32-epochs": {
+                **{"opened:2": 1, "opened:3": 1, "opened:4": 3, "opened:5": 2, "opened:6": 1},
+                **{"held": 4, "held-opened": 3, "failed": 1},
+                **{"installed:4": 1, "installed:5": 1, "installed:6": 1},
+            }
+            for cid in ("", "cid-")
+        },
+        "held32-wrap": {"opened:3": 7, "stale": 2},
+        "held4-bound": {"held": 4, "installed:4": 1, "held-opened": 4, "opened:4": 5},
+        "held32-worn-limit": {"opened:3": 2, "failed": 2, "forgery-limit": 2},
+    }
+    from dtls.v13.suites import SUITES13
+
+    for suite in SUITES13:
+        prefix = f"intake13-{suite.name.removeprefix('TLS_').lower()}"
+        for name, stats in expected.items():
+            path = corpus.CORPUS_DIR / "intake13" / f"{prefix}-{name}.bin"
+            if not path.exists():  # the bound and the limit: two suites only
+                assert name in ("held4-bound", "held32-worn-limit"), path
+                continue
+            result = run.smoke("intake13", 0, corpus=[path.read_bytes()])
+            assert result.ok, result.failures
+            got = {k.split(":", 1)[1]: v for k, v in result.stats.items()}
+            assert got == stats, (path.name, got)
 
 
 def test_expand_dh_p_keeps_the_target_fast() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .. import work
-from ..constants import DTLS1_0, DTLS1_2, MAX_CIPHERTEXT, MAX_SEQUENCE, RECORD_HEADER_LEN
+from ..constants import DTLS1_0, DTLS1_2, MAX_SEQUENCE, RECORD_HEADER_LEN
 from ..record import Record
 
 ACK = 26  # RFC 9147 §7: the ack content type
@@ -31,6 +31,9 @@ FIXED_MASK, FIXED_BITS = 0xE0, 0x20
 FLAG_CID, FLAG_SEQ16, FLAG_LENGTH, EPOCH_BITS = 0x10, 0x08, 0x04, 0x03
 #: §4.2.3: the record number mask is computed from the first 16 bytes of ciphertext
 MIN_CIPHERTEXT = 16
+#: RFC 8446 §5.1-5.2: DTLSPlaintext at most 2^14 bytes, DTLSCiphertext 2^14 + 256
+MAX_PLAIN13 = 2**14
+MAX_CIPHERTEXT13 = 2**14 + 256
 _PLAIN = struct.Struct(">BHQH")
 
 
@@ -74,7 +77,7 @@ def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Ite
                 return
             pos = start + length
             work.add("records")
-            if version in (DTLS1_2, DTLS1_0) and length <= MAX_CIPHERTEXT:
+            if version in (DTLS1_2, DTLS1_0) and length <= MAX_PLAIN13:
                 yield Record(
                     content_type, version, epoch_seq >> 48, epoch_seq & MAX_SEQUENCE,
                     datagram[start:pos], b"", pos,
@@ -103,7 +106,7 @@ def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Ite
         record_end = start + length
         header = datagram[pos:start]
         work.add("records")
-        if MIN_CIPHERTEXT <= length <= MAX_CIPHERTEXT:
+        if MIN_CIPHERTEXT <= length <= MAX_CIPHERTEXT13:
             yield CipherRecord(
                 header,
                 datagram[pos + 1 : seq_at],
