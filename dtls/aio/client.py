@@ -30,7 +30,7 @@ from ..events import ApplicationData, ConnectionClosed
 from ..session import SessionState
 from . import readiness, udp
 from .diagnosis import HandshakeWatch
-from .options import GroupsOption, KeyLogOption, SuitesOption, configuration
+from .options import GroupsOption, KeyLogOption, SuitesOption, VersionsOption, configuration
 from .portable import PORTABLE
 from .stream import DEFAULT_MAX_QUEUE, DTLSStream
 
@@ -51,6 +51,7 @@ async def connect(
     keylog: KeyLogOption = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     local_address: tuple[str, int] | None = None,
+    versions: VersionsOption = None,
     config: DTLSConfiguration | None = None,
 ) -> DTLSStream:
     """Run a DTLS handshake with ``host:port`` and return the established stream.
@@ -64,8 +65,10 @@ async def connect(
     ``session``: an earlier stream's ``extra(DTLSAttribute.session)`` to resume.
     ``keylog``: a file (created 0600, never through a symbolic link) or a callable for
     NSS key log lines. ``max_queue``: records held for ``receive`` before new ones are
-    dropped. ``config``: a whole :class:`~dtls.DTLSConfiguration` instead of the options
-    above (its ``random`` is used as given).
+    dropped. ``versions``: "1.2" (the default) or "1.3" (RFC 9147, psk_dhe_ke or psk_ke;
+    DTLS 1.3 suites may be named in ``cipher_suites``). ``config``: a whole
+    :class:`~dtls.DTLSConfiguration` instead of the options above (its ``random`` is
+    used as given).
 
     Raises :class:`~dtls.ConfigurationError` for bad options, ``OSError`` when no socket
     can be made (a name that does not resolve: :class:`socket.gaierror`), and a
@@ -84,6 +87,7 @@ async def connect(
             connection_id=connection_id,
             handshake_timeout=handshake_timeout,
             keylog=keylog,
+            versions=versions,
         )
     sock = await _open_socket(host, port, local_address)
     client = _Client(sock, config, f"{host}:{port}", max_queue)

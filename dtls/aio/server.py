@@ -41,6 +41,7 @@ from .options import (
     GroupsOption,
     KeyLogOption,
     SuitesOption,
+    VersionsOption,
     bind_address,
     configuration,
     session_cache,
@@ -77,6 +78,7 @@ async def create_server(
     idle_timeout: float | None = None,
     keylog: KeyLogOption = None,
     reuse_port: bool = False,
+    versions: VersionsOption = None,
     config: DTLSConfiguration | None = None,
 ) -> DTLSListener:
     """A listener bound to ``bind`` (``"host:port"``, ``(host, port)``; port 0 picks
@@ -93,7 +95,8 @@ async def create_server(
     bounds (docs/denial-of-service.md). ``idle_timeout``: a stream with no record either
     way for that many seconds is closed with close_notify, and its handler's ``receive``
     raises :class:`anyio.EndOfStream` (None: streams stay until either side closes them).
-    The other options are as in :func:`connect`.
+    ``versions``: "1.2" (the default), or "1.2 1.3" / "1.3" to take DTLS 1.3 from the
+    clients that offer it (RFC 9147). The other options are as in :func:`connect`.
     """
     if idle_timeout is not None and not idle_timeout > 0:
         raise ConfigurationError(f"idle_timeout must be positive, not {idle_timeout!r}")
@@ -116,6 +119,7 @@ async def create_server(
             max_connections=max_connections,
             max_handshakes=max_handshakes,
             max_handshakes_per_host=max_handshakes_per_host,
+            versions=versions,
         )
     host, port = bind_address(bind)
     sock = udp.bind_udp(host, port, reuse_port=reuse_port)
