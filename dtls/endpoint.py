@@ -145,8 +145,14 @@ class DTLSServer:
         conn = self.connections.get(address)
         first = data[:1]
         n = self._cid_length
-        if n and first == b"\x19":
-            by_cid = self._by_cid.get(data[11 : 11 + n])
+        if n and first:
+            if first == b"\x19":
+                cid = data[11 : 11 + n]
+            elif first[0] & 0xF0 == 0x30:  # a DTLS 1.3 unified header with C (RFC 9147 §9)
+                cid = data[1 : 1 + n]
+            else:
+                cid = b""
+            by_cid = self._by_cid.get(cid) if cid else None
             if by_cid is not None:
                 conn = by_cid  # RFC 9146: the CID names the connection, whatever the address
         if conn is None:

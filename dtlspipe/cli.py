@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 from dtls import DTLSConfiguration, NamedGroup
 from dtls.aio.keylog import KeyLogError, KeyLogFile
 from dtls.aio.portable import PORTABLE
+from dtls.constants import DTLS1_2, DTLS1_3
 from dtls.ffdhe import is_ffdhe
 from dtls.session import SessionCache
 
@@ -43,11 +44,12 @@ from .options import (
 from .psk import genpsk
 from .ratelimit import RateLimiter, source_key
 from .tunnel import Address, SessionPolicy, TunnelClient, TunnelServer, bind_udp
-from .workers import bind_group, supervise
 
 log = logging.getLogger("dtlspipe")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 SERVER_CID_LENGTH = 8
+#: -dtls13 without -identity: DTLS 1.3 needs an identity of at least one byte
+DEFAULT_IDENTITY13 = b"dtlspipe"
 #: -resume: the server's session cache (RFC 5246 §7.3), entries and seconds
 RESUME_ENTRIES, RESUME_LIFETIME = 10000, 7200.0
 
@@ -56,7 +58,11 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
     return DTLSConfiguration(
         random=os.urandom,
         psk=opts.psk,
-        psk_identity=opts.identity if is_client else b"",
+        # DTLS 1.3 has no empty identity (RFC 8446 §4.2.11): without -identity, one
+        # the server ignores unless it has a -keyfile
+        psk_identity=(opts.identity or (DEFAULT_IDENTITY13 if opts.dtls13 else b""))
+        if is_client
+        else b"",
         cipher_suites=opts.ciphers,
         groups=_groups(opts.curves),
         mtu=opts.mtu,
@@ -69,6 +75,8 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         session_cache=SessionCache(RESUME_ENTRIES, RESUME_LIFETIME)
         if opts.resume and not is_client
         else None,
+        # -dtls13: a client speaks DTLS 1.3 only, a server takes it when offered
+        versions=((DTLS1_3,) if is_client else (DTLS1_2, DTLS1_3)) if opts.dtls13 else (DTLS1_2,),
     )
 
 
@@ -141,6 +149,8 @@ def _bind(opts: Options, workers: int = 0) -> list[socket.socket]:
     host, port = opts.bind.host, opts.bind.port
     try:
         if workers:
+            from .workers import bind_group  # only for -workers N, as below
+
             return bind_group(lambda reuse: bind_udp(host, port, reuse), workers)
         return [bind_udp(host, port)]
     except socket.gaierror as exc:
@@ -151,6 +161,8 @@ def _bind(opts: Options, workers: int = 0) -> list[socket.socket]:
 
 def _run_workers(opts: Options) -> int:
     """-workers N: bind the group, then fork a server per socket (see workers.py)."""
+    from .workers import supervise  # not at start-up: one server is the default
+
     _keylog(opts.keylog)
     store = _key_store(opts)
     sockets = _bind(opts, opts.workers)

@@ -286,6 +286,11 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
                "colon-separated elliptic curves for ECDHE_PSK suites (and RFC 7919 groups "
                "ffdhe2048..ffdhe8192 for DHE_PSK ones; ffdhe2048:ffdhe3072 when none is "
                "named), in order of preference"),
+    "dtls13": ("bool", "dtls13", parse_bool, "",
+               "DTLS 1.3 (RFC 9147) between dtlspipe ends: a client speaks 1.3 only (the Go "
+               "program's server cannot answer it); a server takes 1.3 from clients that "
+               "offer it and 1.2 from the others (its TLS 1.3 suites are all five; -ciphers "
+               "names the 1.2 ones)"),
     "identity": ("string", "identity", str, "",
                  "PSK identity the client sends to the server; with genpsk, print a "
                  "-keyfile line for it"),
@@ -383,6 +388,7 @@ class Options:
     resume: bool = True
     workers: int = 1
     skip_hello_verify: bool = True
+    dtls13: bool = False
     stale_mode: StaleMode = StaleMode.EITHER
     time_limit: TimeLimit | None = None
     timeout: float = 10.0

@@ -584,9 +584,10 @@ def test_usage_text() -> None:
     assert "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256:TLS_PSK_WITH_AES_128_CCM:" in text
     assert "  -cid\n" in text
     options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
-    # the Go program's 14 (with -cid), and -keyfile -keylog -metrics -q -resume -summary -v
-    # -workers
-    assert options == sorted(options) and len(options) == 22
+    # the Go program's 14 (with -cid), and -dtls13 -keyfile -keylog -metrics -q -resume
+    # -summary -v -workers
+    assert options == sorted(options) and len(options) == 23
+    assert "  -dtls13\n" in text
 
 
 @pytest.mark.parametrize(

@@ -294,3 +294,20 @@ def test_a_key_near_its_limit_is_updated_on_its_own() -> None:
     sim.client.send(b"one more")
     sim.run()
     assert sim.client._write_epoch == 4
+
+
+def test_connection_ids_route_dtls13_records_from_a_new_address() -> None:
+    """RFC 9147 §9: with a CID from the server, the client's records find their
+    connection from another address, and the server follows it there."""
+    sim = pair13({"connection_id_length": 0}, {"connection_id_length": 8}).run()
+    client, server = completed(sim)
+    assert server.connection_id is not None and len(server.connection_id) == 8
+    assert client.peer_connection_id == server.connection_id
+    conn = sim.server_conn()
+    moved = ("192.0.2.77", 5000)
+    sim.address = moved
+    sim.client.send(b"from elsewhere")
+    sim.pump()
+    got = [e.data for _, e in sim.server_events if isinstance(e, ApplicationData)]
+    assert got[-1:] == [b"from elsewhere"]
+    assert conn.peer == moved and sim.server.connections.get(moved) is conn

@@ -109,6 +109,9 @@ class Client13(Handshake13):
             raise proto(AlertDescription.internal_error, "no usable PSK key exchange mode")
         if self.config.psk is None:
             raise proto(AlertDescription.internal_error, "no PSK configured")
+        if not self.identity:
+            # RFC 8446 §4.2.11: opaque identity<1..2^16-1>
+            raise proto(AlertDescription.internal_error, "DTLS 1.3 needs a PSK identity")
         self.client_random = self.config.random(32)
         if PSK_DHE_KE in self.modes:
             self.key = EphemeralKey(self.groups[0], self.config.random)
