@@ -11,6 +11,7 @@ from .config import DTLSConfiguration, EMSMode
 from .constants import (
     DTLS1_0,
     DTLS1_2,
+    DTLS1_3,
     EC_POINT_UNCOMPRESSED,
     AlertDescription,
     NamedGroup,
@@ -34,6 +35,8 @@ from .messages import (
 )
 from .session import SessionState
 from .suites import SUITES_BY_CODE, CipherKind, KeyExchange
+from .v13.client import Client13
+from .v13.messages import DOWNGRADE_TLS11, DOWNGRADE_TLS12
 
 
 class ClientHandshake(Handshake):
@@ -61,6 +64,8 @@ class ClientHandshake(Handshake):
         self.server_public: bytes | None = None
         #: the earlier session offered for resumption, if any
         self.offered_session: SessionState | None = None
+        #: the DTLS 1.3 handshake offered beside this one (versions with both)
+        self.offer13: Client13 | None = None
 
     def start(self, now: float, session: SessionState | None = None) -> list[Effect]:
         """Flight 1: the ClientHello, offering to resume ``session`` if it can."""
@@ -97,8 +102,17 @@ class ClientHandshake(Handshake):
         self.hello = ClientHello(
             DTLS1_2, self.client_random, session_id, b"", suites, b"\x00", extensions
         )
+        body = self.hello.encode()
+        if DTLS1_3 in cfg.versions:
+            # DTLS 1.3 offered too: its suites, extensions and binder join the hello,
+            # and its handshake takes over if the server picks it (v13/link.py)
+            self.offer13 = Client13(cfg)
+            body = self.offer13.first_hello_beside(
+                self.client_random, suites, extensions, session_id
+            )
+            self.hello = ClientHello.parse(body)
         self.state = State.CLIENT_WAIT_HELLO
-        self.send([self.message(HT.client_hello, self.hello.encode())])
+        self.send([self.message(HT.client_hello, body)])
         return self.effects()
 
     def forget(self) -> None:
@@ -143,6 +157,10 @@ class ClientHandshake(Handshake):
             raise proto(AlertDescription.illegal_parameter, "server chose a suite not offered")
         if sh.compression_method != 0:
             raise proto(AlertDescription.illegal_parameter, "server chose compression")
+        if self.offer13 is not None and sh.random[-8:] in (DOWNGRADE_TLS12, DOWNGRADE_TLS11):
+            # RFC 8446 §4.1.3: a DTLS 1.3 server chose 1.2 only because someone removed
+            # our offer of 1.3 on the way
+            raise proto(AlertDescription.illegal_parameter, "downgrade sentinel in ServerHello")
         self.suite = suite
         self.server_random = sh.random
         seen: set[int] = set()

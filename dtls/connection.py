@@ -98,8 +98,6 @@ class DTLSConnection(Roaming, Link13):
         self._hs: ClientHandshake | ServerHandshake | Client13 | Server13
         if is_client and configuration.versions == (DTLS1_3,):
             self._hs = Client13(configuration)
-        elif is_client and DTLS1_3 in configuration.versions:
-            raise LocalProtocolError("a client offering both DTLS 1.2 and 1.3 is still to come")
         else:
             # a server takes DTLS 1.3 when a ClientHello offers it (_choose_version)
             self._hs = (

@@ -12,6 +12,7 @@ from typing import ClassVar
 from .config import DTLSConfiguration, EMSMode
 from .constants import (
     DTLS1_2,
+    DTLS1_3,
     EC_POINT_UNCOMPRESSED,
     EMPTY_RENEGOTIATION_INFO_SCSV,
     AlertDescription,
@@ -34,6 +35,7 @@ from .messages import (
 )
 from .session import SESSION_ID_LEN, SessionState, psk_digest
 from .suites import SUITES_BY_CODE, CipherKind, CipherSuite, KeyExchange
+from .v13.messages import DOWNGRADE_TLS12
 
 
 class ServerHandshake(Handshake):
@@ -148,7 +150,7 @@ class ServerHandshake(Handshake):
             if EC_POINT_UNCOMPRESSED not in point_formats:
                 raise proto(AlertDescription.illegal_parameter, "no uncompressed points")
             extensions.append((EXT.ec_point_formats, b"\x01\x00"))
-        self.server_random = self.config.random(32)
+        self.server_random = self._server_random()
         if self.config.session_cache is not None:
             self.session_id = self._issue(SESSION_ID_LEN)  # RFC 5246 §7.4.1.3
         sh = ServerHello(DTLS1_2, self.server_random, self.session_id, suite.code, 0, extensions)
@@ -207,7 +209,7 @@ class ServerHandshake(Handshake):
         self.identity, self.psk_digest = state.psk_identity, state.psk_digest
         self.session_id, self.resumed = state.session_id, True
         extensions = self._hello_extensions(exts, secure_reneg)
-        self.server_random = self.config.random(32)
+        self.server_random = self._server_random()
         sh = ServerHello(
             DTLS1_2, self.server_random, self.session_id, self.suite.code, 0, extensions
         )
@@ -254,6 +256,13 @@ class ServerHandshake(Handshake):
                 self.rrc = True
                 answer.append((EXT.rrc, b""))
         return answer
+
+    def _server_random(self) -> bytes:
+        """RFC 8446 §4.1.3: a server that speaks DTLS 1.3 and settles for 1.2 ends its
+        random with the downgrade sentinel, so that a client that offered 1.3 can tell."""
+        if DTLS1_3 in self.config.versions:
+            return self.config.random(24) + DOWNGRADE_TLS12
+        return self.config.random(32)
 
     def on_client_key_exchange(self, body: bytes) -> None:
         assert self.suite is not None

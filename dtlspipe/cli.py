@@ -50,6 +50,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 SERVER_CID_LENGTH = 8
 #: -dtls13 without -identity: DTLS 1.3 needs an identity of at least one byte
 DEFAULT_IDENTITY13 = b"dtlspipe"
+DTLS13_VERSIONS = {"off": (DTLS1_2,), "offer": (DTLS1_2, DTLS1_3), "require": (DTLS1_3,)}
 #: -resume: the server's session cache (RFC 5246 §7.3), entries and seconds
 RESUME_ENTRIES, RESUME_LIFETIME = 10000, 7200.0
 
@@ -60,7 +61,7 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         psk=opts.psk,
         # DTLS 1.3 has no empty identity (RFC 8446 §4.2.11): without -identity, one
         # the server ignores unless it has a -keyfile
-        psk_identity=(opts.identity or (DEFAULT_IDENTITY13 if opts.dtls13 else b""))
+        psk_identity=(opts.identity or (DEFAULT_IDENTITY13 if opts.dtls13 != "off" else b""))
         if is_client
         else b"",
         cipher_suites=opts.ciphers,
@@ -75,8 +76,9 @@ def _dtls_config(opts: Options, is_client: bool) -> DTLSConfiguration:
         session_cache=SessionCache(RESUME_ENTRIES, RESUME_LIFETIME)
         if opts.resume and not is_client
         else None,
-        # -dtls13: a client speaks DTLS 1.3 only, a server takes it when offered
-        versions=((DTLS1_3,) if is_client else (DTLS1_2, DTLS1_3)) if opts.dtls13 else (DTLS1_2,),
+        # -dtls13: off, offer (a client offers both, a server takes 1.3 when offered),
+        # require (1.3 only)
+        versions=DTLS13_VERSIONS[opts.dtls13],
     )
 
 

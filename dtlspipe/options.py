@@ -262,6 +262,15 @@ def _workers(text: str) -> int:
     return value
 
 
+DTLS13_MODES = ("off", "offer", "require")
+
+
+def _dtls13_mode(text: str) -> str:
+    if text not in DTLS13_MODES:
+        raise ValueError("must be off, offer or require")
+    return text
+
+
 def _stale_mode(text: str) -> StaleMode:
     try:
         return StaleMode(text)
@@ -286,11 +295,11 @@ _FLAGS: dict[str, tuple[str, str, Callable[[str], object], str, str]] = {
                "colon-separated elliptic curves for ECDHE_PSK suites (and RFC 7919 groups "
                "ffdhe2048..ffdhe8192 for DHE_PSK ones; ffdhe2048:ffdhe3072 when none is "
                "named), in order of preference"),
-    "dtls13": ("bool", "dtls13", parse_bool, "",
-               "DTLS 1.3 (RFC 9147) between dtlspipe ends: a client speaks 1.3 only (the Go "
-               "program's server cannot answer it); a server takes 1.3 from clients that "
-               "offer it and 1.2 from the others (its TLS 1.3 suites are all five; -ciphers "
-               "names the 1.2 ones)"),
+    "dtls13": ("value", "dtls13", _dtls13_mode, "off",
+               "DTLS 1.3 (RFC 9147) between dtlspipe ends: off (DTLS 1.2 only, as the Go "
+               "program), offer (a client offers 1.3 and 1.2, a server takes 1.3 from "
+               "clients that offer it and 1.2 from the others) or require (1.3 only); the "
+               "TLS 1.3 suites are all five, -ciphers names the 1.2 ones"),
     "identity": ("string", "identity", str, "",
                  "PSK identity the client sends to the server; with genpsk, print a "
                  "-keyfile line for it"),
@@ -388,7 +397,7 @@ class Options:
     resume: bool = True
     workers: int = 1
     skip_hello_verify: bool = True
-    dtls13: bool = False
+    dtls13: str = "off"
     stale_mode: StaleMode = StaleMode.EITHER
     time_limit: TimeLimit | None = None
     timeout: float = 10.0

@@ -172,12 +172,6 @@ def test_a_dtls13_client_refuses_a_dtls12_server() -> None:
     assert sim.client.is_closed
 
 
-def test_offering_both_versions_is_refused_for_now() -> None:
-    c = DTLSConfiguration(random=seeded_random(3), psk=PSK, versions=(DTLS1_2, DTLS1_3))
-    with pytest.raises(LocalProtocolError):
-        DTLSConnection(c, is_client=True)
-
-
 def test_lost_finished_is_sent_again_and_acknowledged() -> None:
     """The client's Finished (its last flight) is lost: its timer sends it again, the
     server completes and ACKs it, and the client stops."""
@@ -311,3 +305,53 @@ def test_connection_ids_route_dtls13_records_from_a_new_address() -> None:
     got = [e.data for _, e in sim.server_events if isinstance(e, ApplicationData)]
     assert got[-1:] == [b"from elsewhere"]
     assert conn.peer == moved and sim.server.connections.get(moved) is conn
+
+
+@pytest.mark.parametrize(
+    ("server_versions", "hello_verify", "expected"),
+    [
+        ((DTLS1_2, DTLS1_3), True, DTLS1_3),
+        ((DTLS1_2, DTLS1_3), False, DTLS1_3),
+        ((DTLS1_3,), True, DTLS1_3),
+        ((DTLS1_2,), True, DTLS1_2),  # with a HelloVerifyRequest first
+        ((DTLS1_2,), False, DTLS1_2),
+    ],
+)
+def test_client_offering_both_versions(
+    server_versions: tuple[int, ...], hello_verify: bool, expected: int
+) -> None:
+    c = DTLSConfiguration(random=seeded_random(1), psk=PSK, psk_identity=IDENTITY,
+                          versions=(DTLS1_2, DTLS1_3))  # fmt: skip
+    s = DTLSConfiguration(random=seeded_random(2), psk=PSK, versions=server_versions,
+                          hello_verify=hello_verify)  # fmt: skip
+    sim = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s)).run()
+    client, server = completed(sim)
+    assert client.version == server.version == expected
+    data_both_ways13(sim)
+
+
+def test_downgrade_sentinel_is_caught() -> None:
+    """RFC 8446 §4.1.3: someone strips our offer of 1.3 from the ClientHello; the server,
+    which speaks 1.3, settles for 1.2 and says so in its random; the client aborts."""
+    from helpers import rewrite_message
+
+    from dtls.messages import ClientHello
+
+    def strip(body: bytes) -> bytes:
+        hello = ClientHello.parse(body)
+        hello.extensions = [(t, d) for t, d in hello.extensions if t != 43]
+        return hello.encode()
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        if sent.direction == C2S and sent.names[:1] == ["ClientHello"]:
+            return [rewrite_message(sent.data, 1, strip)]
+        return None
+
+    c = DTLSConfiguration(random=seeded_random(1), psk=PSK, psk_identity=IDENTITY,
+                          versions=(DTLS1_2, DTLS1_3))  # fmt: skip
+    s = DTLSConfiguration(random=seeded_random(2), psk=PSK, versions=(DTLS1_2, DTLS1_3),
+                          hello_verify=False)  # fmt: skip
+    sim = Simulator(DTLSConnection(c, is_client=True), DTLSServer(s), policy).run()
+    closed = sim.client_closed
+    assert closed is not None and closed.alert == AlertDescription.illegal_parameter
+    assert "downgrade" in closed.reason

@@ -93,6 +93,12 @@ class Client13(Handshake13):
         self.cookie = b""
         self.retried = False
         self.hrr_suite: Suite13 | None = None
+        #: offering DTLS 1.2 too (dtls/client_handshake.py builds that part): its suites
+        #: and extensions, kept in every ClientHello (RFC 8446 §4.1.2), and the session
+        #: ID the DTLS 1.2 part offers to resume
+        self.legacy_suites: list[int] = []
+        self.legacy_extensions: Extensions = []
+        self.legacy_session_id = b""
         if config.connection_id_length is not None:
             length = config.connection_id_length
             self.own_cid = config.random(length) if length else b""
@@ -105,6 +111,29 @@ class Client13(Handshake13):
     def start(self, now: float) -> list[Effect13]:
         self.now = now
         self._effects = []
+        self._prepare(self.config.random(32))
+        self.send([self.message(1, self._client_hello(b""))])
+        self.state = State.CLIENT13_WAIT_SH
+        return self.effects()
+
+    def first_hello_beside(
+        self, client_random: bytes, suites: list[int], extensions: Extensions, session_id: bytes
+    ) -> bytes:
+        """The ClientHello that offers DTLS 1.3 beside DTLS 1.2 (whose suites,
+        extensions and session ID are given): its body, which this handshake's
+        transcript now holds as its first message; it waits for the ServerHello."""
+        self.legacy_suites, self.legacy_extensions = suites, extensions
+        self.legacy_session_id = session_id
+        for ext_type, data in extensions:
+            if ext_type == ExtensionType.connection_id:  # the DTLS 1.2 part's CID is ours
+                self.own_cid = parse_connection_id(data)
+        self._prepare(client_random)
+        body = self._client_hello(b"")
+        self.message(1, body)
+        self.state = State.CLIENT13_WAIT_SH
+        return body
+
+    def _prepare(self, client_random: bytes) -> None:
         if not self.modes:
             raise proto(AlertDescription.internal_error, "no usable PSK key exchange mode")
         if self.config.psk is None:
@@ -112,28 +141,30 @@ class Client13(Handshake13):
         if not self.identity:
             # RFC 8446 §4.2.11: opaque identity<1..2^16-1>
             raise proto(AlertDescription.internal_error, "DTLS 1.3 needs a PSK identity")
-        self.client_random = self.config.random(32)
+        self.client_random = client_random
         if PSK_DHE_KE in self.modes:
             self.key = EphemeralKey(self.groups[0], self.config.random)
         self.schedule = ks.KeySchedule(self.config.psk_hash, self.config.psk)
-        self.send([self.message(1, self._client_hello(b""))])
-        self.state = State.CLIENT13_WAIT_SH
-        return self.effects()
 
     def _client_hello(self, earlier: bytes) -> bytes:
         """A ClientHello body with its binder (RFC 8446 §4.2.11.2): computed over the
         hello up to the binders list, after ``earlier`` (the transcript before it)."""
-        extensions: Extensions = [(Ext.supported_versions, encode_versions_offered((DTLS1_3,)))]
+        versions = (DTLS1_3, DTLS1_2) if self.legacy_suites else (DTLS1_3,)
+        legacy = self.legacy_extensions
+        extensions: Extensions = list(legacy)
+        extensions.append((Ext.supported_versions, encode_versions_offered(versions)))
+        has_groups = any(t == ExtensionType.supported_groups for t, _ in legacy)
+        if self.key is not None and not has_groups:
+            groups = encode_supported_groups(self.groups)
+            extensions.append((ExtensionType.supported_groups, groups))
         if self.key is not None:
-            extensions.append(
-                (ExtensionType.supported_groups, encode_supported_groups(self.groups))
-            )
             share = encode_client_shares([(self.key.group, self.key.public)])
             extensions.append((Ext.key_share, share))
         if self.cookie:
             extensions.append((Ext.cookie, encode_cookie(self.cookie)))
         extensions.append((Ext.psk_key_exchange_modes, bytes((len(self.modes), *self.modes))))
-        if self.own_cid is not None:
+        has_cid = any(t == ExtensionType.connection_id for t, _ in legacy)
+        if self.own_cid is not None and not has_cid:
             extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
         assert self.schedule is not None
         size = self.schedule.size
@@ -143,9 +174,11 @@ class Client13(Handshake13):
         hello = ClientHello(
             DTLS1_2,  # RFC 9147 §5.3: legacy_version {254, 253}
             self.client_random,
-            b"",  # legacy_session_id: DTLS 1.3 has no middlebox compatibility mode
+            # legacy_session_id: no middlebox compatibility mode in DTLS 1.3, only the
+            # session ID the DTLS 1.2 part offers
+            self.legacy_session_id,
             b"",  # legacy_cookie (§5.3): cookies travel in the extension
-            [s.code for s in self.offered],
+            [s.code for s in self.offered] + self.legacy_suites,
             b"\x00",
             extensions,
         )
@@ -166,7 +199,11 @@ class Client13(Handshake13):
             raise proto(AlertDescription.protocol_version, "the server does not speak DTLS 1.3")
         if parse_version_selected(ext[Ext.supported_versions]) != DTLS1_3:
             raise proto(AlertDescription.illegal_parameter, "ServerHello selected another version")
-        if hello.server_version != DTLS1_2 or hello.session_id or hello.compression_method:
+        if (
+            hello.server_version != DTLS1_2
+            or hello.session_id != self.legacy_session_id
+            or hello.compression_method
+        ):
             raise proto(AlertDescription.illegal_parameter, "ServerHello legacy fields")
         suite = suite13_by_code(hello.cipher_suite)
         if suite is None or suite not in self.offered:

@@ -18,7 +18,7 @@ from ..errors import LocalProtocolError, ProtocolError
 from ..events import Event
 from ..fragment import Reassembler
 from ..handshake import FlightItem, State
-from ..messages import ClientHello
+from ..messages import ClientHello, ServerHello
 from ..record import WriteEpoch
 from ..recordlayer import Opened, RecordLayer
 from ..retransmit import Flights
@@ -28,7 +28,7 @@ from .epochs import ReadEpoch13, WriteEpoch13
 from .handshake import InstallKeys13
 from .header import ACK
 from .keyschedule import next_traffic_secret, traffic_keys
-from .messages import Msg, encode_ack, parse_ack, parse_key_update
+from .messages import Ext, Msg, encode_ack, parse_ack, parse_key_update
 from .protection import Protection13
 from .server import Choice, Server13, offers_dtls13
 from .suites import Suite13
@@ -94,6 +94,9 @@ class Link13:
         is DTLS 1.3's (RFC 8446 §4.2.1); one that does not goes on in DTLS 1.2, or, if
         the server takes 1.3 only, ends with protocol_version."""
         hs, versions = self._hs, self.configuration.versions
+        if isinstance(hs, ClientHandshake) and hs.offer13 is not None:
+            self._client_version(hs, msg_type, body)
+            return
         if not isinstance(hs, ServerHandshake) or hs.state is not State.SERVER_WAIT_CH:
             return
         if msg_type != HandshakeType.client_hello or DTLS1_3 not in versions:
@@ -103,6 +106,20 @@ class Link13:
             self._records.start_v13()
         elif DTLS1_2 not in versions:
             raise ProtocolError(AlertDescription.protocol_version, "the client has no DTLS 1.3")
+
+    def _client_version(self, hs: ClientHandshake, msg_type: int, body: bytes) -> None:
+        """Client offering both: a ServerHello that selects DTLS 1.3 (or a
+        HelloRetryRequest) hands the handshake to the DTLS 1.3 one offered with it."""
+        if hs.state is not State.CLIENT_WAIT_HELLO or msg_type != HandshakeType.server_hello:
+            return
+        if not any(t == Ext.supported_versions for t, _ in ServerHello.parse(body).extensions):
+            return  # DTLS 1.2 (the sentinel is checked there)
+        if hs.hello_verify_rounds:
+            # a DTLS 1.3 server never sends a HelloVerifyRequest (RFC 9147 §5.1)
+            raise ProtocolError(AlertDescription.unexpected_message, "1.3 after a cookie of 1.2")
+        assert hs.offer13 is not None
+        self._hs = hs.offer13
+        self._records.start_v13()
 
     def resume_after_retry(self, first_hash: bytes, retry: bytes, choice: Choice) -> None:
         """Server: the endpoint answered this peer's first ClientHello with a stateless

@@ -314,3 +314,12 @@ def test_wrong_psk(launcher: Launcher, role: str) -> None:
     while time.monotonic() < deadline and (ours.group_alive() or peer.group_alive()):
         time.sleep(0.05)
     assert not ours.group_alive() and not peer.group_alive(), launcher.report()
+
+
+@pytest.mark.parametrize("suite", peers.suite_params(["C037", "00A8"]))
+def test_ours_client_offering_dtls13_too_gets_dtls12(launcher: Launcher, suite: Suite) -> None:
+    """Our ClientHello offering DTLS 1.3 beside 1.2 (TLS 1.3 suites, supported_versions,
+    key_share, pre_shared_key): OpenSSL's DTLS 1.2 server ignores what it does not know
+    and the handshake is DTLS 1.2's (no downgrade sentinel from a server without 1.3)."""
+    client, _ = ours_client_vs_s_server(launcher, suite, ours_extra=["--versions", "1.2,1.3"])
+    assert "DTLSv1.2" in client.stderr

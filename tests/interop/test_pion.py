@@ -107,3 +107,19 @@ def test_harness_pion_hintless_ske_is_real(launcher: Launcher) -> None:
     assert s_client.wait_exit() != 0
     server.wait_for("handshake failed:", peers.HANDSHAKE_DEADLINE, stream="stderr")
     assert server.wait_exit() == 1
+
+
+def test_ours_client_offering_dtls13_too_vs_pion_server(launcher: Launcher) -> None:
+    """pion/dtls 2 (the Go dtlspipe's library) answers our two-version ClientHello with
+    DTLS 1.2: what a tunnel client with -dtls13 offer gets from the Go program."""
+    suite = peers.suite_params(peers.PION_SUITES)[0].values[0]
+    port = peers.free_udp_port()
+    server = launcher.pion("server", port, suite, extra=["-debug", "-hint", "hint"])
+    client = launcher.ours("client", port, suite, extra=["--versions", "1.2,1.3"])
+    peers.expect_handshake_ok(client, suite)
+    assert "DTLSv1.2" in client.stderr
+    line = peers.transfer(client, server, "to-pion")
+    peers.expect_line(client, line, "pion's echo")
+    client.close_stdin()
+    assert client.wait_exit() == 0, client.describe()
+    assert server.wait_exit() == 0, server.describe()

@@ -167,3 +167,24 @@ def test_key_update_from_wolfssl_client(
 ) -> None:
     """wolfSSL's client updates its keys (-I) before its line: our server follows."""
     wolfssl_against_ours(launcher, wolfssl_build, tmp_path, Options(key_update="client"))
+
+
+def test_client_offering_both_gets_dtls13_from_wolfssl(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """Our client offering DTLS 1.3 and 1.2 (one ClientHello with both suites and
+    supported_versions fefc, fefd): wolfSSL picks 1.3."""
+    port = peers.free_udp_port()
+    server = wolfssl.start_server(launcher, wolfssl_build, tmp_path / "server", port, Options())
+    client = launcher.ours(
+        "client", port, None, psk=wolfssl.PSK_HEX, extra=["--versions", "1.2,1.3"]
+    )
+    ok = client.wait_for(
+        r"handshake ok: (\S+) (\S+) (\S+)", peers.HANDSHAKE_DEADLINE, "stderr", "handshake ok"
+    )
+    assert ok.group(3) == "DTLSv1.3", client.describe()
+    client.send(wolfssl.CLIENT_MESSAGE + "\n")
+    client.wait_for(re.escape(wolfssl.SERVER_REPLY), peers.DATA_DEADLINE, "stdout", "reply")
+    server.proc.wait_for(
+        re.escape(f"Client message: {wolfssl.CLIENT_MESSAGE}"), peers.DATA_DEADLINE, "stdout"
+    )

@@ -64,8 +64,9 @@ def build_config(args: argparse.Namespace, *, is_client: bool) -> DTLSConfigurat
             "hello_verify": not args.no_hello_verify,
             "session_cache": SessionCache() if args.session_cache else None,
         }
-    # a client speaks DTLS 1.3 only; a server takes it when offered, and 1.2 otherwise
-    versions = None if not args.dtls13 else "1.3" if is_client else "1.2 1.3"
+    # --dtls1.3: a client speaks DTLS 1.3 only; a server takes it when offered, and 1.2
+    # otherwise. --versions says exactly which.
+    versions = args.versions or (None if not args.dtls13 else "1.3" if is_client else "1.2 1.3")
     try:
         return configuration(
             psk=psk,
@@ -204,6 +205,12 @@ def _common_options(sp: argparse.ArgumentParser) -> None:
         action="store_true",
         help="DTLS 1.3 (RFC 9147), with psk_dhe_ke or psk_ke: a client speaks it only, a "
         "server takes it when a client offers it (DTLS 1.2 otherwise)",
+    )
+    sp.add_argument(
+        "--versions",
+        metavar="LIST",
+        help="the DTLS versions, comma-separated: 1.2, 1.3 or 1.2,1.3 (a client offers "
+        "both, a server takes either); instead of --dtls1.3",
     )
     sp.add_argument(
         "--curves",
