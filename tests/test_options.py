@@ -587,7 +587,7 @@ def test_usage_text() -> None:
     # the Go program's 14 (with -cid), and -dtls13 -keyfile -keylog -metrics -q -resume
     # -summary -v -workers
     assert options == sorted(options) and len(options) == 23
-    assert "  -dtls13\n" in text
+    assert "  -dtls13 value\n" in text
 
 
 @pytest.mark.parametrize(
