@@ -188,3 +188,17 @@ def test_client_offering_both_gets_dtls13_from_wolfssl(
     server.proc.wait_for(
         re.escape(f"Client message: {wolfssl.CLIENT_MESSAGE}"), peers.DATA_DEADLINE, "stdout"
     )
+
+
+def test_small_mtu_fragmented_second_client_hello(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """wolfSSL's client with -u 300 sends no key share first (docs/PEERS); our
+    HelloRetryRequest asks for X25519, and the second ClientHello, larger, is reassembled
+    by the connection if it comes in fragments (without the endpoint's cookie round: a
+    stateless server cannot reassemble, see docs/dtls13.md)."""
+    options = Options(mtu=300)
+    _, group = wolfssl_against_ours(
+        launcher, wolfssl_build, tmp_path, options, "--mtu", "300", "--no-hello-verify"
+    )
+    assert group == "x25519"
