@@ -238,10 +238,7 @@ class RecordLayer:
             else:
                 plaintext = protection.open(epoch_seq.to_bytes(8, "big"), content_type, data)
         except BadRecordError:
-            # RFC 6347 §4.1.2.7: invalid records are silently discarded (and counted)
-            if not self.failed_open:
-                self.auth_failures += 1
-                self.failed_open = True
+            self._failed()
             return None
         if len(plaintext) > MAX_PLAINTEXT:
             return None
@@ -290,9 +287,7 @@ class RecordLayer:
             read.failures += 1
             if read.failures >= read.max_failures:
                 self.forgery_limit = True
-            if not self.failed_open:
-                self.auth_failures += 1
-                self.failed_open = True
+            self._failed()
             return None
         if len(plaintext) > MAX_PLAINTEXT:
             return None
@@ -300,6 +295,13 @@ class RecordLayer:
         self.newest = self.newest or seq > window.top
         window.mark(seq)
         return content_type, read.epoch, seq, plaintext
+
+    def _failed(self) -> None:
+        """RFC 6347 §4.1.2.7 (RFC 9147 §4.5.2): an invalid record is silently discarded,
+        and counted once per datagram."""
+        if not self.failed_open:
+            self.auth_failures += 1
+            self.failed_open = True
 
     def start_v13(self) -> None:
         """DTLS 1.3 was negotiated: frame with the unified header from now on."""
