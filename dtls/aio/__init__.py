@@ -17,6 +17,9 @@ timers live here and nowhere else in ``dtls``::
 See docs/library.md for the options, the error model and the bounds.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 try:
     from .. import DTLSConfiguration as _engine  # noqa: F401 - is the dtls above ours?
 except ImportError:  # PyPI's Dtls (PyDTLS) installs a package of the same name
@@ -26,19 +29,38 @@ except ImportError:  # PyPI's Dtls (PyDTLS) installs a package of the same name
         "environment"
     ) from None
 
-from .attributes import DTLSAttribute
-from .client import connect
-from .errors import (
-    AlertReceivedError,
-    AuthenticationFailed,
-    ConnectionLost,
-    HandshakeError,
-    HandshakeTimeout,
-    PeerUnreachable,
-)
-from .keylog import KeyLogError
-from .server import DTLSListener, create_server
-from .stream import DTLSStream
+if TYPE_CHECKING:
+    from .attributes import DTLSAttribute
+    from .client import connect
+    from .errors import (
+        AlertReceivedError,
+        AuthenticationFailed,
+        ConnectionLost,
+        HandshakeError,
+        HandshakeTimeout,
+        PeerUnreachable,
+    )
+    from .keylog import KeyLogError
+    from .server import DTLSListener, create_server
+    from .stream import DTLSStream
+
+#: the public names and the submodule of each, imported at the first use of one: the
+#: tunnel (dtlspipe) uses only .udp, .keylog, .timers and their like, and importing one
+#: of those runs this file first; the streams, client and listener then stay unloaded
+_EXPORTS = {
+    "AlertReceivedError": "errors",
+    "AuthenticationFailed": "errors",
+    "ConnectionLost": "errors",
+    "DTLSAttribute": "attributes",
+    "DTLSListener": "server",
+    "DTLSStream": "stream",
+    "HandshakeError": "errors",
+    "HandshakeTimeout": "errors",
+    "KeyLogError": "keylog",
+    "PeerUnreachable": "errors",
+    "connect": "client",
+    "create_server": "server",
+}
 
 __all__ = [
     "AlertReceivedError",
@@ -54,3 +76,18 @@ __all__ = [
     "connect",
     "create_server",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """PEP 562: ``dtls.aio.connect`` and the other public names, imported when first
+    asked for (then kept in the module, so this runs once per name)."""
+    submodule = _EXPORTS.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(import_module(f".{submodule}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
