@@ -5,8 +5,9 @@ bare relays, of the sessions figure (with and without resumption), the startup f
 library figure (``dtls.aio`` against the tunnel, and idle streams), checked for the
 figures, positive numbers, and a plot that parses. ``--go`` is given a stand-in (a shell
 script that runs our own dtlspipe), to check that a third program goes through the same
-figures and into the report; a second, shorter run checks the report without it. No
-assertion is on a timing."""
+figures and into the report; a second, shorter run checks the report without it; a
+third (``--suites dtls13``) the DTLS 1.3 rows beside the DTLS 1.2 GCM ones. No assertion
+is on a timing."""
 
 from __future__ import annotations
 
@@ -143,6 +144,41 @@ def test_bench_smoke_without_go(tmp_path: Path) -> None:
     for text in (table, proc.stdout):
         assert "Go dtlspipe: not measured (no --go)" in text
         assert "ours/Go" not in text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
+def test_bench_smoke_dtls13(tmp_path: Path) -> None:
+    """``--suites dtls13``: the tunnel with ``-dtls13 require`` on both ends, measured
+    beside the DTLS 1.2 GCM suite it brings along; its rows follow theirs, with the
+    ratio to them (sessions: to GCM's resumed and full handshakes)."""
+    only = "throughput,rtt,sessions"
+    proc, data = bench(tmp_path, "--only", only, "--suites", "dtls13", timeout=150)
+    assert list(data["configs"]) == ["bare", "gcm", "dtls13"] and data["main_suite"] == "gcm"
+    assert data["configs"]["dtls13"]["dtls13"] == "require"
+    assert data["pairs"]["dtls13"]["suite_established"] == "TLS_AES_128_GCM_SHA256 x25519"
+    figures = data["figures"]
+    for variant in ("up 100 B", "down 100 B", "up 1200 B", "down 1200 B"):
+        assert figures["throughput"][variant]["dtls13"]["median"] > 0, variant
+    for variant in ("100 B", "1200 B"):
+        assert figures["rtt_p50"][variant]["dtls13"]["median"] > 0, variant
+    for variant in ("one at a time", "20 in flight"):
+        rep = figures["sessions"][variant]["dtls13"]["reps"][0]
+        assert rep["ok"] > 0 and rep["handshakes"] == rep["ok"] and rep["resumed"] == 0, rep
+        assert "dtls13" not in figures["sessions"][f"{variant}, -resume=false"]
+    names = [r["figure"] for r in data["rows"]]
+    ours = [r for r in data["rows"] if r["figure"].endswith(" [DTLS1.3-AES128-GCM]")]
+    # 4 throughput, 2 + 2 round trips, 2 sessions/s, 4 CPU per session
+    assert len(ours) == 14, [r["figure"] for r in ours]
+    for row in ours:
+        gcm = row["figure"].replace("[DTLS1.3-AES128-GCM]", "[PSK-AES128-GCM]")
+        right_after = names.index(gcm) + 1 == names.index(row["figure"])
+        if "session" in row["figure"]:
+            assert "x vs resumed" in row["ratio"] and "x vs full" in row["ratio"], row
+        else:
+            assert row["ratio"].endswith("x vs PSK-AES128-GCM"), row
+        assert right_after, row
+    assert "| up 100 B [DTLS1.3-AES128-GCM]" in (tmp_path / "latest.md").read_text()
+    assert "sessions/s 20 in flight [DTLS1.3-AES128-GCM]" in proc.stdout
 
 
 def check_cpu(cpu: dict[str, Any], configs: list[str]) -> None:

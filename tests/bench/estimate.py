@@ -50,9 +50,12 @@ def search_trials(s: Settings, reps: int) -> int:
     return total
 
 
-def estimate(s: Settings, only: list[str], n_suites: int, go: bool) -> dict[str, float]:
+def estimate(
+    s: Settings, only: list[str], n_suites: int, go: bool, n13: int = 0
+) -> dict[str, float]:
     """Seconds per figure of a run of ``only`` with these settings, ``n_suites`` suites
-    and (``go``) the Go dtlspipe beside."""
+    (``n13`` of them DTLS 1.3 configs: sessions, no library figure) and (``go``) the Go
+    dtlspipe beside."""
     configs = 1 + n_suites + int(go)  # bare, each suite, Go
     trial = s.trial_duration + TRIAL_OVERHEAD
     per_variant = search_trials(s, s.reps)
@@ -68,7 +71,7 @@ def estimate(s: Settings, only: list[str], n_suites: int, go: bool) -> dict[str,
     if "cpu" in only:
         out["cpu"] = configs * 2 * s.reps * (s.cpu_duration + TRIAL_OVERHEAD + QUIET)
     if "sessions" in only:
-        runs = 1 + 2 + int(go)  # bare; ours with and without resumption; Go
+        runs = 1 + 2 + n13 + int(go)  # bare; ours with and without resumption; DTLS 1.3; Go
         one = s.sessions_serial * SESSION_SERIAL + s.sessions_parallel * SESSION_PARALLEL
         out["sessions"] = runs * s.reps * (PAIR_START + QUIET + one)
     if "startup" in only:
@@ -92,7 +95,7 @@ def estimate(s: Settings, only: list[str], n_suites: int, go: bool) -> dict[str,
         # per suite: both sides' searches per size, round trips in blocks; then memory
         per_suite = 2 * PAIR_START + len(s.sizes) * (2 * per_variant * trial + s.reps * QUIET)
         per_suite += len(s.sizes) * s.reps * 3 * (s.rtt_samples + s.rtt_warmup) * RTT_SAMPLE
-        out["library"] = n_suites * per_suite + PAIR_START + s.library_streams * 0.004 + 5
+        out["library"] = (n_suites - n13) * per_suite + PAIR_START + s.library_streams * 0.004 + 5
     return out
 
 

@@ -33,7 +33,7 @@ class Row:
     def ratio(self) -> str:
         if self.ratio_text:
             return self.ratio_text
-        if self.bare is None and self.base is not None:
+        if self.base is not None:
             if not self.ours or _median(self.ours) is None or not _median(self.base):
                 return ""
             return f"{self.ours['median'] / self.base['median']:.2f}x vs {self.base_name}"
@@ -96,12 +96,14 @@ def build_rows(
     go_suite: str | None = None,
 ) -> list[Row]:
     """Every figure of ours, next to the bare relays' and its target; the Go dtlspipe's
-    figure (config ``go_key``, measured with suite ``go_suite``) beside the rows of that
-    suite."""
+    figure (config ``go_key``, measured with suite ``go_suite``, the main suite) beside
+    the rows of that suite. A DTLS 1.3 config's rows (``vs``) follow those of its DTLS
+    1.2 suite, with the ratio to them; its sessions rows follow the main suite's, with
+    the ratios to its resumed and ``-resume=false`` figures."""
     rows: list[Row] = []
 
-    def get(figure: str, variant: str, config: str) -> dict[str, Any] | None:
-        return figures.get(figure, {}).get(variant, {}).get(config)
+    def get(figure: str, variant: str, config: str | None) -> dict[str, Any] | None:
+        return figures.get(figure, {}).get(variant, {}).get(config or "")
 
     def go(figure: str, variant: str, suite: Any) -> dict[str, Any] | None:
         if go_key is None or suite.key != go_suite:
@@ -111,12 +113,34 @@ def build_rows(
     def label(suite: Any) -> str:
         return suite.label.split(" ")[0]
 
+    labels = {s.key: label(s) for s in suites}
+
+    def versus(figure: str, variant: str, suite: Any) -> dict[str, Any]:
+        """A DTLS 1.3 row's base: the figure of the DTLS 1.2 suite it is set beside."""
+        if suite.vs is None:
+            return {}
+        return {"base": get(figure, variant, suite.vs), "base_name": labels.get(suite.vs, "")}
+
+    def versus_main(figure: str, variant: str, ours: dict[str, Any]) -> str:
+        """A DTLS 1.3 sessions row's ratios to the main suite's resumed and full handshakes."""
+        head, _, proc = variant.rpartition(", ") if figure == "session_cpu" else (variant, "", "")
+        full = f"{head}, -resume=false" + (f", {proc}" if proc else "")
+        m, parts = _median(ours), []
+        for name, base in (("resumed", variant), ("full", full)):
+            b = _median(get(figure, base, go_suite))
+            if m is not None and b:
+                parts.append(f"{m / b:.2f}x vs {name}")
+        return f"{', '.join(parts)} [{labels.get(go_suite or '', '')}]" if parts else ""
+
+    # the DTLS 1.3 configs right after the DTLS 1.2 suite they are set beside
+    in_order = [t for s in suites if s.vs is None for t in suites if t is s or t.vs == s.key]
+
     # throughput
     for variant in figures.get("throughput", {}):
         size = int(variant.split()[1])
         floor, share = THROUGHPUT_TARGET.get(size, (0, 0.75))
         bare = get("throughput", variant, "bare")
-        for suite in suites:
+        for suite in in_order:
             ours = get("throughput", variant, suite.key)
             if ours is None:
                 continue
@@ -132,6 +156,7 @@ def build_rows(
                     target,
                     _verdict(ok),
                     go=go("throughput", variant, suite),
+                    **versus("throughput", variant, suite),
                 )
             )
     # round trips
@@ -142,7 +167,7 @@ def build_rows(
             if direct is not None:
                 rows.append(Row(f"{name} [direct, no relay]", "µs", direct))
             d = _median(direct)
-            for suite in suites:
+            for suite in in_order:
                 ours = get(figure, variant, suite.key)
                 if ours is None:
                     continue
@@ -161,13 +186,14 @@ def build_rows(
                         target,
                         _verdict(ok),
                         go=go(figure, variant, suite),
+                        **versus(figure, variant, suite),
                     )
                 )
     # CPU (each process's user + system; the split is in cpu_table)
     for variant in figures.get("cpu", {}):
         if variant.endswith((" user", " system")):
             continue
-        for suite in suites:
+        for suite in in_order:
             ours = get("cpu", variant, suite.key)
             if ours is not None:
                 bare = get("cpu", variant, "bare")
@@ -178,15 +204,16 @@ def build_rows(
                         ours,
                         bare,
                         go=go("cpu", variant, suite),
+                        **versus("cpu", variant, suite),
                     )
                 )
-    # sessions, their CPU, memory, 10k: the default suite (or whichever suite has them);
-    # the bare relays and the Go dtlspipe have no -resume=false variant: their default
-    # one is shown beside it
+    # sessions, their CPU, memory, 10k: the default suite (or whichever suite has them),
+    # then DTLS 1.3's sessions; the bare relays and the Go dtlspipe have no -resume=false
+    # variant: their default one is shown beside it
     for figure in ("sessions", "session_cpu", "rss", "check10k"):
         for variant, configs in figures.get(figure, {}).items():
             plain = figures.get(figure, {}).get(variant.replace(", -resume=false", ""), {})
-            for suite in suites:
+            for suite in sorted(suites, key=lambda s: s.vs is not None):
                 ours = configs.get(suite.key)
                 if ours is None:
                     continue
@@ -227,6 +254,7 @@ def build_rows(
                         target,
                         _verdict(ok),
                         go=theirs,
+                        ratio_text=versus_main(figure, variant, ours) if suite.vs else "",
                     )
                 )
     # workers: -workers N next to -workers 1 (the ratio column is the speed-up)
@@ -472,6 +500,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "(see `noisy` in the JSON). `^`: in at least one repetition the sender could not "
         "reach the offered rate (the machine, with sender, relays and receiver on its cores, "
         "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians); "
+        "in the DTLS 1.3 rows, DTLS 1.3 / the DTLS 1.2 figure named (sessions: the main "
+        "suite's resumed and full, `-resume=false`, handshakes); "
         "in the workers rows, N workers / 1 worker (the speed-up); in the library rows, "
         "dtls.aio / tunnel (throughput) and dtls.aio - tunnel (round trips). "
         "How each figure is measured: docs/benchmark.md.",

@@ -51,7 +51,17 @@ from report import (
 from sessions import SessionsFigure
 from startup import LISTEN_TARGET, RSS_TARGET, StartupFigure, startup_note, startup_rows
 from svgplot import render
-from traffic import BARE, DEFAULT_SUITE, GO_KEY, SUITES, Config, go_config, next_run, prime
+from traffic import (
+    BARE,
+    DEFAULT_SUITE,
+    GO_KEY,
+    SUITES,
+    Config,
+    go_config,
+    next_run,
+    prime,
+    with_bases,
+)
 from workers import WorkersFigure
 
 
@@ -132,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     else:
         suites = [DEFAULT_SUITE] if args.quick else list(SUITES)
-    main_suite = DEFAULT_SUITE if DEFAULT_SUITE in suites else suites[0]
+    suites = with_bases(suites)  # a DTLS 1.3 config brings the DTLS 1.2 suite it is set beside
+    dtls12 = [s for s in suites if not s.dtls13]
+    dtls13 = [s for s in suites if s.dtls13]
+    main_suite = DEFAULT_SUITE if DEFAULT_SUITE in suites else dtls12[0]
     if not settings.check_sessions and "check10k" in only:
         only.remove("check10k")
     go: Config | None = None
@@ -149,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         procs.CODE_ROOT = args.code.resolve()
     traffic.BARE_IO = args.bare_io
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    guess = estimate(settings, only, len(suites), go is not None)
+    guess = estimate(settings, only, len(suites), go is not None, len(dtls13))
     if args.estimate:
         print(f"{mode} run of {', '.join(only)}:\n{format_estimate(guess)}")
         return 0
@@ -177,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         if "sessions" in only:
             log("[sessions]")
             with bench.timed("sessions"):
-                SessionsFigure(bench).run([BARE, main_suite, *([go] if go else [])])
+                SessionsFigure(bench).run([BARE, main_suite, *dtls13, *([go] if go else [])])
         if "startup" in only:
             log("[startup: spawn to listening, idle memory, and the floors]")
             with bench.timed("startup"):
@@ -198,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         if "library" in only:
             log("[library: dtls.aio against the tunnel, turn about]")
             with bench.timed("library"):
-                library.LibraryFigure(bench).run(suites, main_suite)
+                library.LibraryFigure(bench).run(dtls12, main_suite)
         agents_info = {"app": bench.agents.app.info, "svc": bench.agents.svc.info}
     duration = time.monotonic() - t0
 
@@ -208,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     rows = (
         build_rows(results.figures, suites, go_key, main_suite.key)
         + startup_rows(results.figures, go_key)
-        + library_rows(results.figures, suites)
+        + library_rows(results.figures, dtls12)
     )
     code_changed = code_hash() != machine["code_hash"]
     if code_changed:
@@ -242,7 +255,15 @@ def run(args: argparse.Namespace) -> int:
         "code_root": str(procs.CODE_ROOT),
         "code_changed_during_run": code_changed,
         "settings": asdict(settings),
-        "configs": {c.key: {"label": c.label, "suite": c.suite, "kind": c.kind} for c in configs},
+        "configs": {
+            c.key: {
+                "label": c.label,
+                "suite": c.suite,
+                "kind": c.kind,
+                **({"dtls13": "require", "vs": c.vs} if c.dtls13 else {}),
+            }
+            for c in configs
+        },
         "main_suite": main_suite.key,
         "estimated_s": round(sum(guess.values())),
         "estimated_figure_s": {k: round(v, 1) for k, v in guess.items()},

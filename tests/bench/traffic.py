@@ -144,6 +144,10 @@ class Config:
     #: the suite's name as the Go dtlspipe spells it (its ``ciphers`` subcommand); None
     #: when it has not got the suite
     go_name: str | None = None
+    #: DTLS 1.3 on both ends (``-dtls13 require``): its rows are set beside those of the
+    #: DTLS 1.2 config ``vs`` (a key of SUITES, measured with it), with the ratio to them
+    dtls13: bool = False
+    vs: str | None = None
 
     @property
     def bare(self) -> bool:
@@ -167,6 +171,24 @@ SUITES = [
     ),
 ]
 DEFAULT_SUITE = SUITES[2]
+#: DTLS 1.3 (RFC 9147): no -ciphers, so the tunnel's first TLS 1.3 suite,
+#: TLS_AES_128_GCM_SHA256, with psk_dhe_ke over X25519; beside the DTLS 1.2 GCM suite
+DTLS13 = Config(
+    "dtls13",
+    "DTLS1.3-AES128-GCM (TLS_AES_128_GCM_SHA256, psk_dhe_ke x25519)",
+    dtls13=True,
+    vs="gcm",
+)
+SUITES.append(DTLS13)
+
+
+def with_bases(suites: list[Config]) -> list[Config]:
+    """``suites`` in SUITES order, with the DTLS 1.2 suite each DTLS 1.3 one is set
+    beside (its ratios are taken in the same run)."""
+    wanted = {s.key for s in suites} | {s.vs for s in suites if s.vs}
+    return [s for s in SUITES if s.key in wanted]
+
+
 #: the key of the Go dtlspipe's pair in the results
 GO_KEY = "go"
 
@@ -215,6 +237,8 @@ def relay_argv(config: Config, role: str, bind: str, remote: str, options: list[
         script = str(HERE / "bare_relay.py")
         return [sys.executable, script, "-io", BARE_IO, *options, role, bind, remote]
     suite = ["-ciphers", config.suite] if config.suite else []
+    if config.dtls13:
+        suite += ["-dtls13", "require"]
     args = ["-psk", PSK, *suite, *options, role, bind, remote]
     if config.kind == "go":
         if not config.binary:
