@@ -249,6 +249,12 @@ class DTLSConnection(Effects, Roaming, Link13):
         return out
 
     @property
+    def has_output(self) -> bool:
+        """Are datagrams queued for ``datagrams_to_send`` (a KeyUpdate that a
+        ``seal_application_data`` began, say)?"""
+        return bool(self._out)
+
+    @property
     def handshake_started(self) -> float | None:
         """The ``now`` at which the handshake began (a client's ``connect``, a server's
         first datagram), or None before that: the caller's handshake durations."""
@@ -477,10 +483,18 @@ class DTLSConnection(Effects, Roaming, Link13):
 
     def _peer_retransmitted(self, seq: int) -> None:
         """RFC 6347 §4.2.4: a repeat of the flight ours answered means ours was lost
-        (see :meth:`Flights.react_to_repeat` for when that is believed). DTLS 1.3: a
-        repeat of the client's Finished means our ACK was lost: it goes again."""
+        (see :meth:`Flights.react_to_repeat` for when that is believed). DTLS 1.3,
+        established: a client seeing the server's flight again while its Finished waits
+        for an ACK resends the Finished (RFC 9147 §5.8.1: the peer retransmitted and
+        nothing of ours in answer was acknowledged); otherwise our ACK was lost, and the
+        record is acknowledged again."""
         if self.is_established and self._records.v13 is not None:
-            self._send_ack({self._record_number})  # (DTLS 1.3: our ACK was lost)
+            flights = self._flights
+            if self.is_client and flights.items is not None and self._flight_records:
+                if flights.react_to_repeat(seq, self._now, True):
+                    self._transmit_flight()
+                return
+            self._send_ack({self._record_number})
             return
         if self._flights.react_to_repeat(seq, self._now, self.state in HANDSHAKING):
             self._transmit_flight()

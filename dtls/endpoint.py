@@ -513,6 +513,12 @@ class DTLSServer:
         conn.key_update(request_peer)
         self._after(conn)
 
+    def attend(self, conn: DTLSConnection) -> None:
+        """The caller acted on ``conn`` outside ``receive`` and ``handle_timer`` (a
+        ``seal_application_data`` that began a KeyUpdate, ``conn.key_update``): its
+        datagrams go to ``stateless_datagrams`` and its timer is kept."""
+        self._after(conn)
+
     def close_all(self) -> None:
         """close_notify to every peer (for shutdown)."""
         for address in list(self._candidates):

@@ -185,6 +185,27 @@ def test_lost_finished_is_sent_again_and_acknowledged() -> None:
     assert sim.client._flights.items is None
 
 
+def test_lost_finished_is_resent_on_the_servers_repeat_alone() -> None:
+    """RFC 9147 §5.8.1: with the client's own timer never run once it is established (an
+    application that stops calling handle_timer), the server's retransmitted flight is
+    what tells the client its Finished was lost: the Finished goes again, not ACKs."""
+    policy = drop_first(lambda s: s.direction == C2S and unified(s))
+    sim = pair13()
+    sim.policy = policy
+    client = sim.client
+    own_timer = client.get_timer
+    client.get_timer = lambda: None if client.is_established else own_timer()  # type: ignore[method-assign]
+    sim.run()
+    assert policy.dropped  # type: ignore[attr-defined]
+    assert sim.completed_at is not None and sim.completed_at >= 1.0  # the server's timer
+    finished = [s for s in sim.log if s.direction == C2S and unified(s)]
+    # the lost Finished, then one Finished for the server's repeat (its flight's
+    # records come in one datagram: one resend for it, not one per record)
+    assert len(finished) == 2 and finished[0].data != finished[1].data
+    assert len(finished[1].data) == len(finished[0].data)
+    assert client._flights.items is None  # the server's ACK ended it
+
+
 def test_lost_ack_means_a_repeat_then_a_second_ack() -> None:
     acks = drop_first(lambda s: s.direction == S2C and unified(s) and s.time == 0.0, times=5)
     sim = pair13()

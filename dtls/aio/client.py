@@ -140,6 +140,10 @@ class _Client:
         # to export keying material first
         self._backlog: list[bytes] = []
         self._local: tuple[object, ...] = ()
+        # the engine's timer once established (DTLS 1.3: a Finished or KeyUpdate waiting
+        # for its ACK, RFC 9147 §5.8); on the asyncio loop only, see _arm
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
 
     # -- the handshake ----------------------------------------------------------------------
 
@@ -175,7 +179,7 @@ class _Client:
             family=sock.family,
             max_queue=self.max_queue,
             pull=None if self._loop is not None else self._pull,
-            poll=None if self._loop is not None else self.on_readable,
+            poll=None if self._loop is not None else self._poll,
         )
         for data in self._early:  # application data that came with the Finished
             self.stream._deliver(data)
@@ -184,6 +188,7 @@ class _Client:
             self.stream._end(self.ended)
         elif self._backlog and self._loop is not None:
             self._loop.call_soon(self.on_readable)  # (the pull paths start with it)
+        self._arm()
         return self.stream
 
     # -- datagrams ----------------------------------------------------------------------------
@@ -243,6 +248,42 @@ class _Client:
                 self.close_socket()
         if not conn.is_closed:
             self.watch.state = conn.state  # (the state the handshake ended in stays)
+        if self.stream is not None:
+            self._arm()
+
+    # -- the engine's timer after the handshake ------------------------------------------
+
+    def _arm(self) -> None:
+        """Keep one loop timer at the engine's: a DTLS 1.3 client's Finished (and a
+        KeyUpdate) is retransmitted until acknowledged. Without readiness callbacks
+        (trio, DTLS_PORTABLE) ``_pull`` and ``on_readable`` run it instead."""
+        loop = self._loop
+        at = None if self.sock is None else self.conn.get_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None and loop is not None:
+            self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._run_timer()
+        self._arm()
+
+    def _run_timer(self) -> None:
+        now = time.monotonic()
+        timer = self.conn.get_timer()
+        if timer is not None and now >= timer:
+            self.conn.handle_timer(now)
+            self._after(now)
+
+    def _poll(self) -> None:
+        """send()'s look at the socket and the timer where there are no callbacks."""
+        self.on_readable()
+        self._run_timer()
 
     async def _pull(self) -> None:
         """receive()'s wait where there are no readiness callbacks."""
@@ -251,8 +292,12 @@ class _Client:
             self.on_readable()
             await anyio.lowlevel.checkpoint()
             return
-        await anyio.wait_readable(sock)
-        self.on_readable()
+        timer = self.conn.get_timer()
+        delay = math.inf if timer is None else max(0.0, timer - time.monotonic())
+        with anyio.move_on_after(delay):
+            await anyio.wait_readable(sock)
+            self.on_readable()
+        self._run_timer()
 
     # -- the stream's Port --------------------------------------------------------------------
 
@@ -260,6 +305,13 @@ class _Client:
         sock = self.sock
         if sock is not None and records:
             udp.send_batch(sock, records)
+
+    def attend(self, stream: DTLSStream) -> None:
+        """The engine queued datagrams outside a read (a KeyUpdate): send, keep its timer."""
+        self.transmit(self.conn.datagrams_to_send())
+        if self._loop is None:
+            self._run_timer()
+        self._arm()
 
     def close_stream(self, stream: DTLSStream) -> None:
         self.conn.close()
@@ -270,6 +322,9 @@ class _Client:
 
     def close_socket(self) -> None:
         sock, self.sock = self.sock, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
         if sock is None:
             return
         if self._loop is not None:

@@ -415,3 +415,9 @@ class _Peer:
 
     def close_stream(self, stream: DTLSStream) -> None:
         self._listener._close_stream(stream)
+
+    def attend(self, stream: DTLSStream) -> None:
+        listener = self._listener
+        if not listener._closed:
+            listener._endpoint.attend(self._conn)
+            listener._after(time.monotonic())

@@ -39,6 +39,10 @@ class Port(Protocol):
     def close_stream(self, stream: DTLSStream) -> None:
         """close_notify to the peer, then forget the stream (idempotent)."""
 
+    def attend(self, stream: DTLSStream) -> None:
+        """The engine queued datagrams, and perhaps a timer, outside a read (a
+        KeyUpdate): send them and keep the timer."""
+
 
 class DTLSStream(UnreliableObjectStream[bytes]):
     """One established DTLS connection: ``send(data)`` and ``data = await receive()``.
@@ -120,6 +124,21 @@ class DTLSStream(UnreliableObjectStream[bytes]):
         self.sent += 1
         self.last_activity = time.monotonic()
         self._port.transmit([record])
+        if self._conn.has_output:  # DTLS 1.3: the key nears its limit, a KeyUpdate began
+            self._port.attend(self)
+
+    def key_update(self, request_peer: bool = False) -> None:
+        """DTLS 1.3: update our sending keys (RFC 8446 §4.6.3), and the peer's too if
+        ``request_peer``. Our records move to the new keys once the peer acknowledges
+        the KeyUpdate (RFC 9147 §8); it is retransmitted until then. Raises
+        :class:`~dtls.LocalProtocolError` on a DTLS 1.2 connection and
+        :class:`anyio.BrokenResourceError` once the connection has ended."""
+        if self._closed_here:
+            raise anyio.ClosedResourceError
+        if self._ended is not None:
+            raise anyio.BrokenResourceError
+        self._conn.key_update(request_peer)
+        self._port.attend(self)
 
     async def receive(self) -> bytes:
         """The plaintext of the next record from the peer."""
