@@ -164,6 +164,7 @@ class DTLSConnection(Effects, Roaming, Link13):
         self._now = now
         self._flights.begin(now, self.configuration.handshake_timeout)
         if isinstance(self._hs, Client13):
+            self._records.expect13 = True
             try:
                 self._apply(self._hs.start(now))
             except ProtocolError as exc:
@@ -171,6 +172,7 @@ class DTLSConnection(Effects, Roaming, Link13):
             return
         assert isinstance(self._hs, ClientHandshake)
         self._apply(self._hs.start(now, session))
+        self._records.expect13 = self._hs.offer13 is not None
 
     def receive_datagram(self, data: bytes, now: float, address: object = None) -> None:
         """Feed one datagram from the peer. Invalid records are silently dropped.

@@ -62,6 +62,7 @@ class RecordLayer:
         "cid_length",
         "current",
         "epochs",
+        "expect13",
         "failed_open",
         "forgery_limit",
         "held",
@@ -92,6 +93,9 @@ class RecordLayer:
         self.newest = False
         #: DTLS 1.3's read epochs (None: DTLS 1.2 framing), at most MAX_READ_EPOCHS
         self.v13: dict[int, ReadEpoch13] | None = None
+        #: a client that offered DTLS 1.3, before the ServerHello: records with the
+        #: unified header are held (RFC 9147 §4.2.1), their keys come with it
+        self.expect13 = False
         #: a DTLS 1.3 key saw more failed records than its suite allows (RFC 9147
         #: §4.5.3): the connection must end
         self.forgery_limit = False
@@ -112,7 +116,9 @@ class RecordLayer:
         datagram; the rest of it is framed anew, once."""
         offset = 0
         while True:
-            v13 = self.v13 is not None
+            v13 = self.v13 is not None or (
+                self.expect13 and offset < len(datagram) and datagram[offset] >> 5 == 1
+            )
             framed = (
                 iter_records13(datagram, self.cid_length, offset)
                 if v13
@@ -124,8 +130,8 @@ class RecordLayer:
                     yield opened
                 if self.failed_open:
                     return
-                if not v13 and self.v13 is not None:
-                    offset = record.end
+                if v13 != (self.v13 is not None):  # (a ServerHello of 1.3, from a
+                    offset = record.end  # datagram framed either way up to it)
                     break
             else:
                 return
@@ -256,6 +262,8 @@ class RecordLayer:
         number, check the replay window, open, and only then mark it seen."""
         epochs = self.v13
         if epochs is None:
+            if self.expect13 and handshaking:
+                self._hold(record)  # (before the ServerHello: its keys are not known)
             return None
         read: ReadEpoch13 | None = None
         for candidate in epochs.values():
@@ -305,6 +313,7 @@ class RecordLayer:
 
     def start_v13(self) -> None:
         """DTLS 1.3 was negotiated: frame with the unified header from now on."""
+        self.expect13 = False
         if self.v13 is None:
             self.v13 = {}
 

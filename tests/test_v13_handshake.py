@@ -206,6 +206,34 @@ def test_lost_finished_is_resent_on_the_servers_repeat_alone() -> None:
     assert client._flights.items is None  # the server's ACK ended it
 
 
+def test_server_flight_reordered_before_its_server_hello_is_held_not_dropped() -> None:
+    """RFC 9147 §4.2.1: the server's flight in three datagrams (MTU 160), the one with
+    the ServerHello delivered last. The client holds the records of epoch 2 that came
+    before it and opens them with its keys: done at once, no retransmission."""
+    stash: list[bytes] = []
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        if sent.direction != S2C or sent.data[0] != 22 or sent.data[13] != 2:
+            if stash and sent.direction == S2C and sent.last_in_batch:
+                return [sent.data, stash.pop()]  # the ServerHello after the rest
+            return None
+        if sent.time == 0.0 and not sent.last_in_batch and HRR_SEEN[0]:
+            stash.append(sent.data)
+            return []
+        HRR_SEEN[0] = True  # the first is the stateless HelloRetryRequest
+        return None
+
+    HRR_SEEN = [False]
+    sim = pair13({}, {"mtu": 160})
+    sim.policy = policy
+    sim.run()
+    flight = [s for s in sim.log if s.direction == S2C and s.time == 0.0 and s.batch > 1]
+    assert len(flight) >= 3 and not stash  # the reordering happened
+    assert sim.completed_at == 0.0
+    assert sim.client._records.held == []
+    assert [s for s in sim.log if s.time > 0] == []  # nothing was sent again
+
+
 def test_lost_ack_means_a_repeat_then_a_second_ack() -> None:
     acks = drop_first(lambda s: s.direction == S2C and unified(s) and s.time == 0.0, times=5)
     sim = pair13()

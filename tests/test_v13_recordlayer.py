@@ -147,6 +147,29 @@ def test_a_datagram_switches_to_dtls13_framing_after_its_server_hello() -> None:
     assert opened == [(22, 0, 0, b"server hello"), (22, 2, 0, b"encrypted extensions")]
 
 
+def test_before_the_server_hello_only_a_client_that_offered_dtls13_holds_records() -> None:
+    """A client that offered 1.3 holds unified-header records that come before the
+    ServerHello, within the same bounds, and opens them once its keys are installed;
+    one that did not (expect13 False) frames none of them."""
+    write, read = pair(epoch=2)
+    records = [write.protect(22, b"hs %d" % i) for i in range(6)]
+    plain = RecordLayer(4)
+    assert receive(plain, records[0], handshaking=True) == [] and plain.held == []
+    layer = RecordLayer(4)
+    layer.expect13 = True
+    for record in records:
+        assert receive(layer, record, handshaking=True) == []
+    assert receive(layer, records[0] + records[1], handshaking=False) == []  # established
+    assert len(layer.held) == 4  # max_held, as for any held record
+    layer.start_datagram()
+    hello = encode_record(22, 0, 0, b"server hello")
+    assert list(layer.records(hello, True)) == [(22, 0, 0, b"server hello")]
+    layer.start_v13()
+    assert not layer.expect13
+    held = layer.install13(read)
+    assert [layer.take(r, True) for r in held] == [(22, 2, i, b"hs %d" % i) for i in range(4)]
+
+
 def test_write_epoch_limits() -> None:
     write, _ = pair(suite13_by_name("TLS_AES_128_CCM_SHA256"))
     assert write.limit == 2**23 - 1  # RFC 9147 Appendix B

@@ -113,6 +113,7 @@ class Link13:
         if hs.state is not State.CLIENT_WAIT_HELLO or msg_type != HandshakeType.server_hello:
             return
         if not any(t == Ext.supported_versions for t, _ in ServerHello.parse(body).extensions):
+            self._records.expect13 = False
             return  # DTLS 1.2 (the sentinel is checked there)
         if hs.hello_verify_rounds:
             # a DTLS 1.3 server never sends a HelloVerifyRequest (RFC 9147 §5.1)
