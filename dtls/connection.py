@@ -197,6 +197,8 @@ class DTLSConnection(Effects, Roaming, Link13):
             self._on_record(*opened)
             if self.is_closed:
                 break
+        if self._ack_due:
+            self._ack_partial_flight()
         self._after_records()
         if address is not None and self._path is not None and records.authentic:
             self._path_update(address, len(data), now)  # (no path once closed)
@@ -448,6 +450,8 @@ class DTLSConnection(Effects, Roaming, Link13):
                 if (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
                 self._note_peer_record(epoch)
+                if epoch >= 2 and self._reassembler.out_of_order(frag):
+                    self._ack_due = True  # RFC 9147 §7.1: ACK what we have (below)
             elif self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
@@ -492,7 +496,7 @@ class DTLSConnection(Effects, Roaming, Link13):
         record is acknowledged again."""
         if self.is_established and self._records.v13 is not None:
             flights = self._flights
-            if self.is_client and flights.items is not None and self._flight_records:
+            if self.is_client and flights.items is not None and self._acks.waiting:
                 if flights.react_to_repeat(seq, self._now, True):
                     self._transmit_flight()
                 return
@@ -531,10 +535,13 @@ class DTLSConnection(Effects, Roaming, Link13):
         if epoch == 0 or (self._records.v13 is not None and epoch < 3):
             return  # never legal unprotected, nor under DTLS 1.3's handshake keys
         if self.is_established:
-            # RFC 6347 §4.2.4: authenticated data proves the peer has our final flight;
-            # stop keeping it for retransmission (DTLS 1.3: an implicit ACK, §7)
-            self._flights.items = None
-            self._flights.retransmit_at = None
+            if self._records.v13 is None:
+                # RFC 6347 §4.2.4: authenticated data proves the peer has our final
+                # flight; stop keeping it for retransmission. Not in DTLS 1.3: a server
+                # may send data before it has our Finished, and data proves nothing of
+                # a KeyUpdate; those wait for their ACK (RFC 9147 §7, §8).
+                self._flights.items = None
+                self._flights.retransmit_at = None
             self._events.append(ApplicationData(data))
         elif (
             len(self._early_data) < self.configuration.max_held_records

@@ -34,6 +34,7 @@ from .recordlayer import RecordLayer
 from .retransmit import Flights
 from .server_handshake import ServerHandshake
 from .session import SessionState
+from .v13.acks import FlightAcks
 from .v13.client import Client13
 from .v13.epochs import WriteEpoch13
 from .v13.handshake import InstallKeys13
@@ -68,7 +69,8 @@ class Effects:
     address_available: Callable[[object], bool]
     _install13: Callable[[InstallKeys13], None]
     _send_ack: Callable[..., None]
-    _note_flight_records: Callable[[dict[int, int]], None]
+    _acks: FlightAcks
+    _ack_resent: bool
     _close: Callable[..., None]
 
     def _apply(self, effects: list[Effect] | list[Effect | InstallKeys13]) -> None:
@@ -91,6 +93,7 @@ class Effects:
 
     def _send_flight(self, items: list[FlightItem], final: bool) -> None:
         self._flights.sent(items, final, self._reassembler.next_seq, self._now)
+        self._acks.new_flight((item.epoch, len(item.body)) for item in items)
         self._transmit_flight()
         for item in items:
             if item.content_type == ContentType.change_cipher_spec:
@@ -144,11 +147,19 @@ class Effects:
     def _transmit_flight(self) -> None:
         items = self._flights.items
         assert items is not None
-        # raises ProtocolError when the peer's CID leaves no room in the MTU
-        before = {e: w.next_seq for e, w in self._write_epochs.items()}
-        out = pack_flight(items, self._write_epochs, self.configuration.mtu)
+        mtu = self.configuration.mtu
+        # (pack_flight raises ProtocolError when the peer's CID leaves no room in the MTU)
         if self._records.v13 is not None or isinstance(self._hs, Client13):
-            self._note_flight_records(before)  # DTLS 1.3 (§7): for the ACK
+            # DTLS 1.3 (RFC 9147 §7): only what the peer's ACKs have not covered goes,
+            # and which record carried what is filed for the next ACK
+            acks = self._acks
+            self._ack_resent = False
+            positions = acks.unacked() or list(range(len(items)))
+            pieces: list[tuple[int, int, int, int, int]] = []
+            out = pack_flight([items[i] for i in positions], self._write_epochs, mtu, pieces)
+            acks.sent((e, n, positions[p], a, b) for e, n, p, a, b in pieces)
+        else:
+            out = pack_flight(items, self._write_epochs, mtu)
         if out is None:
             self._close("sequence numbers exhausted", error=True, by_peer=False)
             return

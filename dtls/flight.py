@@ -27,7 +27,10 @@ MIN_ROOM = 32
 
 
 def pack_flight(
-    flight: list[FlightItem], write_epochs: dict[int, WriteEpoch | WriteEpoch13], mtu: int
+    flight: list[FlightItem],
+    write_epochs: dict[int, WriteEpoch | WriteEpoch13],
+    mtu: int,
+    pieces: list[tuple[int, int, int, int, int]] | None = None,
 ) -> list[bytes] | None:
     """The flight's records, packed into datagrams of at most ``mtu`` bytes (RFC 6347
     §4.1.1.1), handshake messages fragmented to fit. None when an epoch's sequence
@@ -36,14 +39,20 @@ def pack_flight(
 
     Raises ProtocolError (internal_error) when the MTU leaves fewer than ``MIN_ROOM``
     bytes for a handshake fragment after the record's overhead (the peer's CID
-    included)."""
+    included).
+
+    ``pieces``, when given, gets one entry per record: (epoch, sequence number, the
+    item's position in ``flight``, and the [start, end) of its body the record holds),
+    what DTLS 1.3's ACKs are matched against (RFC 9147 §7)."""
     out: list[bytes] = []
     current = bytearray()
-    for item in flight:
+    for position, item in enumerate(flight):
         write = write_epochs[item.epoch]
         if write.next_seq + 64 > MAX_SEQUENCE:
             return None
         if item.content_type != ContentType.handshake:
+            if pieces is not None:
+                pieces.append((item.epoch, write.next_seq, position, 0, len(item.body)))
             record = write.protect(item.content_type, item.body)
             if current and len(current) + len(record) > mtu:
                 out.append(bytes(current))
@@ -74,6 +83,8 @@ def pack_flight(
                 )
             piece = body[offset : offset + room]
             header = encode_header(item.msg_type, len(body), item.message_seq, offset, len(piece))
+            if pieces is not None:
+                pieces.append((item.epoch, write.next_seq, position, offset, offset + len(piece)))
             current += write.protect(ContentType.handshake, header + piece)
             offset += len(piece)
             if offset >= len(body):

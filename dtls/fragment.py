@@ -182,6 +182,21 @@ class Reassembler:
             partial.add(frag.offset, frag.body)
         return True
 
+    def out_of_order(self, frag: Fragment) -> bool:
+        """Would ``frag`` (not yet added) leave a hole before it: a message before its
+        own still missing or incomplete, or bytes of its own message before its offset?
+        (RFC 9147 §7.1's sign of a disrupted flight.) At most ``max_ahead`` lookups."""
+        seq = frag.message_seq
+        if seq < self.next_seq or seq > self.next_seq + self._max_ahead:
+            return False
+        for earlier in range(self.next_seq, seq):
+            partial = self._partial.get(earlier)
+            if partial is None or not partial.complete:
+                return True
+        own = self._partial.get(seq)
+        held = own.stops[0] if own is not None and own.starts and own.starts[0] == 0 else 0
+        return frag.offset > held
+
     def _drop(self, seq: int) -> None:
         self._bytes -= self._partial.pop(seq).length
 

@@ -290,3 +290,30 @@ def test_body_parsers_raise_only_library_errors_and_framing_never_raises(data: b
     assert sum(13 + len(r.fragment) for r in records) <= len(data)
     frags = parse_fragments(data)
     assert frags is None or sum(12 + len(f.body) for f in frags) == len(data)
+
+
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(1, 40)), max_size=12),
+)
+def test_out_of_order_matches_a_byte_reference(
+    lengths: list[int], pieces: list[tuple[int, int, int]]
+) -> None:
+    """``Reassembler.out_of_order`` (RFC 9147 §7.1's hole) against a reference that
+    keeps the bytes of each message received: a fragment is out of order when some byte
+    of the flight before its first one has not arrived."""
+    reassembler = Reassembler()
+    got: dict[int, set[int]] = {}
+    for seq, offset, size in pieces:
+        if seq >= len(lengths):
+            continue
+        length = lengths[seq]
+        offset = min(offset, length - 1)
+        size = min(size, length - offset)
+        frag = Fragment(22, length, seq, offset, bytes(size))
+        missing_before = any(
+            got.get(s, set()) != set(range(lengths[s])) for s in range(reassembler.next_seq, seq)
+        ) or not set(range(offset)) <= got.get(seq, set())
+        assert reassembler.out_of_order(frag) == missing_before
+        reassembler.add(frag)
+        got.setdefault(seq, set()).update(range(offset, offset + size))

@@ -25,6 +25,8 @@ from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from dtls.fragment import full_message
 from dtls.handshake import State
 from dtls.record import encode_record
+from dtls.v13.header import iter_records13
+from dtls.v13.messages import encode_ack
 from dtls.v13.suites import SUITES13, suite13_by_name
 
 
@@ -234,6 +236,63 @@ def test_server_flight_reordered_before_its_server_hello_is_held_not_dropped() -
     assert [s for s in sim.log if s.time > 0] == []  # nothing was sent again
 
 
+def records13(datagram: bytes) -> int:
+    return sum(1 for _ in iter_records13(datagram))
+
+
+def test_a_hole_in_the_servers_flight_gets_a_partial_ack_and_only_the_rest_again() -> None:
+    """RFC 9147 §7.1, both sides: of the server's datagram of epoch 2 (EncryptedExtensions
+    and Finished, one record each), the first record is lost. The client, seeing a
+    record after the hole, ACKs what it has; the server sends again at once only what
+    that ACK left uncovered (not the ServerHello, which an ACK of a later record proves
+    arrived), and the handshake completes at time 0, with no timer."""
+    lost: list[bytes] = []
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        if sent.direction == S2C and unified(sent) and records13(sent.data) == 2 and not lost:
+            first, _ = iter_records13(sent.data)
+            lost.append(sent.data[: first.end])
+            return [sent.data[first.end :]]
+        return None
+
+    sim = pair13({}, {"mtu": 128})  # ServerHello alone, then one datagram of epoch 2
+    sim.policy = policy
+    sim.run()
+    assert lost and sim.completed_at == 0.0
+    assert [s for s in sim.log if s.time > 0] == []
+    s2c = [s for s in sim.log if s.direction == S2C]
+    at = next(i for i, s in enumerate(s2c) if unified(s))
+    ack_then = [s for s in sim.log if s.direction == C2S and s.index > s2c[at].index]
+    assert len(ack_then[0].data) < 60  # the client's partial ACK, before its Finished
+    resent = s2c[at + 1]
+    assert unified(resent) and records13(resent.data) == 1  # EncryptedExtensions alone
+    assert len(resent.data) == len(lost[0])
+
+
+def test_partial_acks_resend_at_most_once_per_transmission() -> None:
+    """A peer that keeps acknowledging one record at a time gets one immediate resend
+    per transmission of ours, not one per ACK."""
+    sim = pair13({}, {"mtu": 160, "hello_verify": False})
+    client = sim.client
+    client.connect(0.0)
+    server = sim.server
+    server.receive_datagram(client.datagrams_to_send()[0], CLIENT_ADDR, 0.0)
+    flight = [d for d, _ in server.datagrams_to_send()]
+    conn = sim.server_conn()
+    numbers = [(2, n) for n in range(conn._write_epochs[2].next_seq)]
+    assert len(numbers) >= 2 and flight[0][0] == 22
+    client.receive_datagram(flight[0], 0.0)  # the ServerHello alone: the client's keys
+    client.datagrams_to_send()
+    for number in numbers[:-1]:
+        ack = client._write_epochs[2].protect(26, encode_ack([number]))
+        server.receive_datagram(ack, CLIENT_ADDR, 0.0)
+    resends = server.datagrams_to_send()
+    # one immediate resend (of the records not yet covered), whatever the ACK count
+    sent_records = sum(records13(d) for d, _ in resends if d[0] != 26)
+    assert 1 <= sent_records <= len(numbers) - 1
+    assert conn._acks.unacked() != [] and conn._flights.retransmit_at is not None
+
+
 def test_lost_ack_means_a_repeat_then_a_second_ack() -> None:
     acks = drop_first(lambda s: s.direction == S2C and unified(s) and s.time == 0.0, times=5)
     sim = pair13()
@@ -301,6 +360,23 @@ def test_key_update_both_ways_moves_epochs_after_the_ack() -> None:
     client.key_update()
     client.key_update()
     assert client._flights.items is not None and len(client._flights.items) == 1
+
+
+def test_data_before_the_key_update_ack_does_not_stand_in_for_it() -> None:
+    """RFC 9147 §8: the peer's application data says nothing of our KeyUpdate; the ACK
+    that comes after it still moves us to the new keys (and, until then, the KeyUpdate
+    stays due for retransmission)."""
+    sim = pair13().run()
+    client, server = sim.client, sim.server
+    client.key_update()
+    (update,) = client.datagrams_to_send()
+    server.receive_datagram(update, CLIENT_ADDR, 0.0)
+    (ack,) = [d for d, _ in server.datagrams_to_send()]
+    data = sim.server_conn().seal_application_data(b"before the ack")
+    client.receive_datagram(data, 0.0)
+    assert client._write_epoch == 3 and client.get_timer() is not None
+    client.receive_datagram(ack, 0.0)
+    assert client._write_epoch == 4 and client.get_timer() is None
 
 
 def test_lost_key_update_ack_is_repeated_by_the_timer() -> None:

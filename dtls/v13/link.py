@@ -23,6 +23,7 @@ from ..record import WriteEpoch
 from ..recordlayer import Opened, RecordLayer
 from ..retransmit import Flights
 from ..server_handshake import ServerHandshake
+from .acks import FlightAcks
 from .client import Client13
 from .epochs import ReadEpoch13, WriteEpoch13
 from .handshake import InstallKeys13
@@ -60,14 +61,19 @@ class Link13:
     _now: float
     _on_record: Callable[[int, int, int, bytes], None]
     _send_flight: Callable[[list[FlightItem], bool], None]
+    _transmit_flight: Callable[[], None]
 
     @property
     def _established13(self) -> bool:
         return not self._closed and self._hs.state is State.ESTABLISHED
 
     def _init13(self) -> None:
-        #: the record numbers of our flight's last transmission, for its ACK
-        self._flight_records: set[tuple[int, int]] = set()
+        #: our flight's records and what the peer's ACKs covered of it
+        self._acks = FlightAcks()
+        #: a partial ACK already sent the rest of this transmission again
+        self._ack_resent = False
+        #: the peer's flight came out of order in this datagram: ACK what we have
+        self._ack_due = False
         self._unacked_resends = 0
         #: the peer's handshake records of its current flight, for our ACK
         self._peer_records: set[tuple[int, int]] = set()
@@ -185,15 +191,6 @@ class Link13:
 
     # -- ACKs (RFC 9147 §7) --------------------------------------------------------------
 
-    def _note_flight_records(self, before: dict[int, int]) -> None:
-        """The record numbers the flight just sent used (epochs above 0), for its ACK."""
-        self._flight_records = {
-            (e, n)
-            for e, w in self._write_epochs.items()
-            for n in range(before.get(e, 0), w.next_seq)
-            if e > 0
-        }
-
     def _note_peer_record(self, epoch: int) -> None:
         if epoch >= 2 and len(self._peer_records) < MAX_ACKED:
             self._peer_records.add(self._record_number)
@@ -206,20 +203,35 @@ class Link13:
             return
         self._out.append(write.protect(ACK, encode_ack(sorted(acked))))
 
+    def _ack_partial_flight(self) -> None:
+        """RFC 9147 §7.1: the peer's flight came out of order in this datagram (a record
+        or fragment after a hole): one ACK of its records received so far tells the
+        peer what not to send again. At most one per datagram; none once established
+        (the client's Finished, or the peer's next flight, acknowledges the rest)."""
+        self._ack_due = False
+        if not self._closed and self._hs.state is not State.ESTABLISHED:
+            self._send_ack()
+
     def _on_ack(self, epoch: int, data: bytes) -> None:
-        """An ACK that covers every record of our flight's last transmission ends its
-        retransmission (partial ACKs are not acted on yet: the whole flight is sent
-        again, which §7.1 allows); one for our KeyUpdate moves us to the new keys."""
+        """RFC 9147 §7: ACKs of our flight's records, from any of its transmissions, add
+        up. Once every message is covered its retransmission ends (one for our KeyUpdate
+        moves us to the new keys); an ACK that covers only some sends the others again at
+        once, at most once per transmission (§7.1), the timer going on as it was."""
         if epoch == 0 and self._records.v13:
             return  # a plaintext ACK once keys exist proves nothing
         try:
             numbers = parse_ack(data)
         except ProtocolError:
             return  # a malformed ACK is dropped
-        if not self._flight_records or not self._flight_records <= set(numbers):
+        acks, flights = self._acks, self._flights
+        if flights.items is None or not acks.ack(numbers):
             return
-        self._flight_records = set()
-        self._flights.retransmit_at = None
+        if not acks.done:
+            if not self._ack_resent:
+                self._transmit_flight()
+                self._ack_resent = True  # (after: a transmission clears it)
+            return
+        flights.retransmit_at = None
         if self._established13:
             self._flights.items = None
         if self._update_pending:
