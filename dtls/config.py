@@ -87,6 +87,10 @@ class DTLSConfiguration:
     #: server endpoint: handshakes in progress from one IPv4 host or IPv6 /64 at most,
     #: so that one party cannot fill max_handshakes
     max_handshakes_per_host: int = 100
+    #: server endpoint: new peers whose fragmented ClientHello is being put together
+    #: (its cookie needs the whole message); the oldest makes room for a new one. 0:
+    #: fragmented first ClientHellos are dropped
+    max_fragmented_hellos: int = 32
     #: server endpoint with hello_verify off: demand the cookie exchange anyway while at
     #: least this many handshakes are in progress or failed within handshake_timeout
     #: (None: never), so a flood of spoofed ClientHellos cannot fill max_handshakes
@@ -146,6 +150,8 @@ class DTLSConfiguration:
             raise ConfigurationError("max_handshakes and max_connections must be positive")
         if self.handshake_timeout <= 0:
             raise ConfigurationError("handshake_timeout must be positive")
+        if not 0 <= self.max_fragmented_hellos <= 4096:
+            raise ConfigurationError("max_fragmented_hellos must be between 0 and 4096")
         if self.connection_id_length is not None and not 0 <= self.connection_id_length <= 255:
             raise ConfigurationError("connection_id_length must be between 0 and 255")
         if not self.versions or not set(self.versions) <= {DTLS1_2, DTLS1_3}:

@@ -48,6 +48,7 @@ from .config import DTLSConfiguration
 from .connection import DTLSConnection
 from .errors import DTLSError
 from .events import ConnectionClosed, Event, HandshakeCompleted, PeerAddressChanged
+from .hellofrags import HelloFragments
 from .messages import ClientHello
 from .timerheap import TimerHeap
 from .v13.messages import Ext
@@ -105,9 +106,16 @@ class DTLSServer:
             "restarted": 0,
             "second_handshakes_failed": 0,
         }
+        self._hello_fragments = HelloFragments(configuration.max_fragmented_hellos, self.stats)
 
     def __repr__(self) -> str:
         return f"<DTLSServer connections={len(self.connections)}>"
+
+    @property
+    def partial_hellos(self) -> int:
+        """Fragmented first ClientHellos being put together now (dtls/hellofrags.py;
+        ``stats`` counts their fragments, the completed ones and the evicted ones)."""
+        return len(self._hello_fragments)
 
     @property
     def handshakes_in_progress(self) -> int:
@@ -274,8 +282,14 @@ class DTLSServer:
     def _new_peer(self, data: bytes, address: Address, now: float) -> DTLSConnection | None:
         hello = FirstHello.read(data)
         if hello is None:
-            self.stats["dropped"] += 1
-            return None
+            # a fragment of a ClientHello too large for the client's MTU: kept, bounded,
+            # until the message is whole (dtls/hellofrags.py), then taken as one datagram
+            whole = self._hello_fragments.add(data, address, now)
+            hello = None if whole is None else FirstHello.read(whole)
+            if whole is None or hello is None:
+                self.stats["dropped"] += 1
+                return None
+            data = whole
         conn = self._admit_peer(data, address, hello, now, kind=_FIRST)
         if conn is not None:
             conn.receive_datagram(data, now, address)
@@ -358,6 +372,7 @@ class DTLSServer:
             self.connections[address] = conn
             self._filed[conn] = address
         self.stats["connections_created"] += 1
+        self._hello_fragments.forget(address)
         return conn
 
     def _address_free(self, address: object) -> bool:

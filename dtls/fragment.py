@@ -80,7 +80,7 @@ def full_message(msg_type: int, seq: int, body: bytes) -> bytes:
     return encode_header(msg_type, len(body), seq, 0, len(body)) + body
 
 
-class _Partial:
+class PartialMessage:
     """One message being reassembled: its buffer and the byte ranges received.
 
     ``starts``/``stops`` are the disjoint, non-adjacent ranges ``[start, stop)`` held, in
@@ -138,7 +138,7 @@ class Reassembler:
         self._max_message = max_message
         self._max_ahead = max_ahead
         self._max_bytes = max_bytes
-        self._partial: dict[int, _Partial] = {}
+        self._partial: dict[int, PartialMessage] = {}
         self._bytes = 0
 
     @property
@@ -171,7 +171,7 @@ class Reassembler:
                 if furthest <= seq:
                     return False
                 self._drop(furthest)
-            partial = _Partial(frag.msg_type, frag.length)
+            partial = PartialMessage(frag.msg_type, frag.length)
             self._partial[seq] = partial
             self._bytes += frag.length
         if not partial.add(frag.offset, frag.body):

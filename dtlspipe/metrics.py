@@ -61,6 +61,9 @@ ENGINE_HELP = {
     "restarted": "handshakes replaced by a new ClientHello from the same address",
     "replaced": "sessions without a connection ID replaced by a new handshake from their address",
     "unfiled": "sessions with a connection ID that gave their address to a new handshake",
+    "hello_fragments": "fragments of ClientHellos from new peers, kept until whole",
+    "hello_fragments_completed": "fragmented ClientHellos from new peers put together",
+    "hello_fragments_evicted": "partial ClientHellos dropped to make room for a newer one",
 }
 #: engine counters already in the summary's figures: cookies, the drop reasons unknown
 #: and busy, failed handshakes; refused are the tunnel's own rate_limited and

@@ -202,3 +202,14 @@ def test_small_mtu_fragmented_second_client_hello(
         launcher, wolfssl_build, tmp_path, options, "--mtu", "300", "--no-hello-verify"
     )
     assert group == "x25519"
+
+
+def test_small_mtu_fragmented_second_client_hello_through_our_cookie_round(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """The same with the endpoint's stateless HelloRetryRequest (our default): the
+    second ClientHello, our cookie in it, comes in fragments from an address with no
+    connection yet; the endpoint puts it together (dtls/hellofrags.py) and admits it."""
+    options = Options(mtu=300)
+    _, group = wolfssl_against_ours(launcher, wolfssl_build, tmp_path, options, "--mtu", "300")
+    assert group == "x25519"
