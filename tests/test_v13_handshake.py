@@ -23,10 +23,11 @@ from dtls.connection import MAX_UNACKED_RETRANSMISSIONS, DTLSConnection
 from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, NamedGroup
 from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from dtls.fragment import full_message
-from dtls.handshake import State
+from dtls.handshake import FlightItem, State
 from dtls.record import encode_record
 from dtls.v13.header import iter_records13
-from dtls.v13.messages import encode_ack
+from dtls.v13.link import MAX_SPARE_CIDS
+from dtls.v13.messages import CID_IMMEDIATE, Msg, encode_ack, encode_new_connection_id
 from dtls.v13.suites import SUITES13, suite13_by_name
 
 
@@ -430,6 +431,41 @@ def test_connection_ids_route_dtls13_records_from_a_new_address() -> None:
     got = [e.data for _, e in sim.server_events if isinstance(e, ApplicationData)]
     assert got[-1:] == [b"from elsewhere"]
     assert conn.peer == moved and sim.server.connections.get(moved) is conn
+
+
+def send_post_handshake(sim: Simulator, msg_type: int, body: bytes) -> None:
+    """The server's connection sends a post-handshake message (as key_update does)."""
+    conn = sim.server_conn()
+    seq = conn._hs.send_seq
+    conn._hs.send_seq = seq + 1
+    conn._send_flight([FlightItem(22, conn._write_epoch, msg_type, seq, body)], False)
+    sim.server.attend(conn)
+    sim.pump()
+
+
+def test_new_connection_id_immediate_and_spare() -> None:
+    """RFC 9147 §9: a NewConnectionId with cid_immediate moves our records to its first
+    CID at once; the others are kept as spares (bounded); the message is ACKed."""
+    sim = pair13({"connection_id_length": 0}, {"connection_id_length": 8}).run()
+    new, spares = b"N" * 8, [bytes([i]) * 4 for i in range(12)]
+    body = encode_new_connection_id([new, *spares], CID_IMMEDIATE)
+    send_post_handshake(sim, Msg.new_connection_id, body)
+    client = sim.client
+    assert client._cids13[1] == new and client._spare_cids == spares[:MAX_SPARE_CIDS]
+    assert sim.server_conn().get_timer() is None  # ACKed
+    record = client.seal_application_data(b"under the new CID")
+    assert record[1:9] == new
+    send_post_handshake(sim, Msg.new_connection_id, encode_new_connection_id([b"s"], 1))
+    assert client._cids13[1] == new  # a spare one changes nothing
+    send_post_handshake(sim, Msg.request_connection_id, b"\x02")
+    assert not client.is_closed  # acknowledged, not answered (no CID to give)
+
+
+def test_connection_id_messages_without_cids_end_the_connection() -> None:
+    sim = pair13().run()
+    send_post_handshake(sim, Msg.new_connection_id, encode_new_connection_id([b"x"], 0))
+    closed = sim.client_closed
+    assert closed is not None and closed.alert == AlertDescription.unexpected_message
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,25 @@ def test_parsers_raise_only_dtls_errors(parse: Callable[[bytes], object], data: 
         parse(data)
     except DTLSError:
         pass
+
+
+def test_new_and_request_connection_id() -> None:
+    """RFC 9147 §9: the two messages' codecs, strict and bounded."""
+    body = m.encode_new_connection_id([b"ab", b"c"], m.CID_SPARE)
+    assert body == bytes.fromhex("0005") + b"\x02ab\x01c" + b"\x01"
+    assert m.parse_new_connection_id(body) == ([b"ab", b"c"], m.CID_SPARE)
+    assert m.parse_new_connection_id(bytes.fromhex("000001")) == ([], m.CID_SPARE)
+    for bad, error in (
+        (body + b"\x00", DecodeError),  # trailing byte
+        (bytes.fromhex("0001") + b"\x00" + b"\x01", ProtocolError),  # an empty CID
+        (bytes.fromhex("000002"), ProtocolError),  # unknown usage
+        (bytes.fromhex("000000"), ProtocolError),  # immediate, no CID
+        (m.encode_new_connection_id([b"x"] * (m.MAX_NEW_CIDS + 1), 1), DecodeError),
+        (bytes.fromhex("0003") + b"\x05ab", DecodeError),  # a CID past its block
+    ):
+        with pytest.raises(error):
+            m.parse_new_connection_id(bad)
+    assert m.parse_request_connection_id(b"\x03") == 3
+    for bad in (b"", b"\x01\x02"):
+        with pytest.raises(DecodeError):
+            m.parse_request_connection_id(bad)

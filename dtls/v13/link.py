@@ -29,7 +29,16 @@ from .epochs import ReadEpoch13, WriteEpoch13
 from .handshake import InstallKeys13
 from .header import ACK
 from .keyschedule import next_traffic_secret, traffic_keys
-from .messages import Ext, Msg, encode_ack, parse_ack, parse_key_update
+from .messages import (
+    CID_IMMEDIATE,
+    Ext,
+    Msg,
+    encode_ack,
+    parse_ack,
+    parse_key_update,
+    parse_new_connection_id,
+    parse_request_connection_id,
+)
 from .protection import Protection13
 from .server import Choice, Server13, offers_dtls13
 from .suites import Suite13
@@ -37,6 +46,8 @@ from .suites import Suite13
 #: record numbers of the peer's flight kept for our ACK (a flight of a few messages
 #: takes a few records; more are not acknowledged, and are sent again)
 MAX_ACKED = 32
+#: spare CIDs of the peer's kept (RFC 9147 §9)
+MAX_SPARE_CIDS = 8
 #: records left under a key when we start updating it (RFC 8446 §5.5: before the limit)
 UPDATE_MARGIN = 4096
 
@@ -86,6 +97,8 @@ class Link13:
         self._cids13: tuple[bytes | None, bytes | None] = (None, None)
         #: our KeyUpdate is out, waiting for its ACK before the new keys are used
         self._update_pending = False
+        #: CIDs the peer gave us for later (NewConnectionId, cid_spare)
+        self._spare_cids: list[bytes] = []
 
     @property
     def has_timer13(self) -> bool:
@@ -237,6 +250,34 @@ class Link13:
         if self._update_pending:
             self._switch_write_keys()
 
+    # -- after the handshake: connection IDs (RFC 9147 §9) --------------------------------
+
+    def _connection_id_message(self, msg_type: int, body: bytes) -> None:
+        """NewConnectionId: CIDs the peer wants in our records. ``cid_immediate``: the
+        first is used from our next record on; spare ones are kept (at most
+        MAX_SPARE_CIDS, in order) and not used, as nothing here moves us to another CID
+        on its own. RequestConnectionId is acknowledged and not answered: the endpoint
+        routes one CID per connection, so there is none to give (a SHOULD of §9). Either
+        message, when the connection_id extension was not negotiated, is an
+        ``unexpected_message`` (§9); a side that asked for an empty CID may be given some."""
+        own, peer = self._cids13
+        if msg_type == Msg.request_connection_id:
+            parse_request_connection_id(body)
+            if own is None:
+                raise ProtocolError(AlertDescription.unexpected_message, "no CID was agreed")
+            return
+        cids, usage = parse_new_connection_id(body)
+        if peer is None:
+            raise ProtocolError(AlertDescription.unexpected_message, "no CID was agreed")
+        if usage == CID_IMMEDIATE:
+            peer, cids = cids[0], cids[1:]
+            self._cids13 = (own, peer)
+            for epoch, write in self._write_epochs.items():
+                if epoch >= 3:
+                    write.cid = peer  # (the handshake's epoch 2 keeps the one agreed)
+        room = MAX_SPARE_CIDS - len(self._spare_cids)
+        self._spare_cids.extend(cids[: max(room, 0)])
+
     # -- after the handshake: KeyUpdate (RFC 8446 §4.6.3, RFC 9147 §8) -------------------
 
     def key_update(self, request_peer: bool = False) -> None:
@@ -284,6 +325,9 @@ class Link13:
             return
         if msg_type == Msg.new_session_ticket and self.is_client:
             return  # resumption by ticket is still to come: acknowledged, not kept
+        if msg_type in (Msg.new_connection_id, Msg.request_connection_id):
+            self._connection_id_message(msg_type, body)
+            return
         raise ProtocolError(
             AlertDescription.unexpected_message, f"handshake message {msg_type} after completion"
         )

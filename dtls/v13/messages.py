@@ -248,6 +248,49 @@ def parse_key_update(body: bytes) -> bool:
     return body[0] == 1
 
 
+#: CIDs read from one NewConnectionId (a 16 KiB message could hold 8000 one-byte ones)
+MAX_NEW_CIDS = 16
+CID_IMMEDIATE, CID_SPARE = 0, 1
+
+
+def parse_new_connection_id(body: bytes) -> tuple[list[bytes], int]:
+    """RFC 9147 §9: ``ConnectionId cids<0..2^16-1>; ConnectionIdUsage usage`` (each
+    ``opaque ConnectionId<0..2^8-1>``): the CIDs and the usage, ``cid_immediate`` (0) or
+    ``cid_spare`` (1). An empty CID, an unknown usage, or an immediate one with no CID
+    is an ``illegal_parameter``; more than MAX_NEW_CIDS is a ``decode_error``."""
+    r = Reader(body)
+    block = r.sub(2, "cids")
+    usage = r.uint8("usage")
+    r.expect_end("NewConnectionId")
+    cids: list[bytes] = []
+    while block.remaining:
+        if len(cids) == MAX_NEW_CIDS:
+            raise DecodeError(f"NewConnectionId: more than {MAX_NEW_CIDS} connection IDs")
+        cids.append(block.vector(1, "cid", 1))
+    if usage not in (CID_IMMEDIATE, CID_SPARE):
+        raise _illegal("NewConnectionId: unknown usage")
+    if usage == CID_IMMEDIATE and not cids:
+        raise _illegal("NewConnectionId: cid_immediate without a connection ID")
+    return cids, usage
+
+
+def encode_new_connection_id(cids: list[bytes], usage: int) -> bytes:
+    w = Writer()
+    inner = Writer()
+    for cid in cids:
+        inner.vector(1, cid)
+    w.vector(2, inner.getvalue())
+    w.uint8(usage)
+    return w.getvalue()
+
+
+def parse_request_connection_id(body: bytes) -> int:
+    """RFC 9147 §9: ``uint8 num_cids``."""
+    if len(body) != 1:
+        raise DecodeError("RequestConnectionId: one byte expected")
+    return body[0]
+
+
 @dataclass(frozen=True)
 class NewSessionTicket:
     """§4.6.1::
