@@ -120,6 +120,7 @@ class DTLSConnection(Effects, Roaming, Link13):
         self._app_write: WriteEpoch | WriteEpoch13 | None = None
         self._app_limit = MAX_SEQUENCE
         self._fast_read = False
+        self._fast_read13 = False
         #: the HandshakeCompleted event, once the handshake is done
         self.handshake: HandshakeCompleted | None = None
         # RFC 5705: (PRF hash, master secret, client random, server random) while open
@@ -214,12 +215,16 @@ class DTLSConnection(Effects, Roaming, Link13):
         ``receive_datagram`` and None is returned: look at ``next_event`` as usual.
         ``address`` is as in ``receive_datagram``.
         """
-        if not self._fast_read:
+        records = self._records
+        if self._fast_read:
+            records.failed_open = records.authentic = records.newest = False
+            opened = records.open_only_record(datagram)
+        elif self._fast_read13:  # DTLS 1.3 (RFC 9147 §4): one DTLSCiphertext record
+            records.failed_open = records.authentic = records.newest = False
+            opened = records.open_only_record13(datagram)
+        else:
             self.receive_datagram(datagram, now, address)
             return None
-        records = self._records
-        records.failed_open = records.authentic = records.newest = False
-        opened = records.open_only_record(datagram)
         if opened is FALLBACK:
             self.receive_datagram(datagram, now, address)
             return None
@@ -230,10 +235,12 @@ class DTLSConnection(Effects, Roaming, Link13):
             return None
         content_type, epoch, seq, plaintext = opened
         result = None
-        if content_type == ContentType.application_data:
+        if content_type == ContentType.application_data and self._fast_read:
             self._flights.items = None  # as in _on_application_data
             result = plaintext
-        else:  # a tls12_cid record's inner type (RFC 9146 §4)
+        elif content_type == ContentType.application_data and epoch >= 3:
+            result = plaintext  # (DTLS 1.3: epoch 2's is dropped by _on_application_data)
+        else:  # a tls12_cid record's inner type (RFC 9146 §4), a DTLS 1.3 ACK, ...
             self._source, self._flights.resent = address, False
             self._on_record(content_type, epoch, seq, plaintext)
         path = self._path
@@ -605,4 +612,5 @@ class DTLSConnection(Effects, Roaming, Link13):
         self._write_epochs = {}
         self._app_write = None
         self._fast_read = False
+        self._fast_read13 = False
         self._events.append(ConnectionClosed(reason, error, by_peer, alert))

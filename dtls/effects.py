@@ -64,6 +64,7 @@ class Effects:
     _app_write: WriteEpoch | WriteEpoch13 | None
     _app_limit: int
     _fast_read: bool
+    _fast_read13: bool
     _exporter: Exporter | None
     _path: PeerPath | None
     address_available: Callable[[object], bool]
@@ -131,6 +132,7 @@ class Effects:
             cache.store(done.session)
         event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None
+        self._fast_read13 = event.version == DTLS1_3
         write = self._app_write = self._write_epochs[self._write_epoch]
         self._app_limit = (
             write.limit - UPDATE_MARGIN if isinstance(write, WriteEpoch13) else MAX_SEQUENCE

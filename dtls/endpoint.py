@@ -55,7 +55,9 @@ from .v13.messages import Ext
 
 __all__ = ["Address", "DTLSServer", "address_bytes", "host_key"]
 
-_FAST_TYPES = (b"\x17", b"\x19")  # application_data, tls12_cid
+#: first bytes of datagrams the connection's shortcut may take: application_data,
+#: tls12_cid, and DTLS 1.3's unified header (001CSLEE, RFC 9147 §4)
+_FAST_TYPES = frozenset([b"\x17", b"\x19", *(bytes([b]) for b in range(0x20, 0x40))])
 _FIRST, _SECOND, _RESTART = 0, 1, 2  # what a new handshake is to its address
 
 

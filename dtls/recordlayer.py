@@ -33,7 +33,15 @@ from .protection import RECORD_HEADER as HEADER
 from .protection import TLS12_CID, cid_prefix
 from .record import ReadEpoch, Record, iter_records, unwrap_inner
 from .v13.epochs import MAX_READ_EPOCHS, ReadEpoch13
-from .v13.header import EPOCH_BITS, CipherRecord, iter_records13, mask_sequence, reconstruct
+from .v13.header import (
+    EPOCH_BITS,
+    FIXED_BITS,
+    FIXED_MASK,
+    CipherRecord,
+    iter_records13,
+    mask_sequence,
+    reconstruct,
+)
 
 #: bytes of next-epoch records held during the handshake (besides ``max_held``):
 #: unauthenticated input must not make a handshake in progress hold more than this
@@ -170,6 +178,17 @@ class RecordLayer:
             return FALLBACK
         seq = epoch_seq & MAX_SEQUENCE
         return self.open_checked(read, content_type, version, seq, cid or b"", datagram, start)
+
+    def open_only_record13(self, datagram: bytes) -> Opened | Literal[Shortcut.FALLBACK] | None:
+        """The shortcut for DTLS 1.3: a datagram that is exactly one DTLSCiphertext
+        record (as :func:`~dtls.v13.header.iter_records13` frames it) goes straight to
+        :meth:`open13`, with no holding (established); anything else is ``FALLBACK``."""
+        if not datagram or datagram[0] & FIXED_MASK != FIXED_BITS or self.v13 is None:
+            return FALLBACK
+        record = next(iter_records13(datagram, self.cid_length), None)
+        if not isinstance(record, CipherRecord) or record.end != len(datagram):
+            return FALLBACK
+        return self.open13(record, False)
 
     def accept(self, record: Record, handshaking: bool) -> Opened | None:
         """Route a framed record by epoch, then open it."""
