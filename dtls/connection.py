@@ -273,13 +273,17 @@ class DTLSConnection(Effects, Roaming, Link13):
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` should next be called, or None."""
-        return self._flights.timer()
+        timer = self._flights.timer()
+        ack = self._ack_at  # (DTLS 1.3: an ACK of a flight that stopped coming)
+        return ack if ack is not None and (timer is None or ack < timer) else timer
 
     def handle_timer(self, now: float) -> None:
         """Fire due timers: the handshake deadline, then flight retransmission."""
         self._now = now
         if self._closed:
             return
+        if self._ack_at is not None and now >= self._ack_at:
+            self._ack_stalled_flight()
         flights = self._flights
         if flights.deadline is not None and now >= flights.deadline:
             reason = "handshake timed out"
@@ -457,6 +461,9 @@ class DTLSConnection(Effects, Roaming, Link13):
                 if (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
                 self._note_peer_record(epoch)
+                if epoch >= 2 and self._ack_at is None and not self.is_established:
+                    # RFC 9147 §7.1: if the rest of this flight does not follow soon, ACK
+                    self._ack_at = self._now + self.configuration.initial_timeout / 4
                 if epoch >= 2 and self._reassembler.out_of_order(frag):
                     self._ack_due = True  # RFC 9147 §7.1: ACK what we have (below)
             elif self.state in HANDSHAKING:

@@ -72,6 +72,7 @@ class Effects:
     _send_ack: Callable[..., None]
     _acks: FlightAcks
     _ack_resent: bool
+    _ack_at: float | None
     _close: Callable[..., None]
 
     def _apply(self, effects: list[Effect] | list[Effect | InstallKeys13]) -> None:
@@ -93,6 +94,7 @@ class Effects:
                 return
 
     def _send_flight(self, items: list[FlightItem], final: bool) -> None:
+        self._ack_at = None  # (our next flight acknowledges the peer's, RFC 9147 §7)
         self._flights.sent(items, final, self._reassembler.next_seq, self._now)
         self._acks.new_flight((item.epoch, len(item.body)) for item in items)
         self._transmit_flight()

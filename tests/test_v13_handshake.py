@@ -270,6 +270,33 @@ def test_a_hole_in_the_servers_flight_gets_a_partial_ack_and_only_the_rest_again
     assert len(resent.data) == len(lost[0])
 
 
+def test_a_flight_that_stops_coming_is_acked_after_a_quarter_timer() -> None:
+    """RFC 9147 §7.1's second case: the server's EncryptedExtensions arrives, its
+    Finished (the last record) is lost, with no hole to see. A quarter of the initial
+    timer later (0.25 s) the client ACKs what it has, and the server sends the Finished
+    alone at once, instead of the whole flight at 1 s."""
+    lost: list[bytes] = []
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        if sent.direction == S2C and unified(sent) and records13(sent.data) == 2 and not lost:
+            first, _ = iter_records13(sent.data)
+            lost.append(sent.data[first.end :])
+            return [sent.data[: first.end]]
+        return None
+
+    sim = pair13({}, {"mtu": 128})
+    sim.policy = policy
+    sim.run()
+    assert lost and sim.completed_at == 0.25
+    late = [s for s in sim.log if s.time > 0]
+    acks = [s for s in late if s.direction == C2S]
+    assert acks[0].time == 0.25 and len(acks[0].data) < 60  # the ACK, then the Finished
+    resent = [s for s in late if s.direction == S2C]
+    assert resent[0].time == 0.25 and records13(resent[0].data) == 1
+    assert len(resent[0].data) == len(lost[0])  # the Finished alone
+    assert sim.client.get_timer() is None and sim.client._ack_at is None
+
+
 def test_partial_acks_resend_at_most_once_per_transmission() -> None:
     """A peer that keeps acknowledging one record at a time gets one immediate resend
     per transmission of ours, not one per ACK."""

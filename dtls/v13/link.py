@@ -85,6 +85,8 @@ class Link13:
         self._ack_resent = False
         #: the peer's flight came out of order in this datagram: ACK what we have
         self._ack_due = False
+        #: when to ACK the part of the peer's flight we have, if the rest does not come
+        self._ack_at: float | None = None
         self._unacked_resends = 0
         #: the peer's handshake records of its current flight, for our ACK
         self._peer_records: set[tuple[int, int]] = set()
@@ -198,6 +200,7 @@ class Link13:
         records.failed_open = failed
 
     def _forget13(self) -> None:
+        self._ack_at = None
         self._read_secret = self._write_secret = b""
         self._suite13 = None
         self._update_pending = False
@@ -210,11 +213,22 @@ class Link13:
 
     def _send_ack(self, numbers: set[tuple[int, int]] | None = None) -> None:
         """Acknowledge the peer's handshake records of its last flight (or ``numbers``)."""
+        if numbers is None:
+            self._ack_at = None  # (this ACK says what the stalled-flight timer would)
         acked = self._peer_records if numbers is None else numbers
         write = self._write_epochs.get(self._write_epoch)
         if not acked or write is None or write.epoch < 2 or write.exhausted:
             return
         self._out.append(write.protect(ACK, encode_ack(sorted(acked))))
+
+    def _ack_stalled_flight(self) -> None:
+        """RFC 9147 §7.1: part of the peer's flight came and, a quarter of the initial
+        retransmission timer later, not the rest: ACK what we have, so that the peer
+        sends only what is missing (once per flight in progress; a later record of it
+        starts the wait again)."""
+        self._ack_at = None
+        if not self._closed and self._hs.state is not State.ESTABLISHED:
+            self._send_ack()
 
     def _ack_partial_flight(self) -> None:
         """RFC 9147 §7.1: the peer's flight came out of order in this datagram (a record
