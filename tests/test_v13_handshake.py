@@ -95,6 +95,46 @@ def test_every_suite_and_mode(suite: object, mode: int) -> None:
     assert client.group == (None if mode == PSK_KE else NamedGroup.x25519)
 
 
+@pytest.mark.parametrize(
+    "group", [NamedGroup.ffdhe2048, NamedGroup.ffdhe3072, NamedGroup.ffdhe4096]
+)
+def test_ffdhe_groups_in_dtls13(group: NamedGroup) -> None:
+    """RFC 8446 §4.2.8.1 / RFC 7919: psk_dhe_ke in a finite-field group, both shares
+    padded to the prime's length, after the stateless retry."""
+    sim = pair13({"groups": (group,)}, {"groups": (group,)}).run()
+    client, server = completed(sim)
+    assert client.group == server.group == group
+    data_both_ways13(sim)
+
+
+def test_ffdhe_shares_are_padded_and_checked() -> None:
+    """The public value and Z have the prime's length whatever their leading zeros; a
+    share of another length, or 1, or p - 1, is an illegal_parameter."""
+    from dtls.errors import ProtocolError
+    from dtls.ffdhe import ffdhe_prime
+    from dtls.v13.shares import FFDHEShare
+
+    p = ffdhe_prime(NamedGroup.ffdhe2048)
+    a = FFDHEShare(NamedGroup.ffdhe2048, seeded_random(5))
+    b = FFDHEShare(NamedGroup.ffdhe2048, seeded_random(6))
+    assert len(a.public) == len(b.public) == 256
+    z = a.exchange(b.public)
+    assert z == b.exchange(a.public) and len(z) == 256
+    # a key whose public value has a leading zero byte (about 1 in 256): still 256 bytes
+    short = next(
+        k
+        for k in (FFDHEShare(NamedGroup.ffdhe2048, seeded_random(100 + i)) for i in range(4000))
+        if len(k._key.public) < 256
+    )
+    assert len(short.public) == 256 and short.public[0] == 0
+    assert short.exchange(a.public) == a.exchange(short.public)
+    for bad in (b.public[1:], b"\0" + b.public, (1).to_bytes(256, "big"),
+                (p - 1).to_bytes(256, "big")):  # fmt: skip
+        with pytest.raises(ProtocolError) as info:
+            a.exchange(bad)
+        assert info.value.alert == AlertDescription.illegal_parameter
+
+
 def test_retry_for_a_group_without_cookie() -> None:
     options = {"groups": (NamedGroup.x25519, NamedGroup.secp384r1)}
     sim = pair13(options, {"groups": (NamedGroup.secp384r1,), "hello_verify": False}).run()

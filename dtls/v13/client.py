@@ -52,17 +52,10 @@ from .messages import (
     parse_version_selected,
     tls_message,
 )
+from .shares import SHARE_GROUPS, FFDHEShare, make_share
 from .suites import Suite13, suite13_by_code
 
 HT = Msg
-#: groups a DTLS 1.3 key share can use here (RFC 8446 §4.2.7; no FFDHE yet)
-EC_GROUPS = (
-    NamedGroup.x25519,
-    NamedGroup.secp256r1,
-    NamedGroup.secp384r1,
-    NamedGroup.x448,
-    NamedGroup.secp521r1,
-)
 #: extensions a HelloRetryRequest may carry (RFC 8446 §4.1.4)
 _HRR_EXTENSIONS = frozenset((Ext.supported_versions, Ext.cookie, Ext.key_share))
 #: extensions a ServerHello may carry in PSK mode (RFC 8446 §4.2, RFC 9146 §3)
@@ -86,10 +79,10 @@ class Client13(Handshake13):
         self.identity = config.psk_identity
         self.offered: tuple[Suite13, ...] = config.offered_suites13
         self.modes = config.psk_key_exchange_modes
-        self.groups = tuple(g for g in config.groups if g in EC_GROUPS)
+        self.groups = tuple(g for g in config.groups if g in SHARE_GROUPS)
         if PSK_DHE_KE in self.modes and not self.groups:
             self.modes = tuple(m for m in self.modes if m != PSK_DHE_KE)
-        self.key: EphemeralKey | None = None
+        self.key: EphemeralKey | FFDHEShare | None = None
         self.cookie = b""
         self.retried = False
         self.hrr_suite: Suite13 | None = None
@@ -143,7 +136,7 @@ class Client13(Handshake13):
             raise proto(AlertDescription.internal_error, "DTLS 1.3 needs a PSK identity")
         self.client_random = client_random
         if PSK_DHE_KE in self.modes:
-            self.key = EphemeralKey(self.groups[0], self.config.random)
+            self.key = make_share(self.groups[0], self.config.random)
         self.schedule = ks.KeySchedule(self.config.psk_hash, self.config.psk)
 
     def _client_hello(self, earlier: bytes) -> bytes:
@@ -232,7 +225,7 @@ class Client13(Handshake13):
             group = parse_selected_group(ext[Ext.key_share])
             if self.key is None or group not in self.groups or group == self.key.group:
                 raise proto(AlertDescription.illegal_parameter, "HRR asked for an unusable group")
-            self.key = EphemeralKey(NamedGroup(group), self.config.random)
+            self.key = make_share(NamedGroup(group), self.config.random)
             changed = True
         if not changed:
             raise proto(AlertDescription.illegal_parameter, "HelloRetryRequest changes nothing")

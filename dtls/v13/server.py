@@ -25,7 +25,6 @@ from ..config import PSK_KE, DTLSConfiguration
 from ..constants import DTLS1_2, DTLS1_3, AlertDescription, ExtensionType, NamedGroup
 from ..errors import DTLSError
 from ..events import HandshakeCompleted
-from ..groups import EphemeralKey
 from ..handshake import Complete, State
 from ..messages import (
     ClientHello,
@@ -36,7 +35,6 @@ from ..messages import (
     parse_supported_groups,
 )
 from . import keyschedule as ks
-from .client import EC_GROUPS
 from .handshake import Exporter13, Handshake13, InstallKeys13, proto
 from .messages import (
     HRR_RANDOM,
@@ -54,6 +52,7 @@ from .messages import (
     parse_versions_offered,
     tls_message,
 )
+from .shares import SHARE_GROUPS, make_share
 from .suites import Suite13
 
 
@@ -92,7 +91,7 @@ def choose(config: DTLSConfiguration, hello: ClientHello) -> Choice:
     if Ext.psk_key_exchange_modes not in ext:
         raise proto(AlertDescription.missing_extension, "pre_shared_key without psk modes")
     modes = parse_psk_modes(ext[Ext.psk_key_exchange_modes])
-    ours = tuple(g for g in config.groups if g in EC_GROUPS)
+    ours = tuple(g for g in config.groups if g in SHARE_GROUPS)
     for mode in config.psk_key_exchange_modes:
         if mode not in modes:
             continue
@@ -214,7 +213,7 @@ class Server13(Handshake13):
         ]
         shared: bytes | None = None
         if choice.group is not None and choice.share is not None:
-            key = EphemeralKey(choice.group, self.config.random)
+            key = make_share(choice.group, self.config.random)
             shared = key.exchange(choice.share)
             self.group = choice.group
             extensions.append((Ext.key_share, encode_server_share(choice.group, key.public)))

@@ -213,3 +213,27 @@ def test_small_mtu_fragmented_second_client_hello_through_our_cookie_round(
     options = Options(mtu=300)
     _, group = wolfssl_against_ours(launcher, wolfssl_build, tmp_path, options, "--mtu", "300")
     assert group == "x25519"
+
+
+def test_ffdhe2048_share_from_wolfssl_client(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """wolfSSL's client sends P-256 and FFDHE2048 shares; our server, taking FFDHE2048
+    only, uses that share (RFC 8446 §4.2.8.1: padded to the prime's length). Both modes
+    offered (with --onlyPskDheKe, wolfSSL 5.9.2's client fails this pairing itself,
+    before sending its second ClientHello: "wolfSSL_connect error -333, psk key callback
+    error")."""
+    options = Options()
+    _, group = wolfssl_against_ours(
+        launcher, wolfssl_build, tmp_path, options, "--curves", "ffdhe2048"
+    )
+    assert group == "ffdhe2048"
+
+
+def test_ffdhe2048_from_our_client(
+    launcher: Launcher, wolfssl_build: Build, tmp_path: Path
+) -> None:
+    """Our client offering FFDHE2048 alone: wolfSSL's server takes its share."""
+    options = Options()
+    _, _, group = ours_against(launcher, wolfssl_build, tmp_path, options, "--curves", "ffdhe2048")
+    assert group == "ffdhe2048"
