@@ -185,7 +185,7 @@ class Reassembler:
     def out_of_order(self, frag: Fragment) -> bool:
         """Would ``frag`` (not yet added) leave a hole before it: a message before its
         own still missing or incomplete, or bytes of its own message before its offset?
-        (RFC 9147 §7.1's sign of a disrupted flight.) At most ``max_ahead`` lookups."""
+        (RFC 9147 §7.1's sign of a disrupted flight.) At most ``max_ahead`` + 1 lookups."""
         seq = frag.message_seq
         if seq < self.next_seq or seq > self.next_seq + self._max_ahead:
             return False
@@ -194,6 +194,8 @@ class Reassembler:
             if partial is None or not partial.complete:
                 return True
         own = self._partial.get(seq)
+        if own is not None and (own.msg_type != frag.msg_type or own.length != frag.length):
+            own = None  # (add would start that message afresh from this fragment)
         held = own.stops[0] if own is not None and own.starts and own.starts[0] == 0 else 0
         return frag.offset > held
 

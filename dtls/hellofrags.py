@@ -76,7 +76,7 @@ class HelloFragments:
     def add(self, data: bytes, address: object, now: float) -> bytes | None:
         """Take the ClientHello fragments of a datagram from ``address``; when that
         completes the message, the datagram it would have been whole (one epoch-0
-        record, numbered as the last fragment's), else None."""
+        record, DTLS 1.2, numbered as the highest of its fragments), else None."""
         if self._max <= 0:
             return None
         for record in iter_records(data):

@@ -71,8 +71,7 @@ class FlightAcks:
         progress = False
         for number in numbers:
             piece = self._records.pop(number, None)
-            if piece is not None:
-                self._cover(*piece)
+            if piece is not None and self._cover(*piece):
                 progress = True
         if progress:
             for index, epoch in enumerate(self._epochs):
@@ -80,8 +79,12 @@ class FlightAcks:
                     self._covered[index] = [(0, self._lengths[index])]
         return progress
 
-    def _cover(self, index: int, start: int, end: int) -> None:
-        ranges = self._covered.setdefault(index, [])
+    def _cover(self, index: int, start: int, end: int) -> bool:
+        """Add [start, end) to message ``index``'s ranges; False if they already held it."""
+        ranges = self._covered.get(index)
+        if ranges is not None and any(lo <= start and end <= hi for lo, hi in ranges):
+            return False
+        ranges = ranges or []
         merged: list[tuple[int, int]] = []
         for lo, hi in sorted([*ranges, (start, end)]):
             if merged and lo <= merged[-1][1]:
@@ -89,6 +92,7 @@ class FlightAcks:
             else:
                 merged.append((lo, hi))
         self._covered[index] = merged
+        return True
 
     def unacked(self) -> list[int]:
         """The positions of the messages not wholly acknowledged, in order."""
