@@ -26,7 +26,10 @@ generators and lengths at their limits) and ``resume`` (abbreviated handshakes r
 in the resume worlds, other clients resuming every cached session, edited ClientHellos
 and ServerHellos, wrong, missing and misplaced Finished messages); ``intake13`` and
 ``records13`` get :mod:`fuzz.worlds.v13_seeds` (DTLS 1.3 records sealed under the
-``intake13`` worlds' fixed keys, scripted; framing edges).
+``intake13`` worlds' fixed keys, scripted; framing edges; ``expect13`` worlds, before the
+ServerHello); ``hellofrags`` and ``acks13`` get :mod:`fuzz.worlds.hellofrags_seeds`
+(recipes and raw fragments of ClientHellos) and :mod:`fuzz.worlds.acks13_seeds` (small
+programs).
 
 The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
 ``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
@@ -77,6 +80,8 @@ TARGET_NAMES = (
     "resume",
     "records13",
     "intake13",
+    "hellofrags",
+    "acks13",
 )
 
 PSK = bytes(range(16))
@@ -314,10 +319,16 @@ def build() -> dict[str, dict[str, bytes]]:
                 side = [d for dirn, d in wire if dirn == direction]
                 add(target, f"{source}-seq-{direction}.bin", sequence(side))
     # (they import this module)
+    from fuzz.worlds.acks13_seeds import acks13_corpus
     from fuzz.worlds.cid_seeds import cid_corpus, cid_records_corpus
     from fuzz.worlds.dhe import dhe_corpus
+    from fuzz.worlds.hellofrags_seeds import hellofrags_corpus
     from fuzz.worlds.resume_seeds import resume_corpus
-    from fuzz.worlds.v13_seeds import intake13_corpus, records13_corpus
+    from fuzz.worlds.v13_seeds import (
+        intake13_corpus,
+        intake13_expect_corpus,
+        records13_corpus,
+    )
 
     cid_inputs = cid_corpus()
     for name, data in cid_inputs.items():
@@ -333,6 +344,12 @@ def build() -> dict[str, dict[str, bytes]]:
         add("intake13", name, data)
     for name, data in records13_corpus(intake13_inputs).items():
         add("records13", name, data)
+    for name, data in intake13_expect_corpus().items():
+        add("intake13", name, data)
+    for name, data in hellofrags_corpus().items():
+        add("hellofrags", name, data)
+    for name, data in acks13_corpus().items():
+        add("acks13", name, data)
     return out
 
 

@@ -1,5 +1,5 @@
 """The input format of the sequence targets (``server``, ``client``, ``cid``, ``resume``,
-``intake13``): one datagram, or a sequence.
+``intake13``, ``hellofrags``): one datagram, or a sequence.
 
 An input without :data:`SEPARATOR` is one datagram, exactly as before (every old corpus
 file keeps its meaning). An input with separators is a *sequence* of datagrams, each
@@ -30,10 +30,25 @@ Control byte bits (the others are ignored, so any byte is valid):
   installed are dropped, not held);
 - ``0x02`` (:data:`V13_INSTALL`): first install the next read epoch (4, 5, 6, 7, then
   no more) and take the records held for it;
-- ``0x04`` (:data:`V13_RETIRE`): then retire the oldest read epoch.
+- ``0x04`` (:data:`V13_RETIRE`): then retire the oldest read epoch;
+- in an ``expect13`` world (a client that offered DTLS 1.3, before its ServerHello):
+  ``0x08`` (:data:`V13_START`): first the ServerHello (``start_v13``, then epochs 2 and 3
+  installed, taking the records held for them); ``0x10`` (:data:`V13_START_INSIDE`):
+  the ServerHello is the first epoch-0 handshake record of this datagram (the same,
+  right after it is delivered; the rest of the datagram is framed anew).
 
 Its first datagram's first byte chooses the world (``fuzz.targets_v13.Intake13Spec``);
 the rest of that datagram, usually empty, is delivered first.
+
+``hellofrags`` (``dtls.hellofrags.HelloFragments``, no endpoint) reads them its own way
+too (its first byte chooses the world, ``fuzz.targets_hellofrags.HelloSpec``):
+
+- ``0x07`` (:data:`HF_ADDRESS`): the source address, one of eight;
+- ``0x18`` (:data:`HF_CLOCK`): first the clock moves on: not at all, 1 s
+  (:data:`HF_SECOND`), half of ``LIFETIME`` (:data:`HF_HALF`), past it (:data:`HF_PAST`);
+- ``0x20`` (:data:`HF_FORGET`): first ``forget(address)`` (a connection was made for it);
+- ``0x40`` (:data:`HF_RECIPE`): the datagram is a recipe
+  (``fuzz.targets_hellofrags.compile_recipe``), else delivered as it is.
 
 At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
 one. Nothing here imports ``dtls`` (atheris must instrument it first).
@@ -55,11 +70,20 @@ OTHER_PATH = 0x20
 V13_ESTABLISHED = 0x01
 V13_INSTALL = 0x02
 V13_RETIRE = 0x04
+V13_START = 0x08
+V13_START_INSIDE = 0x10
+HF_ADDRESS = 0x07
+HF_CLOCK = 0x18
+HF_SECOND = 0x08
+HF_HALF = 0x10
+HF_PAST = 0x18
+HF_FORGET = 0x20
+HF_RECIPE = 0x40
 #: the connection ID of ``intake13``'s worlds that have one (the mutators' framing
 #: assumes its length)
 INTAKE13_CID = b"\xc1\xd0"
 #: targets whose input is one byte string, not a sequence of datagrams
-SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records", "dhe", "records13"})
+SINGLE_INPUT_TARGETS = frozenset({"parsers", "cid_records", "dhe", "records13", "acks13"})
 #: source addresses of the fresh server endpoints; the first is the scripted peer's
 ADDRESSES: tuple[tuple[object, ...], ...] = (
     ("192.0.2.1", 4444),

@@ -10,6 +10,11 @@ from collections.abc import Callable
 
 from fuzz.inputs import (
     FIRE_TIMER,
+    HF_FORGET,
+    HF_HALF,
+    HF_PAST,
+    HF_RECIPE,
+    HF_SECOND,
     INTAKE13_CID,
     MAX_DATAGRAMS,
     OTHER_PATH,
@@ -19,6 +24,8 @@ from fuzz.inputs import (
     V13_ESTABLISHED,
     V13_INSTALL,
     V13_RETIRE,
+    V13_START,
+    V13_START_INSIDE,
     Step,
     join,
     split,
@@ -507,11 +514,19 @@ TARGET_CONTROLS: dict[str, tuple[int, ...]] = {
         *(0, 0, 0, 1, 2, 2, 3, FIRE_TIMER, FIRE_TIMER | 2, PAUSE),
         *(TO_CLIENT, TO_CLIENT, TO_CLIENT, TO_CLIENT | FIRE_TIMER),
     ),
-    # handshaking or not, an epoch installed (held records taken), the oldest retired
+    # handshaking or not, an epoch installed (held records taken), the oldest retired;
+    # in the expect13 worlds, the ServerHello before the datagram or inside it
     "intake13": (
         *(0, 0, V13_ESTABLISHED, V13_ESTABLISHED, V13_ESTABLISHED),
         *(V13_INSTALL, V13_INSTALL, V13_INSTALL | V13_ESTABLISHED),
         *(V13_RETIRE | V13_ESTABLISHED, V13_INSTALL | V13_RETIRE),
+        *(V13_START, V13_START_INSIDE, V13_START_INSIDE, V13_START | V13_ESTABLISHED),
+    ),
+    # the source address (8), the clock, forget, recipe or raw
+    "hellofrags": (
+        *(HF_RECIPE, HF_RECIPE | 1, HF_RECIPE | 2, HF_RECIPE | 3, HF_RECIPE | 4, HF_RECIPE | 5),
+        *(HF_RECIPE | 1 | HF_SECOND, HF_RECIPE | 2 | HF_HALF, HF_RECIPE | 1 | HF_PAST),
+        *(HF_RECIPE | 1 | HF_FORGET, 0, 1, 2, 3 | HF_HALF, 1 | HF_PAST),
     ),
 }
 

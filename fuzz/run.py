@@ -7,7 +7,7 @@
     python fuzz/run.py --replay TARGET PATH...     # run files/directories once (coverage)
 
 TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid``, ``dhe``,
-``resume``, ``records13``, ``intake13`` or ``all``. The smoke fuzz loads
+``resume``, ``records13``, ``intake13``, ``hellofrags``, ``acks13`` or ``all``. The smoke fuzz loads
 ``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once unmutated, then
 N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets,
 inserted/deleted/duplicated ranges, truncation, splicing with another seed,
@@ -66,6 +66,8 @@ TARGET_NAMES = (
     "resume",
     "records13",
     "intake13",
+    "hellofrags",
+    "acks13",
 )
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 

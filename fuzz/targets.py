@@ -35,6 +35,12 @@ bounds.*
 ``records13``, ``intake13``
     DTLS 1.3 records (:mod:`fuzz.targets_v13`): framing against an independent RFC 9147
     §4 framer; a record layer with 1.3 read epochs against a model of its intake.
+``hellofrags``
+    The endpoint's table of fragmented ClientHellos from unknown peers
+    (:mod:`fuzz.targets_hellofrags`) against a model of its contract.
+``acks13``
+    DTLS 1.3 ACKs, the sender's byte coverage and the receiver's ``out_of_order``
+    (:mod:`fuzz.targets_acks13`), against byte sets.
 ``resume``
     Resumption by session ID (RFC 5246 §7.3): the datagrams go to the server endpoints
     of :class:`fuzz.worlds.resume.ResumeWorld` (a session cache full of real sessions)
@@ -73,8 +79,10 @@ from fuzz.invariants import (
     count_records,
 )
 from fuzz.metering import metered
+from fuzz.targets_acks13 import acks13
 from fuzz.targets_codec import cid_records, parsers
 from fuzz.targets_dhe import dhe
+from fuzz.targets_hellofrags import hellofrags
 from fuzz.targets_v13 import intake13, records13
 from fuzz.worlds.cid import CID_SPECS, CidWorld, compare_paths
 from fuzz.worlds.common import (
@@ -282,5 +290,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "resume": resume,
     "records13": records13,
     "intake13": intake13,
+    "hellofrags": hellofrags,
+    "acks13": acks13,
 }
 assert tuple(TARGETS) == TARGET_NAMES

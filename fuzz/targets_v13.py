@@ -25,6 +25,15 @@
     suite, epoch, sequence number and type: :func:`content`), each at most once;
     plaintext comes only from epoch-0 DTLSPlaintext records; held records stay within
     ``max_held`` and ``MAX_HELD_BYTES``.
+
+    ``expect13`` worlds (selector bit 6): a client that offered DTLS 1.3, before its
+    ServerHello (``RecordLayer.expect13``, no ``start_v13()`` and no epoch until a
+    control byte brings the ServerHello, before a datagram or inside one). Each record
+    is read by its own first byte (:func:`strict_prestart`: a unified header held, a
+    DTLS 1.2 record routed as DTLS 1.2 does); the record layer's observed reading
+    (:func:`as_built_prestart`) must agree wherever that decides
+    (``expect13-after-plaintext``), and the model follows it, so that everything after
+    is compared exactly; ``start_v13()`` clears ``expect13``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from functools import cache
 from typing import NamedTuple
 
 from dtls import work
+from dtls.constants import ContentType
 from dtls.errors import BadRecordError
 from dtls.record import Record, encode_record
 from dtls.recordlayer import MAX_HELD_BYTES, RecordLayer
@@ -54,10 +64,12 @@ from fuzz.inputs import (
     V13_ESTABLISHED,
     V13_INSTALL,
     V13_RETIRE,
+    V13_START,
+    V13_START_INSIDE,
     Step,
     split,
 )
-from fuzz.invariants import STATS
+from fuzz.invariants import STATS, expect
 
 # -- the reference framing (RFC 9147 §4, §4.1), by hand ----------------------------
 
@@ -193,6 +205,203 @@ def engine_record(record: Plain13 | Cipher13) -> Record | CipherRecord:
     return Record(*record)
 
 
+class Plain12(NamedTuple):
+    """A DTLS 1.2 record (RFC 6347 §4.1; RFC 9146 §4 with a CID) as the reference frames
+    it: what a client that offered both versions reads before the ServerHello."""
+
+    content_type: int
+    version: int
+    epoch: int
+    seq: int
+    fragment: bytes
+    cid: bytes
+
+
+#: RFC 5246 §6.2.1 and the types added since (RFC 9146, RFC 9853): a DTLS 1.2 record's
+TYPES12 = frozenset(int(t) for t in ContentType)
+TLS12_CID = 25
+MAX_RECORD12 = 2**14 + 2048  # RFC 5246 §6.2.3: the longest record kept
+
+
+def reference_record12(
+    datagram: bytes, pos: int, cid_length: int
+) -> tuple[int, Plain12 | None] | None:
+    """RFC 6347 §4.1 (and RFC 9146 §4), by hand: the DTLS 1.2 record at ``pos``, as (its
+    end, the record, or None when it is skipped: an unknown type or version, longer than
+    2^14 + 2048), or None when it does not frame (a cut header, a length past the end,
+    a ``tls12_cid`` header without a known CID length)."""
+    n = len(datagram)
+    if n - pos < PLAINTEXT_HEADER:
+        return None
+    first = datagram[pos]
+    cid_len = 0
+    if first == TLS12_CID:
+        if not cid_length or n - pos < PLAINTEXT_HEADER + cid_length:
+            return None
+        cid_len = cid_length
+    head = PLAINTEXT_HEADER + cid_len
+    length = _int(datagram[pos + head - 2 : pos + head])
+    end = pos + head + length
+    if end > n:
+        return None
+    version = _int(datagram[pos + 1 : pos + 3])
+    if first not in TYPES12 or version not in KEPT_VERSIONS or length > MAX_RECORD12:
+        return end, None
+    return end, Plain12(
+        first,
+        version,
+        _int(datagram[pos + 3 : pos + 5]),
+        _int(datagram[pos + 5 : pos + 11]),
+        datagram[pos + head : end],
+        datagram[pos + 11 : pos + 11 + cid_len],
+    )
+
+
+def held_view(record: Record | CipherRecord) -> Cipher13 | Plain12:
+    """A held engine record as the model's."""
+    if isinstance(record, CipherRecord):
+        cipher, _end = view(record)
+        assert isinstance(cipher, Cipher13)
+        return cipher
+    plain = (record.content_type, record.version, record.epoch, record.seq, record.fragment)
+    return Plain12(*plain, record.cid)
+
+
+# -- before the ServerHello: a client that offered DTLS 1.3 (RecordLayer.expect13) -----
+
+
+class Event13(NamedTuple):
+    """What a record of a datagram before the ServerHello comes to: an epoch-0
+    plaintext delivered (``out``: the tuple the record layer yields) or a record held
+    while handshaking (``hold``: a unified header's, or DTLS 1.2's next epoch, 1)."""
+
+    start: int
+    kind: str
+    record: tuple[int, int, int, bytes] | Cipher13 | Plain12
+
+
+@dataclass
+class PreStart:
+    """A reading of a datagram before the ServerHello, up to the ServerHello itself."""
+
+    events: list[Event13] = field(default_factory=list)
+    framed: int = 0
+    #: with V13_START_INSIDE: the end of the first epoch-0 handshake record delivered
+    #: (the ServerHello): the keys come, and the rest is framed anew from there
+    trigger_end: int | None = None
+    #: the strict reading decides nothing from here on (see strict_prestart)
+    cut: int | None = None
+
+
+def _plain_event(start: int, record: Plain13 | Plain12) -> Event13 | None:
+    """A plaintext-format record before the ServerHello, as DTLS 1.2 routes it: epoch 0
+    delivered (up to 2^14 bytes; a tls12_cid record never: epoch 0 has no CID), epoch
+    1 held (RFC 6347 §4.1: the next epoch), others dropped."""
+    if record.epoch == 0:
+        if record.content_type == TLS12_CID or len(record.fragment) > MAX_CONTENT:
+            return None
+        return Event13(start, "out", (record.content_type, 0, record.seq, record.fragment))
+    if record.epoch == 1:
+        held = record if isinstance(record, Plain12) else Plain12(*record, b"")
+        return Event13(start, "hold", held)
+    return None
+
+
+def _trigger(run: PreStart, event: Event13, end: int, start_inside: bool) -> bool:
+    if start_inside and event.kind == "out" and event.record[0] == 22:
+        run.trigger_end = end
+        return True
+    return False
+
+
+def strict_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> PreStart:
+    """The contract (the record layer's documentation, RFC 9147 §4.1 and RFC 6347 §4.1):
+    before the ServerHello the server may be of either version, and the two formats
+    cannot be confused (a unified header's first byte is 001xxxxx, no DTLS 1.2 type is),
+    so each record is read by its own first byte: a unified header (§4.1) is held while
+    handshaking (its keys come with the ServerHello), a DTLS 1.2 record (RFC 6347 §4.1)
+    is routed as DTLS 1.2 routes it (:func:`_plain_event`). Where the two readings of a
+    plaintext record differ, this one does not decide (``cut``): after a unified header
+    (a DTLS 1.3 datagram) a first byte other than 21 or 22 (RFC 9147 §4.1 rejects
+    20, 23, 25; 26 is an ACK in 1.3, no type in 1.2), and an epoch-1 record longer
+    than 2^14 bytes (kept by 1.2, skipped by 1.3)."""
+    run = PreStart()
+    pos, n, unified_seen = 0, len(datagram), False
+    while pos < n:
+        first = datagram[pos]
+        if first >> 5 == 0b001:
+            unified_seen = True
+            frames = reference_records13(datagram, cid_length, pos)
+            if not frames:
+                break
+            frame = frames[0]
+            run.framed += 1
+            if isinstance(frame.record, Cipher13):
+                run.events.append(Event13(pos, "hold", frame.record))
+            pos = frame.end
+            continue
+        if unified_seen and first not in (21, 22):
+            run.cut = pos
+            break
+        framed = reference_record12(datagram, pos, cid_length)
+        if framed is None:
+            break
+        end, record = framed
+        run.framed += 1
+        if record is not None:
+            if unified_seen and record.epoch == 1 and len(record.fragment) > MAX_CONTENT:
+                run.cut = pos
+                break
+            event = _plain_event(pos, record)
+            if event is not None:
+                run.events.append(event)
+                if _trigger(run, event, end, start_inside):
+                    break
+        pos = end
+    return run
+
+
+def as_built_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> PreStart:
+    """How the record layer reads a datagram before the ServerHello, as observed (and
+    what the model follows where the strict reading does not decide, or where the two
+    differ and ``expect13-after-plaintext`` is set aside): a first byte of 001xxxxx is
+    framed by RFC 9147 §4 up to the first record kept (skipped ones passed over), which
+    is taken, and the next first byte decides again; any other first byte is framed by
+    DTLS 1.2 to the end of the datagram (so a unified header after it is read as a DTLS
+    1.2 header)."""
+    run = PreStart()
+    pos, n = 0, len(datagram)
+    while pos < n and datagram[pos] >> 5 == 0b001:
+        for frame in reference_records13(datagram, cid_length, pos):
+            run.framed += 1
+            record = frame.record
+            if record is None:
+                continue
+            if isinstance(record, Cipher13):
+                run.events.append(Event13(frame.start, "hold", record))
+            else:
+                event = _plain_event(frame.start, record)
+                if event is not None:
+                    run.events.append(event)
+                    if _trigger(run, event, frame.end, start_inside):
+                        return run
+            pos = frame.end
+            break
+        else:
+            return run
+    while (framed := reference_record12(datagram, pos, cid_length)) is not None:
+        end, plain = framed
+        run.framed += 1
+        if plain is not None:
+            event = _plain_event(pos, plain)
+            if event is not None:
+                run.events.append(event)
+                if _trigger(run, event, end, start_inside):
+                    return run
+        pos = end
+    return run
+
+
 def closest(low: int, bits: int, expected: int, limit: int = MAX_SEQ) -> int:
     """RFC 9147 §4.2.2: of the numbers in [0, limit] whose low ``bits`` bits are ``low``,
     the closest to ``expected``; a tie goes to the larger (the engine's documented
@@ -303,18 +512,23 @@ def content(suite: Suite13, epoch: int, seq: int, content_type: int, size: int) 
 class Intake13Spec:
     """A world, from the input's first byte: bits 0-2 the suite (``% 5``), bit 3 a CID
     (:data:`fuzz.inputs.INTAKE13_CID`), bit 4 ``max_held`` 32 (else 4), bit 5 "worn":
-    epochs 2 and 3 start two failed records short of their suite's forgery limit."""
+    epochs 2 and 3 start two failed records short of their suite's forgery limit; bit 6
+    ``expect13``: a client that offered DTLS 1.3, before its ServerHello (no epoch, no
+    ``start_v13()`` until a control byte brings the ServerHello: ``V13_START``,
+    ``V13_START_INSIDE``)."""
 
     suite: Suite13
     cid: bytes | None
     max_held: int
     worn: bool
+    expect13: bool = False
 
     @classmethod
     def from_selector(cls, selector: int) -> Intake13Spec:
         suite = SUITES13[(selector & 0x07) % len(SUITES13)]
         cid = INTAKE13_CID if selector & 0x08 else None
-        return cls(suite, cid, 32 if selector & 0x10 else 4, bool(selector & 0x20))
+        max_held = 32 if selector & 0x10 else 4
+        return cls(suite, cid, max_held, bool(selector & 0x20), bool(selector & 0x40))
 
     @property
     def selector(self) -> int:
@@ -324,12 +538,16 @@ class Intake13Spec:
             | (0x08 if self.cid else 0)
             | (0x10 if self.max_held == 32 else 0)
             | (0x20 if self.worn else 0)
+            | (0x40 if self.expect13 else 0)
         )
 
     @property
     def name(self) -> str:
         extra = (
-            ("-cid" if self.cid else "") + f"-held{self.max_held}" + ("-worn" if self.worn else "")
+            ("-cid" if self.cid else "")
+            + f"-held{self.max_held}"
+            + ("-worn" if self.worn else "")
+            + ("-expect13" if self.expect13 else "")
         )
         return self.suite.name.removeprefix("TLS_").lower() + extra
 
@@ -414,31 +632,36 @@ class Model13:
     def __init__(self, spec: Intake13Spec, epochs: dict[int, ModelEpoch]) -> None:
         self.spec = spec
         self.epochs = epochs
-        self.held: list[Cipher13] = []
+        self.held: list[Cipher13 | Plain12] = []
         self.auth_failures = 0
         self.failed_open = False
         self.forgery_limit = False
+        #: the ServerHello came (``start_v13``): DTLS 1.3 framing from then on
+        self.started = not spec.expect13
 
     @property
     def held_bytes(self) -> int:
-        return sum(len(r.ciphertext) for r in self.held)
+        return sum(_held_size(r) for r in self.held)
 
-    def take(self, record: Plain13 | Cipher13, handshaking: bool, run: Pass) -> bool:
+    def hold(self, record: Cipher13 | Plain12, handshaking: bool, run: Pass) -> None:
+        """Held while handshaking, within ``max_held`` records and ``MAX_HELD_BYTES``."""
+        if (
+            handshaking
+            and len(self.held) < self.spec.max_held
+            and self.held_bytes + _held_size(record) <= MAX_HELD_BYTES
+        ):
+            self.held.append(record)
+            run.held += 1
+
+    def take(self, record: Plain13 | Plain12 | Cipher13, handshaking: bool, run: Pass) -> bool:
         """One record; False when its datagram stops here."""
-        if isinstance(record, Plain13):
+        if not isinstance(record, Cipher13):  # (a DTLS 1.2 one only ever held, epoch 1)
             if record.epoch == 0 and len(record.fragment) <= MAX_CONTENT:
                 run.out.append((record.content_type, 0, record.seq, record.fragment))
             return True
         matching = [e for e in self.epochs if e & 0x03 == record.epoch_bits]
         if not matching:
-            size = len(record.ciphertext)
-            if (
-                handshaking
-                and len(self.held) < self.spec.max_held
-                and self.held_bytes + size <= MAX_HELD_BYTES
-            ):
-                self.held.append(record)
-                run.held += 1
+            self.hold(record, handshaking, run)
             return True
         epoch = self.epochs[max(matching)]
         if record.cid != (self.spec.cid or b""):
@@ -473,14 +696,27 @@ class Model13:
         run.out.append((content_type, epoch.epoch, seq, plaintext))
         return True
 
-    def datagram(self, datagram: bytes, handshaking: bool) -> Pass:
-        run = Pass()
+    def datagram(
+        self, datagram: bytes, handshaking: bool, offset: int = 0, run: Pass | None = None
+    ) -> Pass:
+        run = Pass() if run is None else run
         cid_length = len(self.spec.cid or b"")
-        for frame in reference_records13(datagram, cid_length):
+        for frame in reference_records13(datagram, cid_length, offset):
             run.framed += 1
             if frame.record is not None and not self.take(frame.record, handshaking, run):
                 break
         return run
+
+    def prestart(self, datagram: bytes, handshaking: bool, reading: PreStart, run: Pass) -> None:
+        """A datagram before the ServerHello, up to it, as ``reading`` says."""
+        run.framed += reading.framed
+        for event in reading.events:
+            if event.kind == "out":
+                assert isinstance(event.record, tuple) and len(event.record) == 4
+                run.out.append(event.record)
+            else:
+                assert isinstance(event.record, Cipher13 | Plain12)
+                self.hold(event.record, handshaking, run)
 
     def install(self, epoch: ModelEpoch, handshaking: bool) -> Pass:
         """A new epoch: filed (the oldest dropped beyond three), the held records taken
@@ -497,76 +733,207 @@ class Model13:
         return run
 
 
+def _events(reading: PreStart) -> str:
+    """A reading's events, short (for a failure's message)."""
+    out = []
+    for event in reading.events:
+        record = event.record
+        if isinstance(record, Cipher13):
+            out.append(f"{event.start}:hold(unified {record.header.hex()})")
+        elif isinstance(record, Plain12):
+            out.append(f"{event.start}:hold({record.content_type}, epoch {record.epoch})")
+        else:
+            content_type, _epoch, seq, fragment = record
+            out.append(f"{event.start}:out({content_type}, seq {seq}, {len(fragment)} B)")
+    cut = "" if reading.cut is None else f", undecided from {reading.cut}"
+    start = "" if reading.trigger_end is None else f", ServerHello up to {reading.trigger_end}"
+    return f"[{', '.join(out)}]{cut}{start}"
+
+
+def _held_size(record: Cipher13 | Plain12) -> int:
+    return len(record.ciphertext if isinstance(record, Cipher13) else record.fragment)
+
+
+def merge(run: Pass, other: Pass) -> None:
+    run.out += other.out
+    run.framed += other.framed
+    run.attempts += other.attempts
+    run.attempt_bytes += other.attempt_bytes
+    run.failures += other.failures
+    run.stale += other.stale
+    run.held += other.held
+
+
 class Intake13World:
-    """A DTLS 1.3 record layer with epochs 2 and 3, and its model."""
+    """A DTLS 1.3 record layer with epochs 2 and 3, and its model; or (``expect13``) a
+    client's record layer before the ServerHello, which brings epochs 2 and 3."""
 
     def __init__(self, spec: Intake13Spec) -> None:
         self.spec = spec
         self.where = f"intake13[{spec.name}]"
         self.layer = RecordLayer(spec.max_held)
-        self.layer.start_v13()
         self.layer.cid_length = len(spec.cid or b"")
-        model_epochs: dict[int, ModelEpoch] = {}
-        for number in FIRST_EPOCHS:
-            read = self._read_epoch(number)
-            if spec.worn:
-                read.failures = read.max_failures - 2
-            assert self.layer.install13(read) == []
-            model_epochs[number] = ModelEpoch(number, read.max_failures, read.failures)
-        self.model = Model13(spec, model_epochs)
+        self.model = Model13(spec, {})
         self.next_epoch = FIRST_EPOCHS[-1] + 1
         #: (epoch, sequence number) of every protected record that opened
         self.opened: set[tuple[int, int]] = set()
+        if spec.expect13:
+            self.layer.expect13 = True  # (as DTLSConnection.connect with a 1.3 offer)
+            self.check()
+            return
+        self.layer.start_v13()
+        for number in FIRST_EPOCHS:
+            read = self._read_epoch(number)
+            assert self.layer.install13(read) == []
+            self.model.epochs[number] = ModelEpoch(number, read.max_failures, read.failures)
 
     def _read_epoch(self, number: int) -> ReadEpoch13:
         suite = self.spec.suite
-        return ReadEpoch13(
+        read = ReadEpoch13(
             number, suite, Protection13(suite, epoch_keys(suite, number)), self.spec.cid
         )
+        if self.spec.worn and number in FIRST_EPOCHS:
+            read.failures = read.max_failures - 2
+        return read
 
     # -- steps ------------------------------------------------------------------------
 
     def step(self, step: Step) -> None:
-        layer, where = self.layer, self.where
-        handshaking = not step.control & V13_ESTABLISHED
+        layer, model, where = self.layer, self.model, self.where
+        control = step.control
+        handshaking = not control & V13_ESTABLISHED
         layer.start_datagram()
-        self.model.failed_open = False
-        if step.control & V13_INSTALL and self.next_epoch <= LAST_EPOCH:
+        model.failed_open = False
+        if not model.started and control & V13_START:
+            self.start(handshaking)
+        if control & V13_INSTALL and model.started and self.next_epoch <= LAST_EPOCH:
             self.install(handshaking)
-        if step.control & V13_RETIRE and layer.v13:
+        if control & V13_RETIRE and layer.v13:
             oldest = min(layer.v13)
             layer.retire13(oldest)
-            del self.model.epochs[oldest]
+            del model.epochs[oldest]
         datagram = step.datagram
         before = self._failures()
-        auth_before = layer.auth_failures
+        auth_before, held_bytes = layer.auth_failures, layer.held_bytes
+        reading = None
+        if not model.started:
+            reading = self._prestart_reading(datagram, bool(control & V13_START_INSIDE))
+        got: list[tuple[int, int, int, bytes]] = []
+        installed = taken = 0  # the epochs started inside: their failures; held records
         with work.metering() as meter:
-            got = list(layer.records(datagram, handshaking))
-        run = self.model.datagram(datagram, handshaking)
+            for opened in layer.records(datagram, handshaking):
+                got.append(opened)
+                if (
+                    reading is not None
+                    and reading.trigger_end is not None
+                    and layer.v13 is None
+                    and opened[:2] == (22, 0)
+                ):
+                    # the ServerHello: DTLSConnection._client_version, then _install13
+                    # of epochs 2 and 3 while the datagram is still being read
+                    installed, taken = self._start_inside(handshaking, got)
+        run = Pass()
+        if reading is None:
+            model.datagram(datagram, handshaking, run=run)
+        else:
+            model.prestart(datagram, handshaking, reading, run)
+            if reading.trigger_end is not None:
+                model.started = True
+                for number in FIRST_EPOCHS:
+                    read = self._read_epoch(number)
+                    epoch = ModelEpoch(number, read.max_failures, read.failures)
+                    merge(run, model.install(epoch, handshaking))
+                model.datagram(datagram, handshaking, reading.trigger_end, run)
+                STATS[f"{where}:started-inside"] += 1
         assert got == run.out, (
             f"{where}: the record layer gives {got} where the model gives {run.out} "
-            f"(handshaking={handshaking}, epochs {sorted(self.model.epochs)})"
+            f"(handshaking={handshaking}, epochs {sorted(model.epochs)})"
         )
-        # the documented work (docs/denial-of-service.md): at most one failed open
-        failed = self._failures() - before
-        assert failed <= 1 and layer.auth_failures - auth_before <= 1, (
-            f"{where}: {failed} records failed to open in one datagram"
+        # the documented work (docs/denial-of-service.md): at most one failed open, and
+        # the held records opened when an epoch starts count as one (each against its
+        # key's forgery limit)
+        starts = len(FIRST_EPOCHS) if reading is not None and reading.trigger_end else 0
+        failed = self._failures() - before - installed
+        assert failed <= 1 + taken, f"{where}: {failed} records failed to open in one datagram"
+        assert layer.auth_failures - auth_before <= 1 + starts, (
+            f"{where}: {layer.auth_failures - auth_before} failures counted in one datagram"
         )
         counts = dict(meter.counts)
         assert set(counts) <= {"records", "open", "open_bytes"}, f"{where}: work {counts}"
         assert meter["records"] == run.framed, f"{where}: framed {counts}, model {run}"
         assert meter["records"] <= len(datagram) // 2 + 1, f"{where}: framed {counts}"
         assert meter["open"] == run.attempts, f"{where}: opened {counts}, model {run}"
-        assert meter["open_bytes"] == run.attempt_bytes <= len(datagram), f"{where}: {counts}"
-        self._outputs(got, "datagram")
+        assert meter["open_bytes"] == run.attempt_bytes <= len(datagram) + held_bytes, (
+            f"{where}: {counts}"
+        )
+        self._outputs(got, "datagram", prestart=reading is not None)
         self._count(run)
         self.check()
 
-    def install(self, handshaking: bool) -> None:
+    def _prestart_reading(self, datagram: bytes, start_inside: bool) -> PreStart:
+        """Before the ServerHello: the strict reading (the contract) and the observed one
+        must agree wherever the strict one decides; the model follows the observed one
+        (the same, or where the contract does not decide)."""
+        where, cid_length = self.where, len(self.spec.cid or b"")
+        strict = strict_prestart(datagram, cid_length, start_inside)
+        built = as_built_prestart(datagram, cid_length, start_inside)
+        limit = len(datagram) + 1 if strict.cut is None else strict.cut
+        decided = [e for e in built.events if e.start < limit]
+        if strict.cut is not None:
+            STATS[f"{where}:prestart-undecided"] += 1
+        if decided != strict.events or (
+            strict.cut is None and built.trigger_end != strict.trigger_end
+        ):
+            STATS[f"{where}:prestart-readings-differ"] += 1
+            expect(
+                "expect13-after-plaintext",
+                False,
+                f"{where}: before the ServerHello, a datagram ({datagram[:48].hex()}...) read "
+                f"record by record by its first byte gives {_events(strict)}; the record layer "
+                f"(as observed) {_events(built)}",
+            )
+        STATS[f"{where}:prestart-held"] += sum(e.kind == "hold" for e in built.events)
+        return built
+
+    def _start_inside(
+        self, handshaking: bool, got: list[tuple[int, int, int, bytes]]
+    ) -> tuple[int, int]:
+        """Engine side of a ServerHello in the datagram: ``start_v13``, epochs 2 and 3
+        installed, the held records taken (their failures count once per epoch, the
+        datagram's failure flag kept, as ``DTLSConnection._new_read_epoch`` does).
+        Returns the failures the new epochs came with (a worn world's) and the records
+        that were held."""
+        layer = self.layer
+        layer.start_v13()
+        preset, taken = 0, len(layer.held)
+        for number in FIRST_EPOCHS:
+            read = self._read_epoch(number)
+            preset += read.failures
+            failed = layer.failed_open
+            for record in layer.install13(read):
+                opened = layer.take(record, handshaking)
+                if opened is not None:
+                    got.append(opened)
+            layer.failed_open = failed
+        return preset, taken
+
+    def start(self, handshaking: bool) -> None:
+        """The ServerHello, before this datagram: ``start_v13`` (DTLS 1.3 framing from
+        now on), then epochs 2 and 3, each taking the records held for it."""
+        layer = self.layer
+        layer.start_v13()
+        self.model.started = True
+        STATS[f"{self.where}:started"] += 1
+        for number in FIRST_EPOCHS:
+            self.install(handshaking, number)
+
+    def install(self, handshaking: bool, number: int | None = None) -> None:
         layer, where = self.layer, self.where
-        number = self.next_epoch
-        self.next_epoch += 1
+        if number is None:
+            number = self.next_epoch
+            self.next_epoch += 1
         read = self._read_epoch(number)
+        epoch = ModelEpoch(number, read.max_failures, read.failures)  # (before it is used)
         held_before, held_bytes = len(layer.held), layer.held_bytes
         auth_before = layer.auth_failures
         failed = layer.failed_open
@@ -577,7 +944,7 @@ class Intake13World:
                 if opened is not None:
                     got.append(opened)
         layer.failed_open = failed
-        run = self.model.install(ModelEpoch(number, read.max_failures), handshaking)
+        run = self.model.install(epoch, handshaking)
         assert got == run.out, f"{where}: held records give {got}, the model {run.out}"
         assert meter["open"] == run.attempts <= held_before, f"{where}: {dict(meter.counts)}"
         assert meter["open_bytes"] <= held_bytes and not meter["records"], dict(meter.counts)
@@ -593,14 +960,18 @@ class Intake13World:
     def _failures(self) -> int:
         return sum(read.failures for read in (self.layer.v13 or {}).values())
 
-    def _outputs(self, got: list[tuple[int, int, int, bytes]], source: str) -> None:
-        """Plaintext only from epoch 0; every protected record one the harness sealed,
-        of an installed epoch, opened once."""
+    def _outputs(
+        self, got: list[tuple[int, int, int, bytes]], source: str, prestart: bool = False
+    ) -> None:
+        """Plaintext only from epoch 0 (before the ServerHello, of any DTLS 1.2 type
+        too); every protected record one the harness sealed, of an installed epoch,
+        opened once."""
         suite, where = self.spec.suite, self.where
         epochs = self.layer.v13 or {}
+        plain_types = PLAINTEXT_FIRST | TYPES12 if prestart else PLAINTEXT_FIRST
         for content_type, epoch, seq, plaintext in got:
             if epoch == 0:
-                assert source == "datagram" and content_type in PLAINTEXT_FIRST, (
+                assert source == "datagram" and content_type in plain_types, (
                     f"{where}: epoch 0 type {content_type} from {source}"
                 )
                 STATS[f"{where}:plaintext"] += 1
@@ -624,8 +995,16 @@ class Intake13World:
     def check(self) -> None:
         """The layer's state is the model's, within its bounds."""
         layer, model, where = self.layer, self.model, self.where
-        epochs = layer.v13
-        assert epochs is not None and len(epochs) <= MAX_READ_EPOCHS, f"{where}: epochs {epochs}"
+        if not model.started:  # a client that offered DTLS 1.3, before the ServerHello
+            assert layer.v13 is None and layer.expect13 and not model.epochs, (
+                f"{where}: before the ServerHello: v13 {layer.v13}, expect13 {layer.expect13}"
+            )
+        else:
+            assert layer.v13 is not None and not layer.expect13, (
+                f"{where}: after start_v13: v13 {layer.v13}, expect13 {layer.expect13}"
+            )
+        epochs = layer.v13 or {}
+        assert len(epochs) <= MAX_READ_EPOCHS, f"{where}: epochs {epochs}"
         assert sorted(epochs) == sorted(model.epochs), f"{where}: epochs {sorted(epochs)}"
         for number, read in epochs.items():
             mine = model.epochs[number]
@@ -638,12 +1017,15 @@ class Intake13World:
         assert len(layer.held) <= self.spec.max_held and layer.held_bytes <= MAX_HELD_BYTES, (
             f"{where}: {len(layer.held)} records, {layer.held_bytes} bytes held"
         )
-        held = [view(r)[0] for r in layer.held]
+        held = [held_view(r) for r in layer.held]
         assert held == model.held, f"{where}: holds {held}, the model {model.held}"
         assert layer.held_bytes == model.held_bytes, f"{where}: held bytes"
         for record in layer.held:
-            assert isinstance(record, CipherRecord), f"{where}: a plaintext record held"
-            assert all(e & 0x03 != record.epoch_bits for e in epochs), f"{where}: held, yet known"
+            if isinstance(record, CipherRecord):
+                known = any(e & 0x03 == record.epoch_bits for e in epochs)
+                assert not known, f"{where}: held, yet known"
+            else:  # DTLS 1.2's next epoch, before the ServerHello only
+                assert not model.started and record.epoch == 1, f"{where}: {record} held"
         assert layer.auth_failures == model.auth_failures, (
             f"{where}: auth_failures {layer.auth_failures}, model {model.auth_failures}"
         )

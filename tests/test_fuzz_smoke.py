@@ -5,6 +5,11 @@ Each target runs its seed corpus unmutated (``server`` and ``client``: a fixed s
 mutations with a fixed seed, so a failure here reproduces exactly (the report prints the
 input's hex; rerun it with ``python fuzz/run.py --repro TARGET HEX``). Longer runs:
 ``python fuzz/run.py --smoke 2000 all`` (every seed), or atheris (see fuzz/README.md).
+
+The named checks of ``OPEN_FINDINGS`` fail on engine bugs that are not fixed yet: the
+smoke fuzz sets them aside (only counted, as ``--allow`` does), so that it still finds
+anything new; their reproducers are in ``FINDINGS`` below, as strict expected failures
+until the engine is fixed (the ones fixed are plain regression tests).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fuzz import corpus, inputs, run, targets  # noqa: E402
+from fuzz import corpus, inputs, invariants, run, targets  # noqa: E402
 from fuzz.worlds import cid, dhe, resume  # noqa: E402
 
 SEED = 20261124
@@ -33,6 +38,8 @@ ITERATIONS = {
     "resume": 300,
     "records13": 2000,
     "intake13": 800,
+    "hellofrags": 1500,
+    "acks13": 1500,
 }
 SEED_SAMPLE = {
     "parsers": None,
@@ -44,11 +51,17 @@ SEED_SAMPLE = {
     "resume": None,
     "records13": None,
     "intake13": None,
+    "hellofrags": None,
+    "acks13": None,
 }
+#: named checks (fuzz/invariants.py) of engine bugs not fixed yet, with their inputs in
+#: FINDINGS: set aside in the smoke fuzz (take a name out once the engine is fixed)
+OPEN_FINDINGS = frozenset({"expect13-after-plaintext"})
 
 
 @pytest.mark.parametrize("target", corpus.TARGET_NAMES)
-def test_smoke_fuzz(target: str) -> None:
+def test_smoke_fuzz(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(invariants, "ALLOWED", invariants.ALLOWED | OPEN_FINDINGS)
     sample = SEED_SAMPLE[target]
     result = run.smoke(target, ITERATIONS[target], seed=SEED, seed_sample=sample)
     failures = "\n".join(
@@ -166,6 +179,78 @@ def test_v13_seeds_reach_their_outcomes() -> None:
             assert result.ok, result.failures
             got = {k.split(":", 1)[1]: v for k, v in result.stats.items()}
             assert got == stats, (path.name, got)
+
+
+def test_expect13_seeds_reach_their_outcomes() -> None:
+    """The ``expect13`` worlds (a client that offered DTLS 1.3, before its ServerHello):
+    records of epochs 2 and 3 held, then opened when the ServerHello brings the keys,
+    before a datagram or inside one (the rest of it framed anew); DTLS 1.2 records of
+    epoch 0 delivered and of epoch 1 held, then dropped; the held bound; a held forgery
+    against a worn key. (None of them mixes the formats the way the open finding
+    ``expect13-after-plaintext`` needs.)"""
+    expected = {
+        "cid-held32-expect13-early": {"started-inside": 1, "opened:2": 5, "opened:3": 2},
+        "held32-expect13-plain12": {"started": 1, "plaintext": 4, "held": 3, "opened:2": 2},
+        "held32-expect13-unified-first": {"started-inside": 1, "opened:2": 3, "opened:3": 3},
+        "held4-expect13-bound": {"prestart-held": 6, "held": 4, "opened:2": 5},
+        "held32-worn-expect13-limit": {"failed": 3, "forgery-limit": 3, "opened:3": 2},
+    }
+    for name, want in expected.items():
+        path = corpus.CORPUS_DIR / "intake13" / f"intake13-aes_128_gcm_sha256-{name}.bin"
+        result = run.smoke("intake13", 0, corpus=[path.read_bytes()])
+        assert result.ok, result.failures
+        got = {k.split(":", 1)[1]: v for k, v in result.stats.items()}
+        assert {k: got.get(k) for k in want} == want, (name, got)
+
+
+def test_hellofrags_seeds_complete_their_messages() -> None:
+    """The ``hellofrags`` seeds still complete what they did: in order, in any order,
+    packed; the evicted, stale, restarted and forgotten entries do not complete, the one
+    exactly LIFETIME old does; past MAX_RANGES pieces a message starts again; a real
+    ClientHello in three pieces, and not when its first piece was evicted."""
+    completions = {
+        "in-order": 1,
+        "any-order": 1,
+        "packed": 1,
+        "interleaved": 2,
+        "evict": 2,
+        "stale": 6,
+        "restarts": 2,
+        "refused": 1,
+        "comb": 2,
+        "variant": 1,
+        "max-hello": 1,
+        "forget": 2,
+    }
+    names = {f"max2-shared-{n}": c for n, c in completions.items()}
+    names |= {f"max3-{n}-raw": c for n, c in completions.items()}
+    names |= {"max32-real-hello": 1, "max1-shared-real-hello": 0, "max0-real-hello": 0}
+    for name, count in names.items():
+        data = (corpus.CORPUS_DIR / "hellofrags" / f"hellofrags-{name}.bin").read_bytes()
+        result = run.smoke("hellofrags", 0, corpus=[data])
+        assert result.ok, result.failures
+        got = sum(v for k, v in result.stats.items() if k.endswith("]:completed"))
+        assert got == count, (name, result.stats)
+
+
+def test_acks13_seeds_reach_their_outcomes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``acks13`` programs: flights acknowledged to the end (across transmissions,
+    the ServerHello by an ACK of epoch 2, past MAX_TRACKED records), and the receiver's
+    holes and pops."""
+    monkeypatch.setattr(invariants, "ALLOWED", invariants.ALLOWED | OPEN_FINDINGS)
+    expected = {
+        "client-flight": {"acks13:done": 2},
+        "server-flight": {"acks13:done": 1, "acks13:flight:server": 1},
+        "bound": {"acks13:done": 1, "acks13:transmission-over-bound": 1},
+        "rx-in-order": {"acks13:popped": 2, "acks13:out-of-order:0": 5},
+        "rx-holes": {"acks13:popped": 1, "acks13:out-of-order:1": 2},
+        "rx-small": {"acks13:popped": 1, "acks13:out-of-order:1": 5},
+    }
+    for name, want in expected.items():
+        data = (corpus.CORPUS_DIR / "acks13" / f"acks13-{name}.bin").read_bytes()
+        result = run.smoke("acks13", 0, corpus=[data])
+        assert result.ok, result.failures
+        assert {k: result.stats.get(k) for k in want} == want, (name, result.stats)
 
 
 def test_expand_dh_p_keeps_the_target_fast() -> None:
@@ -400,6 +485,34 @@ KEYS_MADE_AND_DROPPED_IN_ONE_STEP = bytes.fromhex(
     "2546e192bfa98e645f15fefd0001000000000002001a00010000000000022481e0b64479e3a99c066c0e"
     "5f040795a805"
 )
+# (2026-12-07, the new acks13 target.) dtls/v13/acks.py: FlightAcks.ack returns True for
+# any filed record it is given, though its docstring says "True if that covered anything
+# new": a flight of one 12-byte message (epoch 2) sent twice, the second transmission
+# acknowledged (the flight is done), then the first one's record: nothing new, True.
+# DTLSConnection._on_ack takes True for progress: an ACK that only repeats what earlier
+# ACKs covered sends the uncovered messages again at once, when a transmission came in
+# between (a retransmission more than RFC 9147 §7.1 asks for).
+ACK_COVERS_NOTHING_NEW = bytes.fromhex("00040000a00000a0000500030100")
+# (2026-12-07, acks13.) dtls/fragment.py: Reassembler.out_of_order of a fragment whose
+# type or length differs from the message held at its message_seq answers from that
+# message's bytes, though adding the fragment starts the message afresh (the later
+# sender wins) and so leaves a hole before it: next_seq 1, message 1 whole, message 2
+# (type 3, 7 bytes) holding [0, 3); a fragment of message 2 with length 8 at offset 3:
+# False, where the bytes say True.
+OUT_OF_ORDER_RESTART = bytes.fromhex("000401070002000007000301000703030910")
+# (2026-12-07, intake13's expect13 worlds.) dtls/recordlayer.py: before the ServerHello a
+# client that offered DTLS 1.3 (expect13) frames a datagram that starts with a DTLSPlaintext
+# record by DTLS 1.2 to its end, so a unified-header record after that record is read as
+# a DTLS 1.2 header (skipped, or the rest of the datagram lost) and never held. Here: an
+# epoch-0 handshake record (not a whole ServerHello), then an epoch-2 record: not held.
+# In a handshake: a ServerHello in two fragments whose second shares its datagram with
+# the epoch-2 records of the flight (ffdhe2048 at MTU 300); that datagram arriving first
+# loses them, and the handshake completes on the retransmission at 1 s instead of at once.
+EXPECT13_UNIFIED_AFTER_PLAINTEXT = bytes.fromhex(
+    "502d2d6e6578742d646174616772616d2d2d0016fefd0000000000000001001353657276657248656c"
+    "6c6f2c207061727420322e979600257ca5223b94af914a75e370ce5c5281c3ed3ccc4f80bdfd87ed8e"
+    "40c08ec789862105472afe"
+)
 FINDINGS = [
     ("server", CLIENT_HELLO_MAX_RECORD_SEQ),
     ("parsers", SERVER_HELLO_EMPTY_EXTENSIONS),
@@ -408,6 +521,16 @@ FINDINGS = [
     ("cid", ROAMING_CLOSE_WITHOUT_RRC),
     ("cid", LATE_PATH_RESPONSE_FAST),
     ("server", KEYS_MADE_AND_DROPPED_IN_ONE_STEP),
+    ("acks13", ACK_COVERS_NOTHING_NEW),
+    ("acks13", OUT_OF_ORDER_RESTART),
+    pytest.param(
+        "intake13",
+        EXPECT13_UNIFIED_AFTER_PLAINTEXT,
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="open: dtls/recordlayer.py frames the rest of such a datagram as DTLS 1.2",
+        ),
+    ),
 ]
 FINDING_IDS = [
     "seq-wrap",
@@ -417,6 +540,9 @@ FINDING_IDS = [
     "roaming-close-without-rrc",
     "fast-path-updates-path-first",
     "oracle-keys-made-and-dropped",
+    "ack-covers-nothing-new",
+    "out-of-order-restart",
+    "expect13-unified-after-plaintext",
 ]
 
 

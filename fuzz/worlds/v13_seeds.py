@@ -22,8 +22,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from dtls.record import encode_record
 from dtls.v13.suites import SUITES13
-from fuzz.inputs import INTAKE13_CID, V13_ESTABLISHED, V13_INSTALL, V13_RETIRE, Step, join, split
+from fuzz.inputs import (
+    INTAKE13_CID,
+    V13_ESTABLISHED,
+    V13_INSTALL,
+    V13_RETIRE,
+    V13_START,
+    V13_START_INSIDE,
+    Step,
+    join,
+    split,
+)
 from fuzz.targets_v13 import Intake13Spec, Writer13, plaintext_record
 
 Script = Callable[[Writer13, random.Random], list[Step]]
@@ -106,6 +117,77 @@ def script_worn(w: Writer13, rng: random.Random) -> list[Step]:
     ]
 
 
+# -- expect13: a client that offered DTLS 1.3, before the ServerHello ------------------
+
+
+def script_early(w: Writer13, rng: random.Random) -> list[Step]:
+    """The server's flight reordered: epoch-2 and epoch-3 records before the ServerHello
+    (held), then the ServerHello with more of epoch 2 behind it in its datagram (framed
+    anew once it is read), epoch-3 data after."""
+    early = w.record(2, 2, 22, 30) + w.record(2, 3, 22, rng.randint(0, 40))
+    hello = plaintext_record(22, 0, rng.randbytes(40))
+    return [
+        Step(early),
+        Step(w.record(3, 0, 23, 9) + w.record(2, 4, 22, 8, seq_bits=8, length=False)),
+        Step(hello + w.record(2, 0, 22, 20) + w.record(2, 1, 22, 12), V13_START_INSIDE),
+        Step(w.record(3, 1, 23, 10) + hello, EST),  # the ServerHello again: plaintext
+    ]
+
+
+def script_plain12(w: Writer13, rng: random.Random) -> list[Step]:
+    """DTLS 1.2 records before the ServerHello (a 1.2 server's): epoch 0 delivered, of
+    any type; epoch 1 held (then dropped by DTLS 1.3 framing); then the ServerHello
+    before the next datagram, and a unified header of epoch 2 held before it opens."""
+    epoch1 = encode_record(22, 1, 0, rng.randbytes(30)) + encode_record(23, 1, 1, bytes(20))
+    plain = plaintext_record(23, 3, b"early data?") + plaintext_record(20, 4, b"\x01")
+    return [
+        Step(plain + epoch1),
+        Step(w.record(2, 0, 22, 16)),
+        Step(plaintext_record(21, 5, b"\x01\x00") + encode_record(22, 1, 2, bytes(9)), EST),
+        Step(w.record(2, 1, 22, 7), V13_START),
+        Step(w.record(3, 0, 23, 5) + plaintext_record(22, 6, b"hs"), EST),
+    ]
+
+
+def script_unified_first(w: Writer13, rng: random.Random) -> list[Step]:
+    """Datagrams led by a unified header: held records, a short (skipped) one, the
+    ServerHello after them in the same datagram, records of both epochs behind it."""
+    short = bytes((0x2C,)) + bytes(2) + b"\x00\x0f" + rng.randbytes(15)  # under 16 bytes
+    hello = plaintext_record(22, 0, rng.randbytes(30))
+    return [
+        Step(w.record(3, 0, 23, 4) + short + w.record(2, 0, 22, 11)),
+        Step(w.record(2, 5, 22, 3), EST),  # not handshaking: dropped
+        Step(
+            w.record(2, 1, 22, 6) + short + hello + w.record(2, 2, 22, 5) + w.record(3, 1, 23, 6),
+            V13_START_INSIDE,
+        ),
+        Step(w.record(3, 2, 23, 7) + w.record(2, 1, 22, 6), V13_INSTALL | EST),
+    ]
+
+
+def script_expect_bound(w: Writer13, rng: random.Random) -> list[Step]:
+    """More early records than ``max_held`` (4), then the ServerHello."""
+    early = b"".join(w.record(2, s, 22, rng.randint(0, 40)) for s in range(6))
+    return [Step(early), Step(w.record(2, 6, 22, 3), V13_START)]
+
+
+def script_expect_worn(w: Writer13, rng: random.Random) -> list[Step]:
+    """A forged record held before the ServerHello, a worn key's limit after it."""
+    steps = script_worn(w, rng)
+    return [
+        Step(_forged(w, rng, 3)),
+        Step(steps[0].datagram, V13_START),  # the held forgery (at epoch 3) and this one
+        *steps[1:],
+    ]
+
+
+EXPECT_SCRIPTS: tuple[tuple[str, Script], ...] = (
+    ("early", script_early),
+    ("plain12", script_plain12),
+    ("unified-first", script_unified_first),
+)
+
+
 SCRIPTS: tuple[tuple[str, Script], ...] = (
     ("handshake", script_handshake),
     ("forged", script_forged),
@@ -138,6 +220,26 @@ def intake13_corpus() -> dict[str, bytes]:
         (Intake13Spec(gcm, INTAKE13_CID, 4, False), "bound", script_held_bound),
         (Intake13Spec(ccm8, None, 32, True), "limit", script_worn),
         (Intake13Spec(gcm, None, 32, True), "limit", script_worn),
+    ):
+        seed_name, data = _seed(spec, name, script)
+        out[seed_name] = data
+    return out
+
+
+def intake13_expect_corpus() -> dict[str, bytes]:
+    """The ``expect13`` worlds' seeds (kept out of ``records13``'s)."""
+    out: dict[str, bytes] = {}
+    gcm, chacha, ccm8 = SUITES13[0], SUITES13[2], SUITES13[4]
+    for suite in (gcm, chacha, ccm8):
+        for cid in (None, INTAKE13_CID):
+            spec = Intake13Spec(suite, cid, 32, False, True)
+            for name, script in EXPECT_SCRIPTS:
+                seed_name, data = _seed(spec, name, script)
+                out[seed_name] = data
+    for spec, name, script in (
+        (Intake13Spec(gcm, None, 4, False, True), "bound", script_expect_bound),
+        (Intake13Spec(ccm8, INTAKE13_CID, 4, True, True), "bound", script_expect_bound),
+        (Intake13Spec(gcm, None, 32, True, True), "limit", script_expect_worn),
     ):
         seed_name, data = _seed(spec, name, script)
         out[seed_name] = data
