@@ -10,6 +10,10 @@ group by its PID. Every wait has a deadline.
 
 The handshake duration is measured from the client's first datagram at the relay (its
 ``--record`` file) until both ends have reported the handshake.
+
+DTLS 1.3 cells (RFC 9147) pair our tool's ``--dtls1.3`` with itself and with wolfSSL's
+example client and server, whose handshake and lines are read as wolfpeers.py says. The
+relay's record files are read and annotated by relaytrace.py.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import threading
 import time
 import traceback
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,31 +35,52 @@ from typing import Any
 
 import pytest
 
-from dtls.aio.tool.impair import Impairment, config_from_args, make_parser, records
-
 _INTEROP = Path(__file__).resolve().parents[1] / "interop"
 if str(_INTEROP) not in sys.path:
     sys.path.insert(0, str(_INTEROP))
 
 import peers  # noqa: E402  (tests/interop/peers.py)
+import wolfpeers  # noqa: E402  (tests/hostile/wolfpeers.py)
+import wolfssl  # noqa: E402  (tests/interop/wolfssl.py)
 from peers import Launcher, Proc, Suite  # noqa: E402
+from relaytrace import annotate, read_record  # noqa: E402  (tests/hostile/relaytrace.py)
 
-__all__ = ["Launcher", "Proc", "peers"]
+__all__ = ["Launcher", "Proc", "annotate", "peers", "read_record", "wolfssl"]
 
 HOST = peers.HOST
 START_DEADLINE = 10.0  # the relay prints its port / a server is bound
 HANDSHAKE_TIMEOUT = 30.0  # our tool's --timeout
 # The test's own bound on a handshake, from the client's start: our tool gives up at 30 s
-# by itself; OpenSSL has no overall deadline, only its retransmission timers.
+# by itself; OpenSSL's and wolfSSL's programs have no overall deadline, only their
+# retransmission timers.
 HANDSHAKE_DEADLINE = HANDSHAKE_TIMEOUT + 10.0
 DATA_DEADLINE = 20.0  # one line gets through, resent every RESEND_EVERY seconds
 RESEND_EVERY = 0.5
 
 #: the relay's command after ``python -m``; ``("dtlspipe.impair",)`` is its old name
 RELAY = ("dtls", "impair")
+#: the relay with --corrupt forging DTLS 1.3 records too (a script: tests/hostile/impair13.py)
+RELAY13 = (str(Path(__file__).with_name("impair13.py")),)
 
 OURS_OURS, OURS_S_SERVER, S_CLIENT_OURS = "ours-ours", "ours-s_server", "s_client-ours"
 PAIRINGS = (OURS_OURS, OURS_S_SERVER, S_CLIENT_OURS)
+# DTLS 1.3: our tool's --dtls1.3 on both ends, our client against wolfSSL's example
+# server, wolfSSL's example client against our server
+OURS13_OURS13, OURS13_WOLFSSL, WOLFSSL_OURS13 = "ours13-ours13", "ours13-wolfssl", "wolfssl-ours13"
+PAIRINGS13 = (OURS13_OURS13, OURS13_WOLFSSL, WOLFSSL_OURS13)
+#: each pairing's (client, server): "ours", "openssl" or "wolfssl"
+ENDS = {
+    OURS_OURS: ("ours", "ours"),
+    OURS_S_SERVER: ("ours", "openssl"),
+    S_CLIENT_OURS: ("openssl", "ours"),
+    OURS13_OURS13: ("ours", "ours"),
+    OURS13_WOLFSSL: ("ours", "wolfssl"),
+    WOLFSSL_OURS13: ("wolfssl", "ours"),
+}
+
+#: the one DTLS 1.3 suite of the matrix (Suite.openssl is unused for it)
+SUITE13 = Suite("1301", "TLS_AES_128_GCM_SHA256", "")
+SUITES13 = {SUITE13.hex_id: SUITE13}
 
 
 # --------------------------------------------------------------------------- the relay
@@ -71,11 +95,11 @@ def start_relay(
     name: str = "impair",
     command: Sequence[str] = RELAY,
 ) -> tuple[Proc, int]:
-    """``python -m dtls impair`` (or ``command`` after ``python -m``) in front of
-    ``HOST:target_port``, listening on an ephemeral port: returns the process and that
-    port."""
-    argv = [sys.executable, "-m", *command, "--listen", f"{HOST}:0"]
-    argv += ["--connect", f"{HOST}:{target_port}"]
+    """The relay, ``python -m`` ``command`` (a ``command`` naming a .py file is run as that
+    script: RELAY13), in front of ``HOST:target_port`` and listening on an ephemeral port:
+    returns the process and that port."""
+    argv = [sys.executable, *([] if command[0].endswith(".py") else ["-m"]), *command]
+    argv += ["--listen", f"{HOST}:0", "--connect", f"{HOST}:{target_port}"]
     if seed is not None:
         argv += ["--seed", str(seed)]
     if record is not None:
@@ -96,19 +120,6 @@ def relay_stats(proc: Proc) -> dict[str, Any]:
             stats: dict[str, Any] = json.loads(line)
             return stats
     return {}
-
-
-def read_record(path: Path) -> list[dict[str, Any]]:
-    """The relay's --record file so far (a line it is still writing is left out)."""
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            break
-    return entries
 
 
 # --------------------------------------------------------------------------- cells
@@ -134,13 +145,20 @@ class Condition:
     toward_ours: tuple[str, ...] = ()
     no_mtu_drops: bool = False  # the relay must not have dropped anything for the mtu
     must_pack: bool = False  # the relay must have packed datagrams
+    pairings: tuple[str, ...] = PAIRINGS + PAIRINGS13  # the pairings it applies to
+    wolfssl_mtu: int | None = None  # wolfSSL's -u N (its largest datagram)
+    # per-direction relay options (name, value) applied only towards wolfSSL's examples:
+    # its server gets them c2s, its client s2c
+    toward_wolfssl: tuple[str, ...] = ()
 
     def relay_options(self, pairing: str) -> tuple[str, ...]:
         extra: list[str] = []
-        directions = {OURS_OURS: ("c2s", "s2c"), OURS_S_SERVER: ("s2c",)}
-        for direction in directions.get(pairing, ("c2s",)):
-            for name, value in zip(self.toward_ours[::2], self.toward_ours[1::2], strict=True):
-                extra += [f"{name}-{direction}", value]
+        client, server = ENDS[pairing]
+        for options, towards in ((self.toward_ours, "ours"), (self.toward_wolfssl, "wolfssl")):
+            directions = [d for d, end in (("c2s", server), ("s2c", client)) if end == towards]
+            for direction in directions:
+                for name, value in zip(options[::2], options[1::2], strict=True):
+                    extra += [f"{name}-{direction}", value]
         return self.relay + tuple(extra)
 
 
@@ -164,8 +182,52 @@ class Cell:
         return zlib.crc32(f"{self.seed_base}:{self.id}{suffix}".encode())
 
     @property
+    def client(self) -> str:
+        return ENDS[self.pairing][0]
+
+    @property
+    def server(self) -> str:
+        return ENDS[self.pairing][1]
+
+    @property
+    def dtls13(self) -> bool:
+        return self.pairing in PAIRINGS13
+
+    @property
+    def peer(self) -> str | None:
+        """The other implementation in the cell ("openssl", "wolfssl"), None if none."""
+        others = {self.client, self.server} - {"ours"}
+        return others.pop() if others else None
+
+    @property
     def uses_openssl(self) -> bool:
-        return self.pairing != OURS_OURS
+        return self.peer == "openssl"
+
+    @property
+    def uses_wolfssl(self) -> bool:
+        return self.peer == "wolfssl"
+
+    @property
+    def relay_options(self) -> tuple[str, ...]:
+        return self.condition.relay_options(self.pairing)
+
+    @property
+    def forges13(self) -> bool:
+        """Whether the relay must forge DTLS 1.3 records (RELAY13, Impairment13)."""
+        return self.dtls13 and any(o.startswith("--corrupt") for o in self.relay_options)
+
+    @property
+    def relay_command(self) -> tuple[str, ...]:
+        return RELAY13 if self.forges13 else RELAY
+
+    def ours_extra(self) -> list[str]:
+        """Options of our tool (either role) for this cell."""
+        return [*self.condition.ours, *(["--dtls1.3"] if self.dtls13 else [])]
+
+    def wolfssl_options(self) -> wolfssl.Options:
+        return wolfssl.Options(
+            suite=wolfpeers.SUITE_NAMES[self.suite.hex_id], mtu=self.condition.wolfssl_mtu
+        )
 
 
 @dataclass
@@ -183,18 +245,24 @@ class Outcome:
     wall_s: float = 0.0  # the whole cell, processes included
 
 
-def _ours_done(proc: Proc, suite: Suite, deadline: float) -> float:
-    m = proc.wait_for(
-        peers.HANDSHAKE_OK, max(deadline - time.monotonic(), 0.1), "stderr", "handshake ok"
-    )
-    assert m[1] == suite.iana, f"{proc.name}: suite {m[1]}, expected {suite.iana}"
+HANDSHAKE_OK13 = re.compile(r"handshake ok: (\S+) (\S+) (\S+)")
+
+
+def _ours_done(proc: Proc, cell: Cell, deadline: float) -> float:
+    left = max(deadline - time.monotonic(), 0.1)
+    if not cell.dtls13:
+        m = proc.wait_for(peers.HANDSHAKE_OK, left, "stderr", "handshake ok")
+    else:
+        m = proc.wait_for(HANDSHAKE_OK13, left, "stderr", "handshake ok")
+        assert m[3] == "DTLSv1.3", f"{proc.name}: {m[0]}, expected DTLSv1.3"
+    assert m[1] == cell.suite.iana, f"{proc.name}: suite {m[1]}, expected {cell.suite.iana}"
     return time.time()
 
 
-def _openssl_done(proc: Proc, suite: Suite, deadline: float) -> float:
+def _openssl_done(proc: Proc, cell: Cell, deadline: float) -> float:
     left = max(deadline - time.monotonic(), 0.1)
     m = proc.wait_for(r"Ciphersuite: (\S+)", left, what="OpenSSL handshake")
-    assert m[1] == suite.openssl, f"{proc.name}: suite {m[1]}, expected {suite.openssl}"
+    assert m[1] == cell.suite.openssl, f"{proc.name}: suite {m[1]}, expected {cell.suite.openssl}"
     return time.time()
 
 
@@ -221,21 +289,52 @@ def deliver(sender: Proc, receiver: Proc, tag: str, timeout: float = DATA_DEADLI
         time.sleep(0.02)
 
 
-def _start_server(launcher: Launcher, cell: Cell) -> tuple[Proc, int]:
+def _start_server(launcher: Launcher, cell: Cell, workdir: Path) -> tuple[Proc, int]:
     """The cell's server on a free port; a lost race for the port is retried."""
     for attempt in range(3):
         port = peers.free_udp_port()
         try:
-            if cell.pairing == OURS_S_SERVER:
+            if cell.server == "openssl":
                 extra = OPENSSL_COMMON + cell.condition.openssl
                 return launcher.openssl_server(port, cell.suite, extra=extra), port
-            extra = cell.condition.ours
-            proc = launcher.ours("server", port, cell.suite, extra=extra, timeout=HANDSHAKE_TIMEOUT)
+            if cell.server == "wolfssl":
+                options = cell.wolfssl_options()
+                return wolfpeers.start(launcher, "server", workdir, port, options), port
+            proc = launcher.ours(
+                "server", port, cell.suite, psk=_psk(cell), extra=cell.ours_extra(),
+                timeout=HANDSHAKE_TIMEOUT,
+            )  # fmt: skip
             return proc, port
         except pytest.fail.Exception:
             if launcher.procs[-1].popen.poll() is None or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _start_client(launcher: Launcher, cell: Cell, workdir: Path, relay_port: int) -> Proc:
+    if cell.client == "openssl":
+        extra = OPENSSL_COMMON + cell.condition.openssl
+        return launcher.openssl_client(relay_port, cell.suite, extra=extra)
+    if cell.client == "wolfssl":
+        return wolfpeers.start(launcher, "client", workdir, relay_port, cell.wolfssl_options())
+    return launcher.ours(
+        "client", relay_port, cell.suite, psk=_psk(cell), extra=cell.ours_extra(),
+        timeout=HANDSHAKE_TIMEOUT,
+    )  # fmt: skip
+
+
+def _psk(cell: Cell) -> str:
+    """wolfSSL's examples have their own DTLS 1.3 key; every DTLS 1.3 cell uses it."""
+    return wolfssl.PSK_HEX if cell.dtls13 else peers.PSK
+
+
+def _done(proc: Proc, cell: Cell, role: str, record: Path, deadline: float) -> float:
+    end = cell.client if role == "client" else cell.server
+    if end == "ours":
+        return _ours_done(proc, cell, deadline)
+    if end == "openssl":
+        return _openssl_done(proc, cell, deadline)
+    return wolfpeers.handshake_done(proc, role, record, deadline)
 
 
 def run_cell(cell: Cell, workdir: Path) -> Outcome:
@@ -244,26 +343,19 @@ def run_cell(cell: Cell, workdir: Path) -> Outcome:
     outcome = Outcome(cell.id, cell.condition.name, cell.pairing, cell.suite.short, cell.seed)
     launcher = Launcher(workdir)
     record = workdir / "record.jsonl"
-    options = cell.condition.relay_options(cell.pairing)
+    options = cell.relay_options
     started = time.monotonic()
     relay: Proc | None = None
     try:
-        server, port = _start_server(launcher, cell)
-        relay, relay_port = start_relay(launcher, port, *options, seed=cell.seed, record=record)
-        if cell.pairing == S_CLIENT_OURS:
-            extra = OPENSSL_COMMON + cell.condition.openssl
-            client = launcher.openssl_client(relay_port, cell.suite, extra=extra)
-        else:
-            client = launcher.ours(
-                "client", relay_port, cell.suite, extra=cell.condition.ours,
-                timeout=HANDSHAKE_TIMEOUT,
-            )  # fmt: skip
+        server, port = _start_server(launcher, cell, workdir)
+        relay, relay_port = start_relay(
+            launcher, port, *options, seed=cell.seed, record=record, command=cell.relay_command
+        )
+        client = _start_client(launcher, cell, workdir, relay_port)
         deadline = client.started + HANDSHAKE_DEADLINE
         done = [
-            _ours_done(p, cell.suite, deadline)
-            if p.name.startswith("ours")
-            else _openssl_done(p, cell.suite, deadline)
-            for p in (client, server)
+            _done(client, cell, "client", record, deadline),
+            _done(server, cell, "server", record, deadline),
         ]
         finished = max(done)
         wire = read_record(record)
@@ -272,8 +364,15 @@ def run_cell(cell: Cell, workdir: Path) -> Outcome:
         outcome.datagrams = {
             d: sum(1 for x in wire if x["dir"] == d and x["t"] <= finished) for d in ("c2s", "s2c")
         }
-        deliver(client, server, "to-server")
-        deliver(server, client, "to-client")
+        if cell.server == "wolfssl":
+            wolfpeers.exchange_with_server(client, server, DATA_DEADLINE, RESEND_EVERY)
+            wolfpeers.check_report(server, cell.suite.iana)
+        elif cell.client == "wolfssl":
+            wolfpeers.exchange_with_client(client, server, DATA_DEADLINE, RESEND_EVERY)
+            wolfpeers.check_report(client, cell.suite.iana)
+        else:
+            deliver(client, server, "to-server")
+            deliver(server, client, "to-client")
         outcome.ok = True
     except (pytest.fail.Exception, AssertionError, Exception) as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -290,7 +389,7 @@ def run_cell(cell: Cell, workdir: Path) -> Outcome:
     if outcome.ok:
         _check_counters(cell, outcome)
     if not outcome.ok:
-        trace = annotate(read_record(record), cell.seed, options)
+        trace = annotate(read_record(record), cell.seed, options, dtls13=cell.forges13)
         outcome.error += (
             f"\nseed {cell.seed}, relay options {' '.join(options)}, record {record}\n"
             f"what the relay did (replayed from the record and the seed):\n{trace}\n"
@@ -308,58 +407,11 @@ def _check_counters(cell: Cell, outcome: Outcome) -> None:
         problems.append(f"{stats['mtu_dropped']} datagrams larger than the mtu")
     elif cell.condition.must_pack and not stats.get("packed"):
         problems.append("nothing was packed")
+    elif cell.forges13 and not stats.get("corrupted"):
+        problems.append("no DTLS 1.3 record was forged")
     if problems:
         outcome.ok = False
         outcome.error = "; ".join(problems) + f"\nrelay counters: {json.dumps(stats)}"
-
-
-# --------------------------------------------------------------------------- traces
-
-_HANDSHAKE_NAMES = {
-    1: "ClientHello",
-    2: "ServerHello",
-    3: "HelloVerifyRequest",
-    12: "ServerKeyExchange",
-    14: "ServerHelloDone",
-    16: "ClientKeyExchange",
-}
-_CONTENT_NAMES = {20: "CCS", 21: "Alert", 23: "AppData"}
-_FATES = ("mtu_dropped", "dropped", "duplicated", "packed", "corrupted", "delayed", "replayed")
-
-
-def describe_datagram(data: bytes) -> str:
-    """The records of a datagram, e.g. ``ClientKeyExchange+CCS+Finished(e1)``."""
-    names = []
-    for ctype, epoch, start, end in records(data):
-        if ctype == 22 and epoch == 0 and end > start:
-            names.append(_HANDSHAKE_NAMES.get(data[start], f"Handshake{data[start]}"))
-        elif ctype == 22:
-            names.append(f"Finished(e{epoch})")  # the only encrypted handshake message
-        else:
-            name = _CONTENT_NAMES.get(ctype, f"type{ctype}")
-            names.append(f"{name}(e{epoch})" if epoch else name)
-    return "+".join(names) or f"{len(data)} B, no record"
-
-
-def annotate(wire: Sequence[dict[str, Any]], seed: int | str, options: Sequence[str]) -> str:
-    """Each recorded datagram with what the relay did to it: the relay's decisions depend
-    only on its options, the seed and the datagrams, so feeding the record through a fresh
-    :class:`Impairment` repeats them (flow 0: the first client)."""
-    args = make_parser().parse_args(["--listen", f"{HOST}:0", "--connect", f"{HOST}:1", *options])
-    imp = Impairment(config_from_args(args), seed=str(seed), flow=0)
-    if not wire:
-        return "(nothing recorded)"
-    t0 = wire[0]["t"]
-    out = []
-    for entry in wire:
-        data = bytes.fromhex(entry["hex"])
-        before = Counter(imp.counters)
-        sent = imp.process(data, entry["dir"], entry["t"] - t0)
-        done = [k for k in _FATES if imp.counters[k] > before[k]]
-        fate = ",".join(done) or ("held" if not sent else "sent")
-        arrow = "->" if entry["dir"] == "c2s" else "<-"
-        out.append(f"{entry['t'] - t0:9.3f} {arrow} {fate:10} {describe_datagram(data)}")
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- report
@@ -378,7 +430,7 @@ def markdown_table(outcomes: Sequence[dict[str, Any]], conditions: Sequence[str]
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for cond in _order((o["condition"] for o in outcomes), conditions):
-        for pairing in _order((o["pairing"] for o in outcomes), PAIRINGS):
+        for pairing in _order((o["pairing"] for o in outcomes), PAIRINGS + PAIRINGS13):
             group = [o for o in outcomes if o["condition"] == cond and o["pairing"] == pairing]
             if not group:
                 continue
