@@ -461,11 +461,13 @@ class DTLSConnection(Effects, Roaming, Link13):
                 if (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
                 self._note_peer_record(epoch)
-                if epoch >= 2 and self._ack_at is None and not self.is_established:
-                    # RFC 9147 §7.1: if the rest of this flight does not follow soon, ACK
-                    self._ack_at = self._now + self.configuration.initial_timeout / 4
-                if epoch >= 2 and self._reassembler.out_of_order(frag):
-                    self._ack_due = True  # RFC 9147 §7.1: ACK what we have (below)
+                if epoch >= 2 and not self.is_established:
+                    # RFC 9147 §7.1: ACK what we have if the rest of this flight does not
+                    # follow soon, and at once (below) if this fragment leaves a hole
+                    if self._ack_at is None:
+                        self._ack_at = self._now + self.configuration.initial_timeout / 4
+                    if self._reassembler.out_of_order(frag):
+                        self._ack_due = True
             elif self.state in HANDSHAKING:
                 # Finished is the only handshake message protected by the new epoch. One
                 # in the wrong epoch is dropped, not answered: in epoch 0 it proves
