@@ -353,6 +353,25 @@ class CountingTable(OrderedDict[object, Any]):
         self._walk()
         return super().values()
 
+    # Python 3.10's C OrderedDict serves pop and popitem on a subclass through its
+    # __getitem__ and __delitem__ (3.11 does not): each counts as one lookup here,
+    # whatever the interpreter does inside.
+    def pop(self, key: object, *default: Any) -> Any:
+        self._lookup()
+        counting, self.counting = self.counting, False
+        try:
+            return super().pop(key, *default)
+        finally:
+            self.counting = counting
+
+    def popitem(self, last: bool = True) -> tuple[object, Any]:
+        self._lookup()
+        counting, self.counting = self.counting, False
+        try:
+            return super().popitem(last)
+        finally:
+            self.counting = counting
+
     def items(self) -> Any:
         self._walk()
         return super().items()
