@@ -22,6 +22,7 @@ from .events import (
     Event,
     HandshakeCompleted,
     PeerAddressChanged,
+    SessionTicketReceived,
 )
 from .groups import parse_group_list
 from .handshake import State
@@ -48,6 +49,7 @@ __all__ = [
     "NamedGroup",
     "PeerAddressChanged",
     "ProtocolError",
+    "SessionTicketReceived",
     "State",
     "parse_group_list",
     "parse_suite_list",

@@ -33,7 +33,7 @@ from .messages import (
     parse_point_formats,
     parse_renegotiation_info,
 )
-from .session import SessionState
+from .session import SessionState, Ticket13
 from .suites import SUITES_BY_CODE, CipherKind, KeyExchange
 from .v13.client import Client13
 from .v13.messages import DOWNGRADE_TLS11, DOWNGRADE_TLS12
@@ -67,12 +67,14 @@ class ClientHandshake(Handshake):
         #: the DTLS 1.3 handshake offered beside this one (versions with both)
         self.offer13: Client13 | None = None
 
-    def start(self, now: float, session: SessionState | None = None) -> list[Effect]:
-        """Flight 1: the ClientHello, offering to resume ``session`` if it can."""
+    def start(self, now: float, session: SessionState | Ticket13 | None = None) -> list[Effect]:
+        """Flight 1: the ClientHello, offering to resume ``session`` if it can (a DTLS
+        1.3 ticket goes to the DTLS 1.3 part of the hello)."""
         self.now = now
         cfg = self.config
         session_id = b""
-        if session is not None and self._can_offer(session):
+        ticket = session if isinstance(session, Ticket13) else None
+        if isinstance(session, SessionState) and self._can_offer(session):
             self.offered_session, session_id = session, session.session_id
         self.client_random = cfg.random(32)
         suites = [s.code for s in cfg.cipher_suites]
@@ -106,9 +108,9 @@ class ClientHandshake(Handshake):
         if DTLS1_3 in cfg.versions:
             # DTLS 1.3 offered too: its suites, extensions and binder join the hello,
             # and its handshake takes over if the server picks it (v13/link.py)
-            self.offer13 = Client13(cfg)
+            self.offer13 = Client13(cfg, ticket)
             body = self.offer13.first_hello_beside(
-                self.client_random, suites, extensions, session_id
+                now, self.client_random, suites, extensions, session_id
             )
             self.hello = ClientHello.parse(body)
         self.state = State.CLIENT_WAIT_HELLO

@@ -54,7 +54,7 @@ from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
 from .retransmit import Flights
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
-from .session import SessionState
+from .session import SessionState, Ticket13, TicketState13
 from .v13.client import Client13
 from .v13.epochs import WriteEpoch13
 from .v13.header import ACK
@@ -125,9 +125,11 @@ class DTLSConnection(Effects, Roaming, Link13):
         self.handshake: HandshakeCompleted | None = None
         # RFC 5705: (PRF hash, master secret, client random, server random) while open
         self._exporter: Exporter | None = None
-        #: once established with a session ID: what resuming this session needs (pass it
-        #: to a later connection's ``connect``); it holds the master secret
-        self.session: SessionState | None = None
+        #: what resuming this session needs (pass it to a later connection's
+        #: ``connect``): once established with a session ID (DTLS 1.2), or once a
+        #: NewSessionTicket came (a DTLS 1.3 client, after the handshake; a server holds
+        #: the ticket it issued). It holds a master secret or a PSK
+        self.session: SessionState | TicketState13 | Ticket13 | None = None
 
     def __repr__(self) -> str:
         role = "client" if self.is_client else "server"
@@ -157,15 +159,18 @@ class DTLSConnection(Effects, Roaming, Link13):
     def is_closed(self) -> bool:
         return self._closed
 
-    def connect(self, now: float, session: SessionState | None = None) -> None:
+    def connect(self, now: float, session: SessionState | Ticket13 | None = None) -> None:
         """Client: start the handshake (flight 1), offering to resume ``session`` (an
-        earlier connection's ``session``) if given (RFC 5246 §7.3)."""
+        earlier connection's ``session``) if given: a DTLS 1.2 session (RFC 5246 §7.3)
+        or a DTLS 1.3 ticket (RFC 8446 §4.6.1), each offered where it applies."""
         if not self.is_client or self.state is not State.CLIENT_START:
             raise LocalProtocolError("connect() is for a client that has not started")
         self._now = now
         self._flights.begin(now, self.configuration.handshake_timeout)
         if isinstance(self._hs, Client13):
             self._records.expect13 = True
+            if isinstance(session, Ticket13):
+                self._hs.ticket = session
             try:
                 self._apply(self._hs.start(now))
             except ProtocolError as exc:
@@ -609,9 +614,9 @@ class DTLSConnection(Effects, Roaming, Link13):
         self._path = None  # a closed connection goes nowhere
         if error and self.session is not None:
             # RFC 5246 §7.2.2: a session ended by a fatal alert (or a failure) must not
-            # be resumed; an orderly close keeps it
+            # be resumed; an orderly close keeps it (a server's ticket likewise)
             cache = self.configuration.session_cache
-            if cache is not None:
+            if cache is not None and not isinstance(self.session, Ticket13):
                 cache.remove(self.session.session_id)
             self.session = None
         self._flights.stop(keep=False)

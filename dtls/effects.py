@@ -33,7 +33,7 @@ from .record import ReadEpoch, WriteEpoch
 from .recordlayer import RecordLayer
 from .retransmit import Flights
 from .server_handshake import ServerHandshake
-from .session import SessionState
+from .session import SessionState, Ticket13, TicketState13
 from .v13.acks import FlightAcks
 from .v13.client import Client13
 from .v13.epochs import WriteEpoch13
@@ -49,7 +49,8 @@ class Effects:
     is_client: bool
     peer: object
     handshake: HandshakeCompleted | None
-    session: SessionState | None
+    session: SessionState | TicketState13 | Ticket13 | None
+    _resumption13: bytes
     _hs: ClientHandshake | ServerHandshake | Client13 | Server13
     _closed: bool
     _now: float
@@ -127,10 +128,13 @@ class Effects:
         self._reassembler.clear()
         self._exporter = done.exporter
         self.session = done.session
+        self._resumption13 = done.resumption
         cache = self.configuration.session_cache
-        if not self.is_client and not done.event.resumed and cache is not None and done.session:
+        fresh = not done.event.resumed or done.event.version == DTLS1_3
+        if not self.is_client and fresh and cache is not None and done.session:
             # only a completed handshake, whose last flight went out, makes a resumable
-            # session (a server's resumed session is in the cache already)
+            # session (a server's resumed DTLS 1.2 session is in the cache already; a
+            # DTLS 1.3 handshake, resumed or not, brings a new ticket)
             cache.store(done.session)
         event = self.handshake = done.event
         self._fast_read = self._records.current.protection is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .constants import DTLS1_2, AlertDescription, AlertLevel, NamedGroup
+from .session import Ticket13
 from .suites import CipherSuite
 from .v13.suites import Suite13
 
@@ -55,6 +56,15 @@ class AlertReceived(Event):
     @property
     def name(self) -> str:
         return AlertDescription.name_of(self.description)
+
+
+@dataclass(frozen=True)
+class SessionTicketReceived(Event):
+    """DTLS 1.3 client: a NewSessionTicket came after the handshake (RFC 8446 §4.6.1);
+    ``session`` (also ``DTLSConnection.session`` now) resumes it in a later
+    ``connect``. Its ``repr`` hides the PSK."""
+
+    session: Ticket13
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from .keyschedule import (
 from .messages import (
     parse_finished,
 )
-from .session import SessionState
+from .session import SessionState, TicketState13
 from .suites import CipherSuite
 
 HT = HandshakeType
@@ -170,12 +170,15 @@ class Exporter12:
 class Complete:
     """The handshake is done; ``exporter`` is (PRF hash, master secret, client random,
     server random) for RFC 5705, ``session`` what resuming it needs. ``keep_flight``:
-    the flight just sent is kept for the peer's retransmissions."""
+    the flight just sent is kept for the peer's retransmissions. DTLS 1.3: ``session``
+    is a server's new ticket, and ``resumption`` a client's resumption master secret,
+    for the tickets still to come (RFC 8446 §4.6.1)."""
 
     event: HandshakeCompleted
     keep_flight: bool
     exporter: Exporter
-    session: SessionState | None
+    session: SessionState | TicketState13 | None
+    resumption: bytes = b""
 
     def __repr__(self) -> str:
         return f"<Complete {self.event.cipher_suite.name} (secrets hidden)>"

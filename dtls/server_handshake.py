@@ -182,8 +182,8 @@ class ServerHandshake(Handshake):
         if cache is None or not ch.session_id:
             return None
         state = cache.lookup(ch.session_id, self.now)
-        if state is None:
-            return None
+        if not isinstance(state, SessionState):
+            return None  # none, or a DTLS 1.3 ticket offered as a session ID
         suite = state.cipher_suite
         ems_mode = self.config.extended_master_secret
         ems = EXT.extended_master_secret in exts and ems_mode is not EMSMode.OFF

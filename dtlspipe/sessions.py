@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from dtls.aio.udp import connect_udp, dial, format_address, numeric_address
-from dtls.session import SessionState
+from dtls.session import SessionState, Ticket13
 
 from .options import StaleMode
 
@@ -134,24 +134,34 @@ class Session:
 
 
 class ResumableSessions:
-    """A client's latest resumable session per server (RFC 5246 §7.3), offered by its
-    next connection there. At most ``MAX_RESUMABLE`` servers are remembered (the least
-    recently used goes first); each entry holds a master secret."""
+    """A client's latest resumable session per server (RFC 5246 §7.3), or its latest
+    DTLS 1.3 ticket (RFC 8446 §4.6.1), offered by its next connection there. A ticket
+    is offered once (RFC 8446 Appendix C.4: tickets are not reused); a session ID may be
+    offered again. At most ``MAX_RESUMABLE`` servers are remembered (the least recently
+    used goes first); each entry holds a master secret or a PSK."""
 
     MAX_RESUMABLE = 1024
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._by_server: OrderedDict[tuple[str, int], SessionState] = OrderedDict()
+        self._by_server: OrderedDict[tuple[str, int], SessionState | Ticket13] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_server)
 
-    def get(self, server: tuple[str, int]) -> SessionState | None:
-        return self._by_server.get(server) if self.enabled else None
+    def get(self, server: tuple[str, int]) -> SessionState | Ticket13 | None:
+        """What the next connection to ``server`` offers (a ticket is handed out once)."""
+        if not self.enabled:
+            return None
+        session = self._by_server.get(server)
+        if isinstance(session, Ticket13):
+            del self._by_server[server]
+        return session
 
-    def keep(self, server: tuple[str, int], session: SessionState | None) -> None:
-        if not self.enabled or session is None:
+    def keep(self, server: tuple[str, int], session: object) -> None:
+        """Remember ``session`` (a connection's ``session``: only a client's DTLS 1.2
+        session or DTLS 1.3 ticket is kept)."""
+        if not self.enabled or not isinstance(session, (SessionState, Ticket13)):
             return
         self._by_server[server] = session
         self._by_server.move_to_end(server)

@@ -30,6 +30,7 @@ from dtls import (
     DTLSConnection,
     HandshakeCompleted,
     LocalProtocolError,
+    SessionTicketReceived,
 )
 from dtls.aio.diagnosis import HandshakeWatch
 from dtls.aio.memory import MemoryTrimmer
@@ -252,6 +253,8 @@ class ClientSession(Session):
                 while self.pending:
                     conn.send(self.pending.popleft())
                     self.carried_left += 1
+            elif isinstance(event, SessionTicketReceived):
+                self.tunnel.resumable.keep(self.remote, event.session)  # DTLS 1.3
             elif isinstance(event, ConnectionClosed):
                 if event.error:  # RFC 5246 §7.2.2: not to be resumed
                     self.tunnel.resumable.forget(self.remote)

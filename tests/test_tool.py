@@ -4,8 +4,10 @@ process, against OpenSSL, GnuTLS and pion, is tested in tests/interop."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import anyio
@@ -18,7 +20,7 @@ from dtls.aio.tool.options import UsageError, build_config, make_parser, parse_h
 from dtls.aio.tool.server import Server
 from dtls.aio.tool.sessionfile import load_session, save_session
 from dtls.constants import MAX_PLAINTEXT
-from dtls.session import SessionState
+from dtls.session import SessionState, Ticket13
 from dtls.suites import SUITES_BY_CODE
 
 KEY = "000102030405060708090a0b0c0d0e0f"
@@ -58,9 +60,82 @@ def test_session_file_round_trip(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds the master secret
     assert load_session(str(path)) == session
     assert [p.name for p in tmp_path.iterdir()] == ["s.sess"]  # no temporary file left
+    path.unlink()
     path.write_text("{}")
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="has mode 0644"):  # it holds a secret
+        load_session(str(path))
+    path.chmod(0o600)
     with pytest.raises(UsageError, match="not a session file: 'format'"):
         load_session(str(path))
+
+
+def test_ticket_file_round_trip(tmp_path: Path) -> None:
+    """A DTLS 1.3 ticket: its monotonic receipt time is kept across processes as Unix
+    time (to the millisecond)."""
+    ticket = Ticket13(
+        ticket=bytes(range(174)),
+        hash_name="sha384",
+        psk=bytes(range(48)),
+        age_add=0xFFFFFFFF,
+        lifetime=300,
+        received=time.monotonic() - 12.5,
+        psk_identity=b"Client_identity",
+    )
+    path = tmp_path / "t.sess"
+    save_session(str(path), ticket)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds the PSK
+    back = load_session(str(path))
+    assert isinstance(back, Ticket13)
+    assert back.psk == ticket.psk and back.ticket == ticket.ticket
+    assert abs(back.received - ticket.received) < 0.1
+    assert (
+        abs(back.obfuscated_age(time.monotonic()) - ticket.obfuscated_age(time.monotonic())) < 100
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("psk", "00" * 32, "'psk' must be 48 bytes"),
+        ("hash", "md5", "'hash' must be"),
+        ("lifetime", 604801, "'lifetime'"),
+        ("age_add", -1, "'age_add'"),
+        ("ticket", "", "'ticket' must be"),
+        ("received", "yesterday", "'received'"),
+    ],
+)
+def test_ticket_file_fields_are_checked(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    fields = {
+        "format": "python-dtls-ticket13-1",
+        "ticket": "01",
+        "hash": "sha384",
+        "psk": "00" * 48,
+        "age_add": 0,
+        "lifetime": 60,
+        "received": 0,
+        "psk_identity": "",
+        field: value,
+    }
+    path = tmp_path / "t.sess"
+    path.write_text(json.dumps(fields))
+    path.chmod(0o600)
+    with pytest.raises(UsageError, match=message):
+        load_session(str(path))
+
+
+def test_a_session_file_is_not_read_through_a_symbolic_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.sess"
+    real.write_text("{}")
+    real.chmod(0o600)
+    link = tmp_path / "link.sess"
+    link.symlink_to(real)
+    with pytest.raises(UsageError, match="cannot read"):
+        load_session(str(link))
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_session(str(tmp_path))
 
 
 def test_stdin_lines_from_a_pipe() -> None:

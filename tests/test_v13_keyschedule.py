@@ -173,3 +173,17 @@ def test_key_update_and_resumption_formulas() -> None:
     assert schedule.exporter(secret, b"EXPERIMENTAL x", b"ctx", 20) == ks.expand_label(
         "sha256", inner, b"exporter", hashlib.sha256(b"ctx").digest(), 20
     )
+
+
+def test_rfc8448_resumption_secret_and_ticket_psk() -> None:
+    # RFC 8448 §3: "res master" over ClientHello..client Finished, the ticket's PSK from
+    # its nonce 00 00; §4: that PSK's early secret
+    master = SEC["master_secret"]
+    transcript_hash = SEC["client_finished_transcript_hash"]
+    res = ks.derive_secret("sha256", master, b"res master", transcript_hash, TLS)
+    assert res == SEC["resumption_master_secret"]
+    psk = ks.resumption_psk("sha256", res, b"\x00\x00", TLS)
+    assert psk == SEC["resumption_psk_nonce_0000"]
+    assert ks.KeySchedule("sha256", psk, TLS)._secret == SEC["resumed_early_secret"]
+    # and under DTLS's prefix (RFC 9147 §5.9) another PSK
+    assert ks.resumption_psk("sha256", res, b"\x00\x00") != psk

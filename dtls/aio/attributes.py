@@ -13,7 +13,7 @@ from anyio import TypedAttributeSet, typed_attribute
 
 from ..constants import NamedGroup
 from ..events import HandshakeCompleted
-from ..session import SessionState
+from ..session import SessionState, Ticket13, TicketState13
 from ..suites import CipherSuite
 
 
@@ -37,8 +37,9 @@ class DTLSAttribute(TypedAttributeSet):
     #: RFC 9146: the CID we put in ours
     peer_connection_id: bytes | None = typed_attribute()
     #: client: what ``connect(..., session=...)`` takes to resume this session later
-    #: (None when the server gave no session ID); it holds the master secret
-    session: SessionState | None = typed_attribute()
+    #: (None when the server gave no session ID, or, in DTLS 1.3, no ticket yet: it
+    #: comes after the handshake); it holds a master secret or a PSK
+    session: SessionState | Ticket13 | TicketState13 | None = typed_attribute()
     #: the engine's HandshakeCompleted event, everything above in one object
     handshake: HandshakeCompleted = typed_attribute()
     #: ``export_keying_material(label, length, context=None)`` (RFC 5705)

@@ -27,7 +27,7 @@ from ..config import DTLSConfiguration, EMSMode
 from ..connection import DTLSConnection
 from ..errors import ConfigurationError
 from ..events import ApplicationData, ConnectionClosed
-from ..session import SessionState
+from ..session import SessionState, Ticket13
 from . import readiness, udp
 from .diagnosis import HandshakeWatch
 from .options import GroupsOption, KeyLogOption, SuitesOption, VersionsOption, configuration
@@ -47,7 +47,7 @@ async def connect(
     extended_master_secret: EMSMode | str = EMSMode.REQUIRE,
     connection_id: int | None = None,
     handshake_timeout: float = 10.0,
-    session: SessionState | None = None,
+    session: SessionState | Ticket13 | None = None,
     keylog: KeyLogOption = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     local_address: tuple[str, int] | None = None,
@@ -147,7 +147,7 @@ class _Client:
 
     # -- the handshake ----------------------------------------------------------------------
 
-    async def handshake(self, session: SessionState | None) -> DTLSStream:
+    async def handshake(self, session: SessionState | Ticket13 | None) -> DTLSStream:
         conn, sock = self.conn, self.sock
         assert sock is not None
         self._loop = _watch(sock, self.on_readable)

@@ -32,6 +32,7 @@ from ..messages import (
     encode_supported_groups,
     parse_connection_id,
 )
+from ..session import Ticket13
 from . import keyschedule as ks
 from .handshake import Effect13, Exporter13, Handshake13, InstallKeys13, proto
 from .messages import (
@@ -73,10 +74,16 @@ class Client13(Handshake13):
         State.CLIENT13_WAIT_FINISHED: {20: "on_finished"},
     }
 
-    def __init__(self, config: DTLSConfiguration) -> None:
+    def __init__(self, config: DTLSConfiguration, ticket: Ticket13 | None = None) -> None:
         super().__init__(config)
         self.state = State.CLIENT_START
         self.identity = config.psk_identity
+        #: a ticket of an earlier connection (RFC 8446 §4.6.1) offered before the
+        #: external PSK; ``psks`` are the PSKs offered, in order, each with whether it
+        #: is external (RFC 8446 §7.1: the binder key's label)
+        self.ticket = ticket
+        self.psks: list[tuple[bytes, bytes, bool]] = []
+        self.resumed = False
         self.offered: tuple[Suite13, ...] = config.offered_suites13
         self.modes = config.psk_key_exchange_modes
         self.groups = tuple(g for g in config.groups if g in SHARE_GROUPS)
@@ -110,11 +117,17 @@ class Client13(Handshake13):
         return self.effects()
 
     def first_hello_beside(
-        self, client_random: bytes, suites: list[int], extensions: Extensions, session_id: bytes
+        self,
+        now: float,
+        client_random: bytes,
+        suites: list[int],
+        extensions: Extensions,
+        session_id: bytes,
     ) -> bytes:
         """The ClientHello that offers DTLS 1.3 beside DTLS 1.2 (whose suites,
         extensions and session ID are given): its body, which this handshake's
         transcript now holds as its first message; it waits for the ServerHello."""
+        self.now = now
         self.legacy_suites, self.legacy_extensions = suites, extensions
         self.legacy_session_id = session_id
         for ext_type, data in extensions:
@@ -137,7 +150,17 @@ class Client13(Handshake13):
         self.client_random = client_random
         if PSK_DHE_KE in self.modes:
             self.key = make_share(self.groups[0], self.config.random)
-        self.schedule = ks.KeySchedule(self.config.psk_hash, self.config.psk)
+        self.psks = [(self.identity, self.config.psk, True)]
+        ticket = self.ticket
+        # a PSK is used only with suites of its hash (RFC 8446 §4.2.11)
+        if ticket is not None and ticket.usable(self.now) and ticket.hash_name == self.hash13:
+            self.psks.insert(0, (ticket.ticket, ticket.psk, False))
+        self.schedule = ks.KeySchedule(self.hash13, self.config.psk)
+
+    @property
+    def hash13(self) -> str:
+        """The hash of every suite offered, and so of every PSK offered."""
+        return self.config.psk_hash
 
     def _client_hello(self, earlier: bytes) -> bytes:
         """A ClientHello body with its binder (RFC 8446 §4.2.11.2): computed over the
@@ -161,8 +184,14 @@ class Client13(Handshake13):
             extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
         assert self.schedule is not None
         size = self.schedule.size
-        # RFC 8446 §4.2.11: pre_shared_key last; its binder is filled in below
-        psks = encode_offered_psks([(self.identity, 0)], [bytes(size)])
+        # RFC 8446 §4.2.11: pre_shared_key last; its binders are filled in below. An
+        # external PSK's obfuscated_ticket_age is 0, a ticket's its age plus age_add
+        ticket = self.ticket
+        identities = [
+            (name, 0 if external or ticket is None else ticket.obfuscated_age(self.now))
+            for name, _psk, external in self.psks
+        ]
+        psks = encode_offered_psks(identities, [bytes(size)] * len(identities))
         extensions.append((Ext.pre_shared_key, psks))
         hello = ClientHello(
             DTLS1_2,  # RFC 9147 §5.3: legacy_version {254, 253}
@@ -179,8 +208,11 @@ class Client13(Handshake13):
         binders_len = parse_offered_psks(psks).binders_len
         truncated = tls_message(1, body)[: 4 + len(body) - binders_len]
         digest = hashlib.new(self.hash_name, earlier + truncated).digest()
-        binder = self.schedule.verify_data(self.schedule.binder_key(external=True), digest)
-        return body[:-size] + binder
+        binders = b""
+        for _name, psk, external in self.psks:
+            schedule = ks.KeySchedule(self.hash_name, psk)
+            binders += bytes((size,)) + schedule.verify_data(schedule.binder_key(external), digest)
+        return body[: len(body) - len(binders)] + binders
 
     # -- the server's flight -------------------------------------------------------------
 
@@ -194,7 +226,9 @@ class Client13(Handshake13):
             raise proto(AlertDescription.illegal_parameter, "ServerHello selected another version")
         if (
             hello.server_version != DTLS1_2
-            or hello.session_id != self.legacy_session_id
+            # RFC 9147 §5.1: a DTLS server does not echo legacy_session_id; one that
+            # does as TLS 1.3 would (wolfSSL up to 5.9.0) is let through
+            or hello.session_id not in (b"", self.legacy_session_id)
             or hello.compression_method
         ):
             raise proto(AlertDescription.illegal_parameter, "ServerHello legacy fields")
@@ -242,8 +276,13 @@ class Client13(Handshake13):
             raise proto(AlertDescription.unsupported_extension, "ServerHello extension")
         if Ext.pre_shared_key not in ext:
             raise proto(AlertDescription.missing_extension, "ServerHello without pre_shared_key")
-        if parse_selected_identity(ext[Ext.pre_shared_key]) != 0:
+        selected = parse_selected_identity(ext[Ext.pre_shared_key])
+        if selected >= len(self.psks):
             raise proto(AlertDescription.illegal_parameter, "selected_identity not offered")
+        _name, psk, external = self.psks[selected]
+        self.resumed = not external
+        if self.resumed and self.ticket is not None:
+            self.identity = self.ticket.psk_identity
         shared: bytes | None = None
         if Ext.key_share in ext:
             group, public = parse_server_share(ext[Ext.key_share])
@@ -260,7 +299,7 @@ class Client13(Handshake13):
         self.suite = suite
         self.group = None if shared is None else NamedGroup(group)
         self.transcript += tls_message(2, body)
-        assert self.schedule is not None
+        self.schedule = ks.KeySchedule(suite.hash_name, psk)
         self.schedule.advance(shared)
         digest = self.transcript_hash()
         self.client_hs = self.schedule.derive(b"c hs traffic", digest)
@@ -299,6 +338,8 @@ class Client13(Handshake13):
         finished = schedule.verify_data(self.client_hs, digest)
         # RFC 9147 §5.8.3: the client's Finished is retransmitted until acknowledged
         self.send([self.message(20, finished, epoch=2)])
+        # RFC 8446 §7.1: the resumption master secret, for the server's tickets
+        resumption = schedule.derive(b"res master", self.transcript_hash())
         self._effects.append(
             InstallKeys13(3, suite, server_ap, client_ap, self.own_cid, self.peer_cid)
         )
@@ -311,8 +352,14 @@ class Client13(Handshake13):
             self.own_cid,
             self.peer_cid,
             False,
-            False,
+            self.resumed,
             DTLS1_3,
         )
         self.state = State.ESTABLISHED
-        self.complete(Complete(event, True, Exporter13(suite.hash_name, exporter), None))
+        exporter13 = Exporter13(suite.hash_name, exporter)
+        self.complete(Complete(event, True, exporter13, None, resumption))
+
+    def forget(self) -> None:
+        super().forget()
+        self.ticket = None  # it holds a resumption PSK, as psks do
+        self.psks = []

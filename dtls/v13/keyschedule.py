@@ -110,6 +110,15 @@ def exporter(
     return expand_label(hash_name, inner, b"exporter", context_hash, length, prefix)
 
 
+def resumption_psk(
+    hash_name: str, resumption_secret: bytes, ticket_nonce: bytes, prefix: bytes = DTLS13_PREFIX
+) -> bytes:
+    """RFC 8446 §4.6.1: HKDF-Expand-Label(resumption_master_secret, "resumption",
+    ticket_nonce, Hash.length)."""
+    size = hashlib.new(hash_name).digest_size
+    return expand_label(hash_name, resumption_secret, b"resumption", ticket_nonce, size, prefix)
+
+
 @dataclass(frozen=True, repr=False)
 class TrafficKeys:
     """RFC 8446 §7.3 and RFC 9147 §4.2.3: the write key, the IV and the key that masks
@@ -192,8 +201,4 @@ class KeySchedule:
         return exporter(self.hash_name, exporter_secret, label, context, length, self.prefix)
 
     def resumption_psk(self, resumption_secret: bytes, ticket_nonce: bytes) -> bytes:
-        """RFC 8446 §4.6.1: HKDF-Expand-Label(resumption_master_secret, "resumption",
-        ticket_nonce, Hash.length)."""
-        return expand_label(
-            self.hash_name, resumption_secret, b"resumption", ticket_nonce, self.size, self.prefix
-        )
+        return resumption_psk(self.hash_name, resumption_secret, ticket_nonce, self.prefix)

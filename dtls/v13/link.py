@@ -15,7 +15,7 @@ from ..client_handshake import ClientHandshake
 from ..config import DTLSConfiguration
 from ..constants import DTLS1_2, DTLS1_3, AlertDescription, ContentType, HandshakeType
 from ..errors import LocalProtocolError, ProtocolError
-from ..events import Event
+from ..events import Event, HandshakeCompleted, SessionTicketReceived
 from ..fragment import Reassembler
 from ..handshake import FlightItem, State
 from ..messages import ClientHello, ServerHello
@@ -23,6 +23,8 @@ from ..record import WriteEpoch
 from ..recordlayer import Opened, RecordLayer
 from ..retransmit import Flights
 from ..server_handshake import ServerHandshake
+from ..session import SessionState, Ticket13, TicketState13
+from . import tickets
 from .acks import FlightAcks
 from .client import Client13
 from .epochs import ReadEpoch13, WriteEpoch13
@@ -70,6 +72,8 @@ class Link13:
     _learn_first_seq: bool
     _closed: bool
     _now: float
+    handshake: HandshakeCompleted | None
+    session: SessionState | TicketState13 | Ticket13 | None
     _on_record: Callable[[int, int, int, bytes], None]
     _send_flight: Callable[[list[FlightItem], bool], None]
     _transmit_flight: Callable[[], None]
@@ -101,6 +105,8 @@ class Link13:
         self._update_pending = False
         #: CIDs the peer gave us for later (NewConnectionId, cid_spare)
         self._spare_cids: list[bytes] = []
+        #: a client's resumption master secret, for the server's tickets
+        self._resumption13 = b""
 
     @property
     def has_timer13(self) -> bool:
@@ -201,7 +207,7 @@ class Link13:
 
     def _forget13(self) -> None:
         self._ack_at = None
-        self._read_secret = self._write_secret = b""
+        self._read_secret = self._write_secret = self._resumption13 = b""
         self._suite13 = None
         self._update_pending = False
 
@@ -309,7 +315,9 @@ class Link13:
         item = FlightItem(ContentType.handshake, self._write_epoch, Msg.key_update, seq, body)
         self._update_pending = True
         self._unacked_resends = 0
-        self._send_flight([item], False)
+        # a flight still unacknowledged (the client's Finished, a NewSessionTicket)
+        # goes on beside it: one flight is retransmitted at a time (RFC 9147 §5.8)
+        self._send_flight([*(self._flights.items or ()), item], False)
 
     def _switch_write_keys(self) -> None:
         suite = self._suite13
@@ -338,7 +346,16 @@ class Link13:
                 self.key_update(request_peer=False)
             return
         if msg_type == Msg.new_session_ticket and self.is_client:
-            return  # resumption by ticket is still to come: acknowledged, not kept
+            # RFC 8446 §4.6.1: the newest ticket is the one kept (each costs one HKDF)
+            hs, suite = self.handshake, self._suite13
+            if hs is not None and suite is not None and self._resumption13:
+                ticket = tickets.receive(
+                    body, suite.hash_name, self._resumption13, hs.psk_identity, self._now
+                )
+                if ticket is not None:
+                    self.session = ticket
+                    self._events.append(SessionTicketReceived(ticket))
+            return
         if msg_type in (Msg.new_connection_id, Msg.request_connection_id):
             self._connection_id_message(msg_type, body)
             return

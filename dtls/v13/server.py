@@ -34,7 +34,9 @@ from ..messages import (
     parse_connection_id,
     parse_supported_groups,
 )
+from ..session import TicketState13
 from . import keyschedule as ks
+from . import tickets
 from .handshake import Exporter13, Handshake13, InstallKeys13, proto
 from .messages import (
     HRR_RANDOM,
@@ -54,6 +56,9 @@ from .messages import (
 )
 from .shares import SHARE_GROUPS, make_share
 from .suites import Suite13
+
+#: binders checked per ClientHello at most: a ticket's and an external PSK's
+MAX_BINDER_TRIALS = 2
 
 
 def offers_dtls13(hello: ClientHello) -> bool:
@@ -118,18 +123,24 @@ def hello_retry_request(hello: ClientHello, choice: Choice, cookie: bytes | None
         extensions.append((Ext.key_share, int(choice.group).to_bytes(2, "big")))
     if cookie:
         extensions.append((Ext.cookie, encode_cookie(cookie)))
-    return ServerHello(
-        DTLS1_2, HRR_RANDOM, hello.session_id, choice.suite.code, 0, extensions
-    ).encode()
+    # RFC 9147 §5.1: no compatibility mode, so the client's legacy_session_id is not
+    # echoed (in the HelloRetryRequest as in the ServerHello)
+    return ServerHello(DTLS1_2, HRR_RANDOM, b"", choice.suite.code, 0, extensions).encode()
 
 
 def binder_ok(
-    schedule: ks.KeySchedule, earlier: bytes, body: bytes, offered: OfferedPsks, index: int
+    schedule: ks.KeySchedule,
+    earlier: bytes,
+    body: bytes,
+    offered: OfferedPsks,
+    index: int,
+    external: bool = True,
 ) -> bool:
-    """RFC 8446 §4.2.11.2: the binder of identity ``index`` over Truncate(ClientHello)."""
+    """RFC 8446 §4.2.11.2: the binder of identity ``index`` over Truncate(ClientHello),
+    from the "ext binder" key of an external PSK or the "res binder" one of a ticket's."""
     framed = tls_message(1, body)
     digest = hashlib.new(schedule.hash_name, earlier + framed[: len(framed) - offered.binders_len])
-    expected = schedule.verify_data(schedule.binder_key(external=True), digest.digest())
+    expected = schedule.verify_data(schedule.binder_key(external), digest.digest())
     return hmac.compare_digest(expected, offered.binders[index])
 
 
@@ -149,9 +160,15 @@ class Server13(Handshake13):
         self.client_ap = b""
         self.server_ap = b""
         self.exporter_secret = b""
+        #: the ticket this handshake resumes, if it does
+        self.redeemed: TicketState13 | None = None
 
     def __repr__(self) -> str:
         return f"<Server13 {self.state.name}>"
+
+    def forget(self) -> None:
+        super().forget()
+        self.redeemed = None  # it holds the resumption PSK
 
     def resume_after_retry(self, first_hash: bytes, retry: bytes, choice: Choice) -> None:
         """The endpoint sent a stateless HelloRetryRequest (``retry``, its body) for a
@@ -204,7 +221,7 @@ class Server13(Handshake13):
         suite = choice.suite
         offered = parse_offered_psks(ext[Ext.pre_shared_key])
         schedule, index = self._psk(body, offered, suite)
-        self.schedule, self.suite, self.identity = schedule, suite, offered.identities[index][0]
+        self.schedule, self.suite = schedule, suite
         self.client_random = hello.random
         self.transcript += tls_message(1, body)
         extensions: Extensions = [
@@ -228,7 +245,12 @@ class Server13(Handshake13):
             )
             extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
         server_hello = ServerHello(
-            DTLS1_2, self.config.random(32), hello.session_id, suite.code, 0, extensions
+            DTLS1_2,
+            self.config.random(32),
+            b"",
+            suite.code,
+            0,
+            extensions,  # RFC 9147 §5.1
         ).encode()
         items = [self.message(2, server_hello)]
         schedule.advance(shared)
@@ -257,16 +279,32 @@ class Server13(Handshake13):
         self.state = State.SERVER13_WAIT_FINISHED
 
     def _psk(self, body: bytes, offered: OfferedPsks, suite: Suite13) -> tuple[ks.KeySchedule, int]:
-        """The first offered identity we know, its binder checked (RFC 8446 §4.2.11)."""
+        """The first offered identity we know, a ticket of ours (RFC 8446 §4.6.1) or an
+        external PSK's, its binder checked (§4.2.11); sets ``identity``, the external
+        one either way. The obfuscated ticket age matters only to 0-RTT, never taken
+        here, so it is not checked (§4.2.11, §8)."""
         cfg = self.config
+        trials = 0
         for index, (identity, _age) in enumerate(offered.identities):
-            psk = cfg.key_for(identity)
+            redeemed = tickets.redeem(cfg, identity, suite, self.now)
+            psk = redeemed.psk if redeemed is not None else cfg.key_for(identity)
             if psk is None:
                 continue
             schedule = ks.KeySchedule(suite.hash_name, psk)
-            if not binder_ok(schedule, self.transcript, body, offered, index):
-                raise proto(AlertDescription.decrypt_error, "PSK binder mismatch (wrong PSK?)")
-            return schedule, index
+            external = redeemed is None
+            if binder_ok(schedule, self.transcript, body, offered, index, external):
+                self.redeemed = redeemed
+                self.identity = identity if redeemed is None else redeemed.psk_identity
+                return schedule, index
+            # a server with one PSK for every identity takes a ticket it no longer has
+            # for an external identity, whose binder fails: the next identity gets a
+            # chance (the client offers its external PSK after its ticket), up to
+            # MAX_BINDER_TRIALS binders per ClientHello
+            trials += 1
+            if trials >= MAX_BINDER_TRIALS:
+                break
+        if trials:
+            raise proto(AlertDescription.decrypt_error, "PSK binder mismatch (wrong PSK?)")
         if cfg.announce_unknown_identity:
             raise proto(AlertDescription.unknown_psk_identity, "unknown PSK identity")
         # as for a known identity with a wrong key: the answer does not tell which exist
@@ -274,16 +312,31 @@ class Server13(Handshake13):
 
     def on_finished(self, body: bytes) -> None:
         self.check_finished(body, self.client_hs)
-        suite = self.suite
-        assert suite is not None
+        suite, schedule = self.suite, self.schedule
+        assert suite is not None and schedule is not None
         self._effects.append(
             InstallKeys13(3, suite, self.client_ap, self.server_ap, self.own_cid, self.peer_cid)
         )
+        resumed = self.redeemed is not None
         event = HandshakeCompleted(
             suite, self.group, self.identity, False, False, self.own_cid, self.peer_cid,
-            False, False, DTLS1_3,
+            False, resumed, DTLS1_3,
         )  # fmt: skip
         exporter = Exporter13(suite.hash_name, self.exporter_secret)
         self.client_ap = self.server_ap = self.exporter_secret = b""
+        # RFC 8446 §7.1: the resumption master secret, over the client's Finished too
+        self.transcript += tls_message(20, body)
+        resumption = schedule.derive(b"res master", self.transcript_hash())
+        cache = self.config.session_cache
+        if self.redeemed is not None and cache is not None:
+            cache.remove(self.redeemed.session_id)  # a ticket is used once
+        made = tickets.issue(self.config, suite.hash_name, resumption, self.identity, self.now)
         self.state = State.ESTABLISHED
-        self.complete(Complete(event, False, exporter, None))
+        if made is None:
+            self.complete(Complete(event, False, exporter, None))
+            return
+        state, ticket = made
+        # after the handshake, in epoch 3, until acknowledged (RFC 9147 §5.8.4)
+        item = self.message(Msg.new_session_ticket, ticket, 3)
+        self.complete(Complete(event, False, exporter, state))
+        self.send([item])

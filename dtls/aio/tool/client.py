@@ -14,7 +14,9 @@ import socket
 import anyio
 
 from ...config import DTLSConfiguration
-from ...session import SessionState
+from ...constants import DTLS1_3
+from ...session import SessionState, Ticket13
+from ..attributes import DTLSAttribute
 from ..client import connect
 from ..errors import ConnectionLost, HandshakeError
 from ..stream import DTLSStream
@@ -33,8 +35,13 @@ def run_client(args: argparse.Namespace) -> int:
     export = parse_export(args)
     offered = None if args.sess_in is None else load_session(args.sess_in)
     check_sess_out(args.sess_out)
-    if offered is not None and offered.cipher_suite not in config.cipher_suites:
+    if isinstance(offered, SessionState) and offered.cipher_suite not in config.cipher_suites:
         say(f"session not offered: its suite {offered.cipher_suite.name} is not in --ciphers")
+        offered = None
+    if isinstance(offered, Ticket13) and (
+        DTLS1_3 not in config.versions or offered.hash_name != config.psk_hash
+    ):
+        say(f"session not offered: a DTLS 1.3 ticket for {offered.hash_name} suites")
         offered = None
     saved = SessionFile(args.sess_out)
     status = anyio.run(_client, host, port, config, offered, export, saved)
@@ -45,7 +52,7 @@ async def _client(
     host: str,
     port: int,
     config: DTLSConfiguration,
-    offered: SessionState | None,
+    offered: SessionState | Ticket13 | None,
     export: Export | None,
     saved: SessionFile,
 ) -> int:
@@ -60,8 +67,12 @@ async def _client(
         say(f"handshake failed: {exc.reason}")
         return 1
     async with stream:
-        saved.save(say_established(stream, export))
-        return await _exchange(stream, saved)
+        dtls13 = stream.extra(DTLSAttribute.handshake).version == DTLS1_3  # noqa: S610
+        saved.save(say_established(stream, export), dtls13)
+        try:
+            return await _exchange(stream, saved)
+        finally:
+            saved.ticket(stream.extra(DTLSAttribute.session))  # noqa: S610 (anyio)
 
 
 async def _exchange(stream: DTLSStream, saved: SessionFile) -> int:
@@ -103,6 +114,7 @@ async def _receive(stream: DTLSStream, saved: SessionFile) -> int | None:
         except anyio.ClosedResourceError:
             return None
         write_data(data)
+        saved.ticket(stream.extra(DTLSAttribute.session))  # noqa: S610 (anyio, not Django)
 
 
 async def _send_stdin(stream: DTLSStream) -> bool:

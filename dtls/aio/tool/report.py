@@ -37,11 +37,15 @@ def describe(event: HandshakeCompleted) -> str:
     return f"handshake ok: {event.cipher_suite.name} {group} {version}"
 
 
-def describe_session(event: HandshakeCompleted, session: SessionState | None) -> str:
+def describe_session(event: HandshakeCompleted, session: object) -> str:
     """The line after ``handshake ok``: ``session: resumed <id hex>`` for an abbreviated
     handshake, ``session: new <id hex>`` for a full one that made a resumable session, and
-    ``session: none`` when the server gave no session ID."""
-    if session is None:
+    ``session: none`` when the server gave no session ID. DTLS 1.3 has no session IDs:
+    ``session: resumed ticket`` for a handshake that resumed one (RFC 8446 §2.2), and
+    ``session: none`` otherwise (a ticket comes after the handshake)."""
+    if event.resumed and not isinstance(session, SessionState):
+        return "session: resumed ticket"
+    if not isinstance(session, SessionState):
         return "session: none"
     return f"session: {'resumed' if event.resumed else 'new'} {session.session_id.hex()}"
 
@@ -64,7 +68,7 @@ def say_established(stream: DTLSStream, export: Export | None) -> SessionState |
     if export is not None:
         say(keying_material(stream, export))
     say(describe_session(event, session))
-    return session
+    return session if isinstance(session, SessionState) else None
 
 
 def end_reason(stream: DTLSStream) -> str:
