@@ -18,9 +18,19 @@
 #
 # Run as root (apt-get). Network: Debian mirrors only. Optional: DTLS_WOLFSSL_DEBIAN_VERSION
 # pins the source package version (e.g. 5.9.2-1); by default unstable's current one is taken.
+# DTLS_WOLFSSL_TICKETS=1 builds the variant with session tickets (--enable-session-ticket),
+# by default into /var/cache/dtlspipe/wolfssl-tickets, for
+# tests/interop/test_wolfssl13_resumption.py. It is a build of its own because with tickets
+# the example server often answers without printing the client's line (its read returns 0
+# after taking the ACK of its NewSessionTicket), which the other interop tests read.
 set -euo pipefail
 
-DEST=${DTLS_WOLFSSL_DIR:-/var/cache/dtlspipe/wolfssl}
+TICKETS=${DTLS_WOLFSSL_TICKETS:-0}
+if [ "$TICKETS" = 1 ]; then
+    DEST=${DTLS_WOLFSSL_DIR:-/var/cache/dtlspipe/wolfssl-tickets}
+else
+    DEST=${DTLS_WOLFSSL_DIR:-/var/cache/dtlspipe/wolfssl}
+fi
 PIN=${DTLS_WOLFSSL_DEBIAN_VERSION:-}
 MIRROR=http://deb.debian.org/debian
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
@@ -29,6 +39,7 @@ CONFIGURE_FLAGS=(
     --enable-chacha --enable-curve25519 --enable-hrrcookie --enable-dtls-mtu --enable-keylog-export
     --disable-shared --enable-static
 )
+[ "$TICKETS" = 1 ] && CONFIGURE_FLAGS+=(--enable-session-ticket)
 # Bump RECIPE_REV when this script changes what ends up in $DEST.
 RECIPE_REV=2
 RECIPE="wolfssl.sh rev $RECIPE_REV; source ${PIN:-unstable}; ${CONFIGURE_FLAGS[*]}"

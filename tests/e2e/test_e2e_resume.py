@@ -55,3 +55,20 @@ def test_resume_off(launcher: Launcher, upstream: Upstream, side: str) -> None:
         client_opts=off if side == "client" else (),
     )
     assert not any("resumed" in info for info in server + client), (server, client)
+
+
+def test_dtls13_sessions_resume_by_ticket(launcher: Launcher, upstream: Upstream) -> None:
+    """DTLS 1.3 (-dtls13 require on both ends): the server's NewSessionTicket after each
+    handshake is what the client's next session offers (RFC 8446 §4.6.1); each ticket is
+    used once, and each resumed session brings the next one."""
+    both = ("-dtls13", "require")
+    server, client = sessions_from_new_sources(launcher, upstream, 3, both, both)
+    assert ["resumed" in info for info in server] == [False, True, True], server
+    assert ["resumed" in info for info in client] == [False, True, True], client
+    assert all("TLS_AES" in info for info in server + client), (server, client)
+
+
+def test_dtls13_resume_off(launcher: Launcher, upstream: Upstream) -> None:
+    both = ("-dtls13", "require", "-resume=false")
+    server, client = sessions_from_new_sources(launcher, upstream, 2, both, both)
+    assert not any("resumed" in info for info in server + client), (server, client)

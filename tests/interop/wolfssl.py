@@ -48,6 +48,7 @@ import pytest
 from processes import EXIT_DEADLINE, HOST, Proc, free_udp_port
 
 DEFAULT_DIR = Path("/var/cache/dtlspipe/wolfssl")
+TICKETS_DIR = Path("/var/cache/dtlspipe/wolfssl-tickets")
 
 #: the examples' DTLS 1.3 external PSK (wolfssl/test.h) and the identity's fixed part
 PSK_HEX = "0123456789abcdef" * 4
@@ -102,19 +103,27 @@ class Build:
         return self.stamp().get("upstream", "unknown")
 
 
-def build_dir() -> Path:
+def build_dir(tickets: bool = False) -> Path:
+    """The build (``tickets``: the variant with session tickets, DTLS_WOLFSSL_TICKETS=1)."""
+    if tickets:
+        return Path(os.environ.get("DTLS_WOLFSSL_TICKETS_DIR") or TICKETS_DIR)
     return Path(os.environ.get("DTLS_WOLFSSL_DIR") or DEFAULT_DIR)
 
 
-def missing() -> str | None:
+def missing(tickets: bool = False) -> str | None:
     """Why the wolfSSL examples cannot run here, or None when they can."""
-    build = Build(build_dir())
+    build = Build(build_dir(tickets))
+    how = "DTLS_WOLFSSL_TICKETS=1 .ci/wolfssl.sh" if tickets else ".ci/wolfssl.sh"
     for path in (build.client, build.server):
         if not os.access(path, os.X_OK):
-            return f"{path} is missing (build it as root with .ci/wolfssl.sh)"
+            return f"{path} is missing (build it as root with {how})"
     for path in (build.certs / "dh2048.pem", build.root / "VERSION"):
         if not path.is_file():
-            return f"{path} is missing (build it as root with .ci/wolfssl.sh)"
+            return f"{path} is missing (build it as root with {how})"
+    recipe = (build.root / "VERSION").read_text().partition("\n")[0]
+    if ("--enable-session-ticket" in recipe) is not tickets:
+        said = "without" if tickets else "with"
+        return f"{build.root} is built {said} session tickets (rebuild it with {how})"
     return None
 
 
@@ -122,16 +131,16 @@ def wolfssl_available() -> bool:
     return missing() is None
 
 
-def require_wolfssl() -> Build:
+def require_wolfssl(tickets: bool = False) -> Build:
     """The build; skips the test when it is missing, or fails it when DTLS_REQUIRE_PEERS=1."""
-    reason = missing()
+    reason = missing(tickets)
     if reason is not None:
         if os.environ.get("DTLS_REQUIRE_PEERS") == "1":
             pytest.fail(
                 f"interop peer wolfssl required (DTLS_REQUIRE_PEERS=1): {reason}", pytrace=False
             )
         pytest.skip(f"interop peer wolfssl not available: {reason}")
-    return Build(build_dir())
+    return Build(build_dir(tickets))
 
 
 # --------------------------------------------------------------------------- options
