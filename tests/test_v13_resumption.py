@@ -358,3 +358,14 @@ def test_the_client_takes_an_empty_or_exact_session_id_echo(
         with pytest.raises(ProtocolError) as info:
             hs.handle(HandshakeType.server_hello, 0, server_hello_with(echo), 0.0)
         assert info.value.alert == AlertDescription.illegal_parameter
+
+
+def test_a_ticket_starts_with_the_issued_id_prefix() -> None:
+    cache = SessionCache()
+    c, s = configs(cache, 1)
+    sim = Simulator(
+        DTLSConnection(c, is_client=True), DTLSServer(replace(s, issued_id_prefix=b"\x03"))
+    )
+    sim.run(until=100)
+    ticket = ticket_of(sim)
+    assert ticket.ticket[:1] == b"\x03" and len(ticket.ticket) == TICKET_LEN

@@ -42,7 +42,9 @@ def issue(
     key = config.key_for(identity)
     if cache is None or key is None:
         return None
-    ticket = config.random(TICKET_LEN)
+    # like a session ID, it starts with the issued-ID prefix (dtlspipe's -workers)
+    prefix = config.issued_id_prefix
+    ticket = prefix + config.random(TICKET_LEN - len(prefix))
     psk = resumption_psk(hash_name, resumption, TICKET_NONCE)
     age_add = int.from_bytes(config.random(4), "big")
     lifetime = max(1, min(int(cache.lifetime), MAX_LIFETIME))
