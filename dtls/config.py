@@ -112,6 +112,11 @@ class DTLSConfiguration:
     #: server: keep sessions here for resumption by session ID (RFC 5246 §7.3); None
     #: gives no session IDs. Clients resume with ``DTLSConnection.connect(now, session)``.
     session_cache: SessionCache | None = None
+    #: DTLS 1.3 server with a session cache: send a NewSessionTicket after each
+    #: handshake (RFC 8446 §4.6.1), kept in that cache. False keeps the cache for DTLS 1.2
+    #: session IDs alone: a resumed DTLS 1.3 PSK handshake saves no work here (see
+    #: docs/dtls13.md), which is why the tunnel sets it
+    session_tickets: bool = True
     #: server: the first bytes of every connection ID and session ID it issues (the rest
     #: is random), so that something in front of several servers on one port can route
     #: by them; the tunnel's -workers puts the worker's number here

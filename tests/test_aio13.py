@@ -9,6 +9,7 @@ import pytest
 import dtls.aio
 from dtls.aio.options import configuration
 from dtls.constants import DTLS1_2, DTLS1_3
+from dtls.session import Ticket13
 from dtls.v13.suites import Suite13
 
 KEY = bytes(range(16))
@@ -192,3 +193,46 @@ def test_stream_key_update_both_ways(backend: str) -> None:
     anyio.run(bounded, backend=backend)
     # the client's update (epoch 4), the server's asked-for one (4) and its own (5)
     assert seen["client"] == 4 and seen["server"] == 5
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_dtls13_resumption_with_the_session_attribute(backend: str) -> None:
+    """The ticket comes after the handshake (RFC 8446 §4.6.1): the session attribute is
+    None at first and the ticket once the server's first flight after it has been read;
+    passed to the next connect, the handshake resumes it."""
+    seen: list[object] = []
+
+    async def echo(stream: dtls.aio.DTLSStream) -> None:
+        async for datagram in stream:
+            await stream.send(datagram)
+
+    async def main() -> None:
+        listener = await dtls.aio.create_server(
+            "127.0.0.1:0", psk=KEY, versions="1.3", resumption=True
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, echo)
+            port = listener.address[1]
+            async with await dtls.aio.connect(
+                "127.0.0.1", port, psk=KEY, identity="me", versions="1.3"
+            ) as first:
+                assert not first.extra(dtls.aio.DTLSAttribute.resumed)
+                await first.send(b"one")
+                assert await first.receive() == b"one"
+                session = first.extra(dtls.aio.DTLSAttribute.session)
+                seen.append(session)
+            async with await dtls.aio.connect(
+                "127.0.0.1", port, psk=KEY, identity="me", versions="1.3", session=session
+            ) as second:
+                assert second.extra(dtls.aio.DTLSAttribute.resumed)
+                assert second.extra(dtls.aio.DTLSAttribute.psk_identity) == b"me"
+                await second.send(b"two")
+                assert await second.receive() == b"two"
+            await listener.aclose()
+
+    async def bounded() -> None:
+        with anyio.fail_after(20):
+            await main()
+
+    anyio.run(bounded, backend=backend)
+    assert isinstance(seen[0], Ticket13)

@@ -369,3 +369,18 @@ def test_a_ticket_starts_with_the_issued_id_prefix() -> None:
     sim.run(until=100)
     ticket = ticket_of(sim)
     assert ticket.ticket[:1] == b"\x03" and len(ticket.ticket) == TICKET_LEN
+
+
+def test_without_session_tickets_the_cache_is_for_dtls12_alone() -> None:
+    """``session_tickets=False`` (the tunnel's): no NewSessionTicket, nothing cached for
+    DTLS 1.3, and no resumption master secret derived."""
+    cache = SessionCache()
+    c, s = configs(cache, 1)
+    sim = Simulator(
+        DTLSConnection(c, is_client=True), DTLSServer(replace(s, session_tickets=False))
+    )
+    sim.run(until=100)
+    assert all(not e.resumed for e in done(sim))
+    assert not any(isinstance(e, SessionTicketReceived) for _, e in sim.client_events)
+    assert len(cache) == 0 and not sim.server_conn().has_timer13
+    exchange(sim)

@@ -324,13 +324,15 @@ class Server13(Handshake13):
         )  # fmt: skip
         exporter = Exporter13(suite.hash_name, self.exporter_secret)
         self.client_ap = self.server_ap = self.exporter_secret = b""
-        # RFC 8446 §7.1: the resumption master secret, over the client's Finished too
-        self.transcript += tls_message(20, body)
-        resumption = schedule.derive(b"res master", self.transcript_hash())
         cache = self.config.session_cache
         if self.redeemed is not None and cache is not None:
             cache.remove(self.redeemed.session_id)  # a ticket is used once
-        made = tickets.issue(self.config, suite.hash_name, resumption, self.identity, self.now)
+        made = None
+        if cache is not None and self.config.session_tickets:
+            # RFC 8446 §7.1: the resumption master secret, over the client's Finished too
+            self.transcript += tls_message(20, body)
+            resumption = schedule.derive(b"res master", self.transcript_hash())
+            made = tickets.issue(self.config, suite.hash_name, resumption, self.identity, self.now)
         self.state = State.ESTABLISHED
         if made is None:
             self.complete(Complete(event, False, exporter, None))

@@ -37,10 +37,11 @@ def issue(
 ) -> tuple[TicketState13, bytes] | None:
     """Server: a ticket for the connection whose resumption master secret is
     ``resumption``, made with the external PSK of ``identity``: the cache entry and the
-    NewSessionTicket body. None without a session cache (or once the key is gone)."""
+    NewSessionTicket body. None without a session cache or ``session_tickets`` (or once
+    the key is gone)."""
     cache = config.session_cache
     key = config.key_for(identity)
-    if cache is None or key is None:
+    if cache is None or key is None or not config.session_tickets:
         return None
     # like a session ID, it starts with the issued-ID prefix (dtlspipe's -workers)
     prefix = config.issued_id_prefix

@@ -98,9 +98,8 @@ def build_rows(
     """Every figure of ours, next to the bare relays' and its target; the Go dtlspipe's
     figure (config ``go_key``, measured with suite ``go_suite``, the main suite) beside
     the rows of that suite. A DTLS 1.3 config's rows (``vs``) follow those of its DTLS
-    1.2 suite, with the ratio to them; its sessions rows follow the main suite's of the
-    same variant, with the ratio to them: resumed (the default command line) to resumed,
-    ``-resume=false`` to ``-resume=false``."""
+    1.2 suite, with the ratio to them; its sessions rows follow the main suite's, with
+    the ratios to its resumed and ``-resume=false`` figures."""
     rows: list[Row] = []
 
     def get(figure: str, variant: str, config: str | None) -> dict[str, Any] | None:
@@ -122,12 +121,16 @@ def build_rows(
             return {}
         return {"base": get(figure, variant, suite.vs), "base_name": labels.get(suite.vs, "")}
 
-    def versus_main(figure: str, variant: str, suite: Any) -> dict[str, Any]:
-        """A DTLS 1.3 sessions row's base: the main suite's figure of the same variant
-        (resumed against resumed, ``-resume=false`` against ``-resume=false``)."""
-        if suite.vs is None:
-            return {}
-        return {"base": get(figure, variant, go_suite), "base_name": labels.get(go_suite or "", "")}
+    def versus_main(figure: str, variant: str, ours: dict[str, Any]) -> str:
+        """A DTLS 1.3 sessions row's ratios to the main suite's resumed and full handshakes."""
+        head, _, proc = variant.rpartition(", ") if figure == "session_cpu" else (variant, "", "")
+        full = f"{head}, -resume=false" + (f", {proc}" if proc else "")
+        m, parts = _median(ours), []
+        for name, base in (("resumed", variant), ("full", full)):
+            b = _median(get(figure, base, go_suite))
+            if m is not None and b:
+                parts.append(f"{m / b:.2f}x vs {name}")
+        return f"{', '.join(parts)} [{labels.get(go_suite or '', '')}]" if parts else ""
 
     # the DTLS 1.3 configs right after the DTLS 1.2 suite they are set beside
     in_order = [t for s in suites if s.vs is None for t in suites if t is s or t.vs == s.key]
@@ -205,8 +208,8 @@ def build_rows(
                     )
                 )
     # sessions, their CPU, memory, 10k: the default suite (or whichever suite has them),
-    # then DTLS 1.3's sessions of the same variant; the bare relays and the Go dtlspipe
-    # have no -resume=false variant: their default one is shown beside it
+    # then DTLS 1.3's sessions; the bare relays and the Go dtlspipe have no -resume=false
+    # variant: their default one is shown beside it
     for figure in ("sessions", "session_cpu", "rss", "check10k"):
         for variant, configs in figures.get(figure, {}).items():
             plain = figures.get(figure, {}).get(variant.replace(", -resume=false", ""), {})
@@ -251,7 +254,7 @@ def build_rows(
                         target,
                         _verdict(ok),
                         go=theirs,
-                        **versus_main(figure, variant, suite),
+                        ratio_text=versus_main(figure, variant, ours) if suite.vs else "",
                     )
                 )
     # workers: -workers N next to -workers 1 (the ratio column is the speed-up)
@@ -498,7 +501,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "reach the offered rate (the machine, with sender, relays and receiver on its cores, "
         "was the limit; `sender_short` in the JSON). Ratios are ours / bare relays (medians); "
         "in the DTLS 1.3 rows, DTLS 1.3 / the DTLS 1.2 figure named (sessions: the main "
-        "suite's of the same variant, resumed or `-resume=false`); "
+        "suite's resumed and full, `-resume=false`, handshakes); "
         "in the workers rows, N workers / 1 worker (the speed-up); in the library rows, "
         "dtls.aio / tunnel (throughput) and dtls.aio - tunnel (round trips). "
         "How each figure is measured: docs/benchmark.md.",
