@@ -17,12 +17,12 @@ from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, ContentType, Hand
 from dtls.errors import ProtocolError
 from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted, SessionTicketReceived
 from dtls.fragment import parse_fragments
-from dtls.handshake import State
+from dtls.handshake import FlightItem, State
 from dtls.messages import ClientHello, ServerHello
 from dtls.record import iter_records
 from dtls.session import SessionCache, SessionState, Ticket13, TicketState13
 from dtls.v13.client import Client13
-from dtls.v13.messages import Ext, parse_offered_psks
+from dtls.v13.messages import Ext, Msg, NewSessionTicket, parse_offered_psks
 from dtls.v13.tickets import MAX_LIFETIME, TICKET_LEN
 
 
@@ -384,3 +384,63 @@ def test_without_session_tickets_the_cache_is_for_dtls12_alone() -> None:
     assert not any(isinstance(e, SessionTicketReceived) for _, e in sim.client_events)
     assert len(cache) == 0 and not sim.server_conn().has_timer13
     exchange(sim)
+
+
+# -- NewSessionTicket as the peer sends it ---------------------------------------------------
+
+
+def server_sends(sim: Simulator, msg_type: int, body: bytes) -> None:
+    """The server's connection sends a post-handshake message (as key_update does)."""
+    conn = sim.server_conn()
+    seq = conn._hs.send_seq
+    conn._hs.send_seq = seq + 1
+    conn._send_flight([FlightItem(22, conn._write_epoch, msg_type, seq, body)], False)
+    sim.server.attend(conn)
+    sim.pump()
+
+
+def nst(lifetime: int, ticket: bytes = b"T" * 8, nonce: bytes = b"\x01") -> bytes:
+    return NewSessionTicket(lifetime, 7, nonce, ticket, []).encode()
+
+
+def test_the_newest_ticket_is_kept_and_lifetime_zero_is_discarded() -> None:
+    sim = connect(None)  # a server without tickets of its own: the test sends them
+    server_sends(sim, Msg.new_session_ticket, nst(60, b"first"))
+    server_sends(sim, Msg.new_session_ticket, nst(60, b"second", b"\x02"))
+    session = sim.client.session
+    assert isinstance(session, Ticket13) and session.ticket == b"second"
+    got = [e.session.ticket for _, e in sim.client_events if isinstance(e, SessionTicketReceived)]
+    assert got == [b"first", b"second"]
+    server_sends(sim, Msg.new_session_ticket, nst(0, b"gone"))  # §4.6.1: discard at once
+    assert sim.client.session is session and not sim.client.is_closed
+    assert not sim.server_conn().has_timer13  # each was ACKed
+
+
+@pytest.mark.parametrize(
+    ("body", "alert"),
+    [
+        (nst(604801), AlertDescription.illegal_parameter),  # over seven days
+        (nst(60)[:-2], AlertDescription.decode_error),  # no extension block
+        (nst(60) + b"\x00", AlertDescription.decode_error),  # trailing byte
+        (NewSessionTicket(60, 7, b"", b"", []).encode(), AlertDescription.decode_error),
+    ],
+)
+def test_a_malformed_ticket_ends_the_connection(body: bytes, alert: int) -> None:
+    sim = connect(None)
+    server_sends(sim, Msg.new_session_ticket, body)
+    closed = sim.client_closed
+    assert closed is not None and closed.alert == alert
+    assert sim.client.session is None
+
+
+def test_a_ticket_sent_to_a_server_is_an_unexpected_message() -> None:
+    sim = connect(SessionCache())
+    client = sim.client
+    seq = client._hs.send_seq
+    client._hs.send_seq = seq + 1
+    client._send_flight(
+        [FlightItem(22, client._write_epoch, Msg.new_session_ticket, seq, nst(60))], False
+    )
+    sim.pump()
+    closed = [e for _, e in sim.server_events if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == AlertDescription.unexpected_message
