@@ -12,7 +12,7 @@ encrypted at the end of a DTLSInnerPlaintext (``content || real_type || zeros``)
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from . import work
@@ -52,7 +52,9 @@ class Record:
         return (self.epoch << 48 | self.seq).to_bytes(8, "big")
 
 
-def iter_records(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Iterator[Record]:
+def iter_records(
+    datagram: bytes, cid_length: int = 0, offset: int = 0, single: bool = False
+) -> Generator[Record, None, int | None]:
     """Yield the records of a datagram, stopping at the first malformed header.
 
     RFC 6347 §4.1.2.7: a record whose length runs past the datagram is invalid, and the
@@ -60,6 +62,9 @@ def iter_records(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Itera
     types, versions other than DTLS 1.0/1.2 and oversized records are skipped.
     ``cid_length`` is the length of the CID this side receives with (RFC 9146 §4: it
     is not on the wire); without one a ``tls12_cid`` record cannot be framed either.
+    ``single``: frame one record (yielded if kept) and return where the next begins.
+    The return value is the end of the last record framed, or None when the framing
+    stopped on a header that does not frame (the rest of the datagram is dropped).
     """
     pos, end = offset, len(datagram)
     while end - pos >= RECORD_HEADER_LEN:
@@ -69,13 +74,13 @@ def iter_records(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Itera
         cid = b""
         if content_type == TLS12_CID:
             if not cid_length or end - pos < RECORD_HEADER_LEN + cid_length:
-                return
+                return None
             cid = datagram[pos + 11 : pos + 11 + cid_length]
             pos += cid_length
         length = int.from_bytes(datagram[pos + 11 : pos + 13], "big")
         start = pos + RECORD_HEADER_LEN
         if length > end - start:
-            return
+            return None
         pos = start + length
         work.add("records")
         if (
@@ -92,6 +97,9 @@ def iter_records(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Itera
                 cid,
                 pos,
             )
+        if single:
+            return pos
+    return pos if pos == end else None
 
 
 def open_cid_record(protection: RecordProtection, record: Record) -> tuple[int, bytes]:

@@ -122,24 +122,35 @@ class RecordLayer:
         ``handshaking``: next-epoch records are held rather than dropped. A DTLS 1.3
         ServerHello switches the framing (:meth:`start_v13`) between two records of one
         datagram; the rest of it is framed anew, once."""
-        offset = 0
-        while True:
-            v13 = self.v13 is not None or (
-                self.expect13 and offset < len(datagram) and datagram[offset] >> 5 == 1
-            )
-            framed = (
-                iter_records13(datagram, self.cid_length, offset)
-                if v13
-                else iter_records(datagram, self.cid_length, offset)
-            )
-            for record in framed:
-                opened = self.take(record, handshaking)
-                if opened is not None:
-                    yield opened
-                if self.failed_open:
-                    return
-                if v13 != (self.v13 is not None):  # (a ServerHello of 1.3, from a
-                    offset = record.end  # datagram framed either way up to it)
+        for record in self._framed(datagram):
+            opened = self.take(record, handshaking)
+            if opened is not None:
+                yield opened
+            if self.failed_open:
+                return
+
+    def _framed(self, datagram: bytes) -> Iterator[Record | CipherRecord]:
+        """The datagram's records, framed as the state says when each is reached (the
+        caller takes each before the next is framed). Before the ServerHello of a
+        client that offered DTLS 1.3 (``expect13``), each record by its own first byte
+        (RFC 9147 §4.1: 001xxxxx is a unified header, any other a DTLS 1.2 header),
+        since the server may speak either; otherwise the version's framing, the rest of
+        the datagram framed anew when a record between two changes it."""
+        pos: int | None = 0
+        n = len(datagram)
+        while pos is not None and pos < n:
+            if self.expect13 and self.v13 is None:
+                if datagram[pos] >> 5 == 0b001:
+                    pos = yield from iter_records13(datagram, self.cid_length, pos, True)
+                else:
+                    pos = yield from iter_records(datagram, self.cid_length, pos, True)
+                continue
+            v13 = self.v13 is not None
+            framer = iter_records13 if v13 else iter_records
+            for record in framer(datagram, self.cid_length, pos):
+                yield record
+                if v13 != (self.v13 is not None):  # (a ServerHello of 1.3 in a datagram
+                    pos = record.end  # of a server whose version was not known)
                     break
             else:
                 return

@@ -59,6 +59,7 @@ from dtls.constants import (
 from dtls.fragment import MAX_AHEAD, MAX_BYTES, MAX_MESSAGE, MAX_RANGES, Reassembler
 from dtls.handshake import HANDSHAKING
 from dtls.record import iter_records
+from dtls.v13.epochs import MAX_READ_EPOCHS
 from fuzz.mutators import record_offsets
 
 STATS: Counter[str] = Counter()
@@ -145,7 +146,12 @@ def check_bounds(conn: DTLSConnection, where: str) -> None:
     assert all(len(d) <= MAX_PLAINTEXT for d in early), f"{where}: huge early data"
     transcript = len(conn._hs.transcript)
     assert transcript <= MAX_TRANSCRIPT, f"{where}: {transcript}-byte transcript"
-    assert len(conn._records.epochs) <= 2 and len(conn._write_epochs) <= 2, f"{where}: epochs"
+    v13 = conn._records.v13
+    if v13 is None:
+        assert len(conn._records.epochs) <= 2 and len(conn._write_epochs) <= 2, f"{where}: epochs"
+    else:  # DTLS 1.3: read epochs by their own bound; writing in 0, 2 and the newest
+        assert len(v13) <= MAX_READ_EPOCHS, f"{where}: {len(v13)} DTLS 1.3 read epochs"
+        assert len(conn._write_epochs) <= 3, f"{where}: {len(conn._write_epochs)} write epochs"
     if conn.state not in HANDSHAKING:
         assert transcript == 0, f"{where}: {conn.state.name} but the transcript is kept"
         assert conn._records.pending is None, f"{where}: {conn.state.name} with pending keys"
@@ -250,13 +256,18 @@ def check_server(server: DTLSServer, where: str) -> None:
     assert len(handshaking) <= cfg.max_handshakes, f"{where}: {len(handshaking)} handshakes"
     busiest = max(per_host.values(), default=0)
     assert busiest <= cfg.max_handshakes_per_host, f"{where}: {busiest} handshakes from a host"
-    # the timer heap: each handshake under its current timer, nothing else
-    for conn in handshaking:
+    # the timer heap: each handshake under its current timer, and each established DTLS
+    # 1.3 connection with a flight awaiting its ACK (a NewSessionTicket, a KeyUpdate);
+    # besides, only such a connection whose flight was acknowledged since (the entry is
+    # left to fire into nothing: the endpoint reschedules only what has a timer)
+    timed = [*handshaking, *(c for c in filed if c.has_timer13)]
+    for conn in timed:
         timer = conn.get_timer()
         assert scheduled.get(conn) == timer or (timer is None and conn not in scheduled), (
             f"{where}: {conn!r} has its timer at {timer}, the heap at {scheduled.get(conn)}"
         )
-    assert set(scheduled) <= set(handshaking), f"{where}: a timer for no handshake"
+    acked13 = {c for c in filed if c.is_established and c._records.v13 is not None}
+    assert set(scheduled) <= set(timed) | acked13, f"{where}: a timer for no handshake"
     assert len(server._timers) == len(scheduled), f"{where}: {server._timers!r}"
     assert server.get_timer() == min(scheduled.values(), default=None), (
         f"{where}: the earliest timer is {server.get_timer()}, not {min(scheduled.values())}"

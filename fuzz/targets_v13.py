@@ -325,6 +325,20 @@ def strict_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> Pre
     (a DTLS 1.3 datagram) a first byte other than 21 or 22 (RFC 9147 §4.1 rejects
     20, 23, 25; 26 is an ACK in 1.3, no type in 1.2), and an epoch-1 record longer
     than 2^14 bytes (kept by 1.2, skipped by 1.3)."""
+    return _prestart(datagram, cid_length, start_inside, strict=True)
+
+
+def as_built_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> PreStart:
+    """How the record layer reads a datagram before the ServerHello (and what the model
+    follows where the strict reading does not decide): each record by its own first
+    byte as :func:`strict_prestart` says, and where that one cuts, a record whose first
+    byte is not 001xxxxx read by DTLS 1.2 all the same (``RecordLayer._framed``). (Until
+    2026-12-08 a datagram that began with a DTLS 1.2 record was framed by DTLS 1.2 to
+    its end: the finding ``expect13-after-plaintext``.)"""
+    return _prestart(datagram, cid_length, start_inside, strict=False)
+
+
+def _prestart(datagram: bytes, cid_length: int, start_inside: bool, strict: bool) -> PreStart:
     run = PreStart()
     pos, n, unified_seen = 0, len(datagram), False
     while pos < n:
@@ -340,7 +354,7 @@ def strict_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> Pre
                 run.events.append(Event13(pos, "hold", frame.record))
             pos = frame.end
             continue
-        if unified_seen and first not in (21, 22):
+        if strict and unified_seen and first not in (21, 22):
             run.cut = pos
             break
         framed = reference_record12(datagram, pos, cid_length)
@@ -349,7 +363,8 @@ def strict_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> Pre
         end, record = framed
         run.framed += 1
         if record is not None:
-            if unified_seen and record.epoch == 1 and len(record.fragment) > MAX_CONTENT:
+            long_epoch1 = record.epoch == 1 and len(record.fragment) > MAX_CONTENT
+            if strict and unified_seen and long_epoch1:
                 run.cut = pos
                 break
             event = _plain_event(pos, record)
@@ -357,47 +372,6 @@ def strict_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> Pre
                 run.events.append(event)
                 if _trigger(run, event, end, start_inside):
                     break
-        pos = end
-    return run
-
-
-def as_built_prestart(datagram: bytes, cid_length: int, start_inside: bool) -> PreStart:
-    """How the record layer reads a datagram before the ServerHello, as observed (and
-    what the model follows where the strict reading does not decide, or where the two
-    differ and ``expect13-after-plaintext`` is set aside): a first byte of 001xxxxx is
-    framed by RFC 9147 §4 up to the first record kept (skipped ones passed over), which
-    is taken, and the next first byte decides again; any other first byte is framed by
-    DTLS 1.2 to the end of the datagram (so a unified header after it is read as a DTLS
-    1.2 header)."""
-    run = PreStart()
-    pos, n = 0, len(datagram)
-    while pos < n and datagram[pos] >> 5 == 0b001:
-        for frame in reference_records13(datagram, cid_length, pos):
-            run.framed += 1
-            record = frame.record
-            if record is None:
-                continue
-            if isinstance(record, Cipher13):
-                run.events.append(Event13(frame.start, "hold", record))
-            else:
-                event = _plain_event(frame.start, record)
-                if event is not None:
-                    run.events.append(event)
-                    if _trigger(run, event, frame.end, start_inside):
-                        return run
-            pos = frame.end
-            break
-        else:
-            return run
-    while (framed := reference_record12(datagram, pos, cid_length)) is not None:
-        end, plain = framed
-        run.framed += 1
-        if plain is not None:
-            event = _plain_event(pos, plain)
-            if event is not None:
-                run.events.append(event)
-                if _trigger(run, event, end, start_inside):
-                    return run
         pos = end
     return run
 

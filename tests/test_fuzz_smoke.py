@@ -56,7 +56,7 @@ SEED_SAMPLE = {
 }
 #: named checks (fuzz/invariants.py) of engine bugs not fixed yet, with their inputs in
 #: FINDINGS: set aside in the smoke fuzz (take a name out once the engine is fixed)
-OPEN_FINDINGS = frozenset({"expect13-after-plaintext"})
+OPEN_FINDINGS: frozenset[str] = frozenset()
 
 
 @pytest.mark.parametrize("target", corpus.TARGET_NAMES)
@@ -186,8 +186,8 @@ def test_expect13_seeds_reach_their_outcomes() -> None:
     records of epochs 2 and 3 held, then opened when the ServerHello brings the keys,
     before a datagram or inside one (the rest of it framed anew); DTLS 1.2 records of
     epoch 0 delivered and of epoch 1 held, then dropped; the held bound; a held forgery
-    against a worn key. (None of them mixes the formats the way the open finding
-    ``expect13-after-plaintext`` needs.)"""
+    against a worn key. (None of them mixes the formats the way the finding
+    ``expect13-after-plaintext``, fixed, needed: FINDINGS keeps that one.)"""
     expected = {
         "cid-held32-expect13-early": {"started-inside": 1, "opened:2": 5, "opened:3": 2},
         "held32-expect13-plain12": {"started": 1, "plaintext": 4, "held": 3, "opened:2": 2},
@@ -508,6 +508,7 @@ OUT_OF_ORDER_RESTART = bytes.fromhex("000401070002000007000301000703030910")
 # In a handshake: a ServerHello in two fragments whose second shares its datagram with
 # the epoch-2 records of the flight (ffdhe2048 at MTU 300); that datagram arriving first
 # loses them, and the handshake completes on the retransmission at 1 s instead of at once.
+# Fixed 2026-12-08: RecordLayer._framed reads each record by its own first byte then.
 EXPECT13_UNIFIED_AFTER_PLAINTEXT = bytes.fromhex(
     "502d2d6e6578742d646174616772616d2d2d0016fefd0000000000000001001353657276657248656c"
     "6c6f2c207061727420322e979600257ca5223b94af914a75e370ce5c5281c3ed3ccc4f80bdfd87ed8e"
@@ -523,14 +524,7 @@ FINDINGS = [
     ("server", KEYS_MADE_AND_DROPPED_IN_ONE_STEP),
     ("acks13", ACK_COVERS_NOTHING_NEW),
     ("acks13", OUT_OF_ORDER_RESTART),
-    pytest.param(
-        "intake13",
-        EXPECT13_UNIFIED_AFTER_PLAINTEXT,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="open: dtls/recordlayer.py frames the rest of such a datagram as DTLS 1.2",
-        ),
-    ),
+    ("intake13", EXPECT13_UNIFIED_AFTER_PLAINTEXT),
 ]
 FINDING_IDS = [
     "seq-wrap",

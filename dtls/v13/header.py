@@ -18,7 +18,7 @@ that can be framed but not accepted, as DTLS 1.2's framing does (RFC 6347 §4.1.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from .. import work
@@ -61,20 +61,26 @@ class CipherRecord:
 Framed = Record | CipherRecord  # DTLSPlaintext keeps DTLS 1.2's header
 
 
-def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Iterator[Framed]:
+def iter_records13(
+    datagram: bytes, cid_length: int = 0, offset: int = 0, single: bool = False
+) -> Generator[Framed, None, int | None]:
     """Frame a datagram's records. ``cid_length`` is the length of the connection ID
     this side receives (RFC 9147 §9: the receiver knows it; 0 when none was agreed,
-    and then a record that says it carries one cannot be framed)."""
+    and then a record that says it carries one cannot be framed). ``single``: frame one
+    record (yielded if kept) and return where the next begins; the return value is the
+    end of the last record framed, or None when the framing stopped on a header that
+    does not frame."""
     pos, end = offset, len(datagram)
+    length: int
     while pos < end:
         first = datagram[pos]
         if first in PLAINTEXT_TYPES:
             if end - pos < RECORD_HEADER_LEN:
-                return
+                return None
             content_type, version, epoch_seq, length = _PLAIN.unpack_from(datagram, pos)
             start = pos + RECORD_HEADER_LEN
             if length > end - start:
-                return
+                return None
             pos = start + length
             work.add("records")
             if version in (DTLS1_2, DTLS1_0) and length <= MAX_PLAIN13:
@@ -82,24 +88,26 @@ def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Ite
                     content_type, version, epoch_seq >> 48, epoch_seq & MAX_SEQUENCE,
                     datagram[start:pos], b"", pos,
                 )  # fmt: skip
+            if single:
+                return pos
             continue
         if first & FIXED_MASK != FIXED_BITS:
-            return  # §4.1: rejected as if it failed deprotection; nothing after it frames
+            return None  # §4.1: rejected as if it failed deprotection; nothing after frames
         head = 1
         cid_len = 0
         if first & FLAG_CID:
             if not cid_length:
-                return
+                return None
             cid_len = cid_length
         seq_len = 2 if first & FLAG_SEQ16 else 1
         head += cid_len + seq_len + (2 if first & FLAG_LENGTH else 0)
         if end - pos < head:
-            return
+            return None
         seq_at = pos + 1 + cid_len
         if first & FLAG_LENGTH:
             length = int.from_bytes(datagram[seq_at + seq_len : seq_at + seq_len + 2], "big")
             if length > end - pos - head:
-                return
+                return None
         else:
             length = end - pos - head
         start = pos + head
@@ -117,6 +125,9 @@ def iter_records13(datagram: bytes, cid_length: int = 0, offset: int = 0) -> Ite
                 record_end,
             )
         pos = record_end
+        if single:
+            return pos
+    return pos
 
 
 def unified_header(
