@@ -460,13 +460,15 @@ class DTLSConnection(Effects, Roaming, Link13):
                 if frag.offset == 0:
                     self._peer_retransmitted(frag.message_seq)
                 continue
-            if self._records.v13 is not None:
+            v13 = self._records.v13 is not None
+            if v13 or (self._records.expect13 and frag.msg_type == HandshakeType.server_hello):
                 # DTLS 1.3: only the hellos travel in epoch 0, everything after them
-                # under keys (RFC 9147 §5); post-handshake messages are refused below
-                if (epoch == 0) != (frag.msg_type in (1, 2)):
+                # under keys (RFC 9147 §5); post-handshake messages are refused below.
+                # (A ServerHello to a client that offered 1.3 is filed for the ACK
+                # before it says which version it is.)
+                if v13 and (epoch == 0) != (frag.msg_type in (1, 2)):
                     continue
-                self._note_peer_record(epoch)
-                if epoch >= 2 and not self.is_established:
+                if self._note_peer_record(epoch) and not self.is_established:
                     # RFC 9147 §7.1: ACK what we have if the rest of this flight does not
                     # follow soon, and at once (below) if this fragment leaves a hole
                     if self._ack_at is None:

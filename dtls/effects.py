@@ -74,6 +74,7 @@ class Effects:
     _acks: FlightAcks
     _ack_resent: bool
     _ack_at: float | None
+    _peer_records: set[tuple[int, int]]
     _close: Callable[..., None]
 
     def _apply(self, effects: list[Effect] | list[Effect | InstallKeys13]) -> None:
@@ -96,6 +97,7 @@ class Effects:
 
     def _send_flight(self, items: list[FlightItem], final: bool) -> None:
         self._ack_at = None  # (our next flight acknowledges the peer's, RFC 9147 §7)
+        self._peer_records.clear()  # (and the peer's next flight is another)
         self._flights.sent(items, final, self._reassembler.next_seq, self._now)
         self._acks.new_flight((item.epoch, len(item.body)) for item in items)
         self._transmit_flight()

@@ -13,8 +13,8 @@ sequence number (a gap now and then), in order; an *ACK* lists record numbers: o
 transmission so far, the last one, all of the last one, or numbers never sent, repeats
 included; now and then a new flight. The model (:class:`AckModel`), from the module's
 docstring: per message the set of its bytes acknowledged (and, for an empty message,
-whether a record of it was); only records of epochs above 0 are filed, at most
-``MAX_TRACKED`` (a transmission that would pass it forgets the earlier ones first; of
+whether a record of it was); every record is filed, the ServerHello's of epoch 0 too
+(RFC 9147 §7; until 2026-12-08 those were not), at most ``MAX_TRACKED`` (a transmission that would pass it forgets the earlier ones first; of
 one longer than that, its first ``MAX_TRACKED``); an acknowledged record number counts
 once, and only while filed; an ACK that acknowledges any filed record covers the
 messages of epoch 0 too. Checked after every operation: ``unacked()``, ``done``,
@@ -100,7 +100,7 @@ class AckModel:
         self.acked_records = [0] * n
 
     def sent(self, pieces: list[Piece]) -> None:
-        new = [p for p in pieces if p[0] > 0]
+        new = list(pieces)
         if len(self.filed) + len(new) > MAX_TRACKED:
             self.filed = {}
         for epoch, seq, index, start, end in new[:MAX_TRACKED]:

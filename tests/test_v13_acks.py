@@ -30,9 +30,17 @@ def test_a_flight_is_done_once_every_message_is_covered_across_transmissions() -
 def test_epoch_0_messages_are_covered_by_an_ack_of_the_rest() -> None:
     acks = flight((0, 90), (2, 20), (2, 36))  # ServerHello, EncryptedExtensions, Finished
     acks.sent([(0, 1, 0, 0, 90), (2, 0, 1, 0, 20), (2, 1, 2, 0, 36)])
-    assert not acks.ack([(0, 1)])  # epoch 0 is never filed
     assert acks.ack([(2, 1)]) and acks.unacked() == [1]  # the ServerHello arrived too
     assert acks.ack([(2, 0)]) and acks.done
+
+
+def test_the_server_hellos_record_may_be_acknowledged_by_itself() -> None:
+    """RFC 9147 §7: an ACK lists every record of the flight received, the ServerHello's
+    (epoch 0) included; one that lists only it covers the ServerHello alone."""
+    acks = flight((0, 90), (2, 20), (2, 36))
+    acks.sent([(0, 1, 0, 0, 90), (2, 0, 1, 0, 20), (2, 1, 2, 0, 36)])
+    assert acks.ack([(0, 1)]) and acks.unacked() == [1, 2]
+    assert not acks.ack([(0, 1)])  # a repeat covers nothing new
 
 
 def test_a_zero_length_message_is_covered_by_its_record() -> None:

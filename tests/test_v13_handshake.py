@@ -25,6 +25,7 @@ from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from dtls.fragment import full_message
 from dtls.handshake import FlightItem, State
 from dtls.record import encode_record
+from dtls.v13 import link as link_module
 from dtls.v13.header import iter_records13
 from dtls.v13.link import MAX_SPARE_CIDS
 from dtls.v13.messages import CID_IMMEDIATE, Msg, encode_ack, encode_new_connection_id
@@ -583,3 +584,37 @@ def test_downgrade_sentinel_is_caught() -> None:
     closed = sim.client_closed
     assert closed is not None and closed.alert == AlertDescription.illegal_parameter
     assert "downgrade" in closed.reason
+
+
+def test_the_servers_hello_is_acknowledged_with_its_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 9147 §7: an ACK lists every record of the peer's flight received, the
+    ServerHello's (epoch 0) too, though the ACK itself goes in epoch 2. The ServerHello
+    arrives alone and the rest of the flight is lost: a quarter of the initial timer
+    later the client ACKs the ServerHello's record, and the server sends the rest (not
+    the ServerHello) at once."""
+    acked: list[list[tuple[int, int]]] = []
+    real = link_module.encode_ack
+
+    def spy(records: list[tuple[int, int]]) -> bytes:
+        acked.append(list(records))
+        return real(records)
+
+    monkeypatch.setattr(link_module, "encode_ack", spy)
+    lost: list[Sent] = []
+
+    def policy(sim: Simulator, sent: Sent) -> list[bytes] | None:
+        # the server's first flight after the cookie round: the ServerHello's datagram
+        # goes, the next one (its encrypted records) is lost once
+        if sent.direction == S2C and unified(sent) and not lost:
+            lost.append(sent)
+            return []
+        return None
+
+    sim = pair13({}, {"mtu": 128})
+    sim.policy = policy
+    sim.run()
+    assert lost and sim.completed_at is not None
+    first = acked[0]
+    assert first and all(epoch == 0 for epoch, _ in first)  # the ServerHello's record
+    resent = [s for s in sim.log if s.direction == S2C and s.time > 0]
+    assert resent and resent[0].time == 0.25 and unified(resent[0])  # not the ServerHello

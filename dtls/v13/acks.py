@@ -4,10 +4,11 @@ Every transmission of the flight files which record carried which part of which
 message; an ACK marks those parts received. The flight is done once every message in it
 is covered (ACKs of different transmissions add up: a late ACK of the first still
 counts). Until then a retransmission sends only the messages not yet covered (§7.1:
-"retransmit the unacknowledged messages"). Records of epoch 0 are not acknowledged;
-the one flight with messages in two epochs is the server's, whose ServerHello (epoch 0)
-gives the keys of the rest (epoch 2): an ACK of any of those means the ServerHello
-arrived, and covers it too.
+"retransmit the unacknowledged messages"). The one flight with messages in two epochs
+is the server's, whose ServerHello (epoch 0) gives the keys of the rest (epoch 2): an
+ACK (always under keys) may list the ServerHello's record, as ours does (§7: every
+record of the flight received), and an ACK of any epoch-2 record means the ServerHello
+arrived and covers it too (for a peer that lists only those).
 
 Bounds: at most ``MAX_TRACKED`` records are filed (a transmission that would pass it
 forgets the earlier ones first); an ACK costs one dictionary lookup per record number
@@ -54,8 +55,8 @@ class FlightAcks:
         self._lengths = [n for _, n in pairs]
 
     def sent(self, pieces: Iterable[Piece]) -> None:
-        """One transmission's records (those of epoch 0 are not filed)."""
-        new = [p for p in pieces if p[0] > 0]
+        """One transmission's records."""
+        new = list(pieces)
         if len(self._records) + len(new) > MAX_TRACKED:
             self._records.clear()
         for epoch, seq, index, start, end in new[:MAX_TRACKED]:
@@ -68,15 +69,16 @@ class FlightAcks:
 
     def ack(self, numbers: Iterable[RecordNumber]) -> bool:
         """The peer acknowledged these records; True if that covered anything new."""
-        progress = False
+        progress = filed = False
         for number in numbers:
             piece = self._records.pop(number, None)
-            if piece is not None and self._cover(*piece):
-                progress = True
-        if progress:
+            if piece is not None:
+                filed = True
+                progress = self._cover(*piece) or progress
+        if filed:  # the peer has keys, so the ServerHello that gave them arrived
             for index, epoch in enumerate(self._epochs):
-                if epoch == 0 and index not in self._covered:
-                    self._covered[index] = [(0, self._lengths[index])]
+                if epoch == 0:
+                    progress = self._cover(index, 0, self._lengths[index]) or progress
         return progress
 
     def _cover(self, index: int, start: int, end: int) -> bool:

@@ -141,6 +141,8 @@ class Link13:
             return
         if not any(t == Ext.supported_versions for t, _ in ServerHello.parse(body).extensions):
             self._records.expect13 = False
+            self._ack_at = None  # (DTLS 1.2 has no ACKs)
+            self._peer_records.clear()
             return  # DTLS 1.2 (the sentinel is checked there)
         if hs.hello_verify_rounds:
             # a DTLS 1.3 server never sends a HelloVerifyRequest (RFC 9147 §5.1)
@@ -213,9 +215,16 @@ class Link13:
 
     # -- ACKs (RFC 9147 §7) --------------------------------------------------------------
 
-    def _note_peer_record(self, epoch: int) -> None:
-        if epoch >= 2 and len(self._peer_records) < MAX_ACKED:
+    def _note_peer_record(self, epoch: int) -> bool:
+        """File the record being dispatched, a handshake one, for our next ACK of the
+        peer's flight (RFC 9147 §7: every record of it received, the ServerHello's in
+        epoch 0 too; the ACK itself goes under keys, in epoch 2 or later). True when it
+        is a record that ACK may be sent for."""
+        if epoch < 2 and not (epoch == 0 and self.is_client):
+            return False  # (a ClientHello is answered by the server's flight)
+        if len(self._peer_records) < MAX_ACKED:
             self._peer_records.add(self._record_number)
+        return True
 
     def _send_ack(self, numbers: set[tuple[int, int]] | None = None) -> None:
         """Acknowledge the peer's handshake records of its last flight (or ``numbers``)."""
