@@ -52,6 +52,8 @@ class Roaming:
         done = self.handshake
         if epoch == 0 or done is None or not done.return_routability_check:
             return  # RFC 9853 §3-4: only negotiated, only under the current keys
+        if self._records.v13 is not None and epoch < 3:
+            return  # (DTLS 1.3: not under the handshake's keys)
         if len(data) != 1 + COOKIE_LEN:
             return
         msg_type, cookie = data[0], data[1:]

@@ -20,15 +20,18 @@ from helpers import (
 from dtls import DTLSConfiguration, DTLSServer, LocalProtocolError
 from dtls.config import PSK_DHE_KE, PSK_KE
 from dtls.connection import MAX_UNACKED_RETRANSMISSIONS, DTLSConnection
-from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, NamedGroup
+from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, ExtensionType, NamedGroup
+from dtls.errors import ProtocolError
 from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
 from dtls.fragment import full_message
 from dtls.handshake import FlightItem, State
+from dtls.messages import ServerHello
 from dtls.record import encode_record
 from dtls.v13 import link as link_module
+from dtls.v13.client import Client13
 from dtls.v13.header import iter_records13
 from dtls.v13.link import MAX_SPARE_CIDS
-from dtls.v13.messages import CID_IMMEDIATE, Msg, encode_ack, encode_new_connection_id
+from dtls.v13.messages import CID_IMMEDIATE, Ext, Msg, encode_ack, encode_new_connection_id
 from dtls.v13.suites import SUITES13, suite13_by_name
 
 
@@ -618,3 +621,70 @@ def test_the_servers_hello_is_acknowledged_with_its_flight(monkeypatch: pytest.M
     assert first and all(epoch == 0 for epoch, _ in first)  # the ServerHello's record
     resent = [s for s in sim.log if s.direction == S2C and s.time > 0]
     assert resent and resent[0].time == 0.25 and unified(resent[0])  # not the ServerHello
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_return_routability_check_in_dtls13(fast: bool) -> None:
+    """RFC 9853 on the DTLS 1.3 record layer: rrc negotiated in the hellos with the CID
+    (§3, in the ServerHello); an authentic, newest record from a new address is
+    delivered, and the server sends a path_challenge there (inside a DTLSCiphertext
+    record, epoch 3) before it moves; the client's path_response from that address
+    moves it."""
+    sim = pair13({"connection_id_length": 0}, {"connection_id_length": 8}).run()
+    client, server = completed(sim)
+    assert client.return_routability_check and server.return_routability_check
+    conn = sim.server_conn()
+    moved = ("192.0.2.77", 5000)
+    sim.client.send(b"from elsewhere")
+    (datagram,) = sim.client.datagrams_to_send()
+    if fast:
+        got = sim.server.receive_application_datagram(datagram, moved, sim.now)
+    else:
+        sim.server.receive_datagram(datagram, moved, sim.now)
+        got = next(e.data for _, e in [sim.server.next_event()] if isinstance(e, ApplicationData))
+    assert got == b"from elsewhere"
+    assert conn.peer == CLIENT_ADDR and conn.path_check_pending  # not moved yet
+    (challenge, to), *rest = sim.server.stateless_datagrams()
+    assert rest == [] and to == moved and unified(Sent(0, 0.0, S2C, challenge, 0, True))
+    sim.client.receive_datagram(challenge, sim.now)
+    (response,) = sim.client.datagrams_to_send()
+    assert response[0] & 0xE0 == 0x20  # a unified header: RFC 9147 §4
+    sim.server.receive_datagram(response, moved, sim.now)
+    assert conn.peer == moved and sim.server.connections.get(moved) is conn
+
+
+def test_rrc_is_not_negotiated_without_a_cid_or_when_off() -> None:
+    sim = pair13({}, {"connection_id_length": 8}).run()  # the client offers no CID
+    assert not any(e.return_routability_check for e in completed(sim))
+    off = pair13({"connection_id_length": 0}, {"connection_id_length": 8,
+                  "return_routability_check": False}).run()  # fmt: skip
+    client, server = completed(off)
+    assert server.connection_id is not None and not client.return_routability_check
+    assert not server.return_routability_check
+
+
+@pytest.mark.parametrize(
+    ("cid_offered", "extensions", "alert"),
+    [
+        (False, [(ExtensionType.rrc, b"")], AlertDescription.unsupported_extension),
+        (True, [(ExtensionType.rrc, b"")], AlertDescription.unsupported_extension),  # no CID
+        (True, [(ExtensionType.connection_id, b"\x00"), (ExtensionType.rrc, b"\x01")],
+         AlertDescription.decode_error),
+    ],
+)  # fmt: skip
+def test_client_refuses_an_rrc_it_cannot_take(
+    cid_offered: bool, extensions: list[tuple[int, bytes]], alert: int
+) -> None:
+    options: dict[str, object] = {"connection_id_length": 0} if cid_offered else {}
+    c = DTLSConfiguration(random=seeded_random(1), psk=PSK, psk_identity=IDENTITY,
+                          versions=(DTLS1_3,), psk_key_exchange_modes=(PSK_KE,),
+                          **options)  # type: ignore[arg-type]  # fmt: skip
+    hs = Client13(c)
+    hs.start(0.0)
+    body = ServerHello(
+        DTLS1_2, bytes(32), b"", 0x1301, 0,
+        [(Ext.supported_versions, b"\xfe\xfc"), (Ext.pre_shared_key, b"\x00\x00"), *extensions],
+    ).encode()  # fmt: skip
+    with pytest.raises(ProtocolError) as info:
+        hs.handle(2, 0, body, 0.0)
+    assert info.value.alert == alert

@@ -61,7 +61,13 @@ HT = Msg
 _HRR_EXTENSIONS = frozenset((Ext.supported_versions, Ext.cookie, Ext.key_share))
 #: extensions a ServerHello may carry in PSK mode (RFC 8446 §4.2, RFC 9146 §3)
 _SH_EXTENSIONS = frozenset(
-    (Ext.supported_versions, Ext.key_share, Ext.pre_shared_key, ExtensionType.connection_id)
+    (
+        Ext.supported_versions,
+        Ext.key_share,
+        Ext.pre_shared_key,
+        ExtensionType.connection_id,
+        ExtensionType.rrc,  # RFC 9853 §3: in the ServerHello, as for DTLS 1.2
+    )
 )
 #: extensions EncryptedExtensions may carry to this client
 _EE_EXTENSIONS = frozenset((ExtensionType.supported_groups, ExtensionType.connection_id))
@@ -182,6 +188,8 @@ class Client13(Handshake13):
         has_cid = any(t == ExtensionType.connection_id for t, _ in legacy)
         if self.own_cid is not None and not has_cid:
             extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
+            if self.config.return_routability_check:
+                extensions.append((ExtensionType.rrc, b""))  # RFC 9853 §3, with the CID
         assert self.schedule is not None
         size = self.schedule.size
         # RFC 8446 §4.2.11: pre_shared_key last; its binders are filled in below. An
@@ -296,6 +304,14 @@ class Client13(Handshake13):
             if self.own_cid is None:
                 raise proto(AlertDescription.unsupported_extension, "connection_id not offered")
             self.peer_cid = parse_connection_id(ext[ExtensionType.connection_id])
+        if ExtensionType.rrc in ext:
+            # RFC 9853 §3: empty, only with the connection_id, and only if offered
+            offered = self.config.return_routability_check and self.own_cid is not None
+            if not offered or ExtensionType.connection_id not in ext:
+                raise proto(AlertDescription.unsupported_extension, "rrc not offered")
+            if ext[ExtensionType.rrc]:
+                raise proto(AlertDescription.decode_error, "rrc extension not empty")
+            self.rrc = True
         self.suite = suite
         self.group = None if shared is None else NamedGroup(group)
         self.transcript += tls_message(2, body)
@@ -351,7 +367,7 @@ class Client13(Handshake13):
             False,
             self.own_cid,
             self.peer_cid,
-            False,
+            self.rrc,
             self.resumed,
             DTLS1_3,
         )

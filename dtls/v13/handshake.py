@@ -88,6 +88,8 @@ class Handshake13:
         #: RFC 9147 §9 / RFC 9146: the CID we receive with and the one we send with
         self.own_cid: bytes | None = None
         self.peer_cid: bytes | None = None
+        #: RFC 9853 negotiated (with the CIDs)
+        self.rrc = False
 
     # -- dispatch (as in dtls.handshake) ------------------------------------------------
 

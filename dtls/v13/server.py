@@ -234,6 +234,8 @@ class Server13(Handshake13):
             shared = key.exchange(choice.share)
             self.group = choice.group
             extensions.append((Ext.key_share, encode_server_share(choice.group, key.public)))
+        if ext.get(ExtensionType.rrc):
+            raise proto(AlertDescription.decode_error, "rrc extension not empty")
         cid_length = self.config.connection_id_length
         if ExtensionType.connection_id in ext and cid_length is not None:
             self.peer_cid = parse_connection_id(ext[ExtensionType.connection_id])
@@ -244,6 +246,9 @@ class Server13(Handshake13):
                 else b""
             )
             extensions.append((ExtensionType.connection_id, encode_connection_id(self.own_cid)))
+            if ExtensionType.rrc in ext and self.config.return_routability_check:
+                self.rrc = True  # RFC 9853 §3: in the ServerHello, only with the CID
+                extensions.append((ExtensionType.rrc, b""))
         server_hello = ServerHello(
             DTLS1_2,
             self.config.random(32),
@@ -320,7 +325,7 @@ class Server13(Handshake13):
         resumed = self.redeemed is not None
         event = HandshakeCompleted(
             suite, self.group, self.identity, False, False, self.own_cid, self.peer_cid,
-            False, resumed, DTLS1_3,
+            self.rrc, resumed, DTLS1_3,
         )  # fmt: skip
         exporter = Exporter13(suite.hash_name, self.exporter_secret)
         self.client_ap = self.server_ap = self.exporter_secret = b""
