@@ -55,6 +55,7 @@ from .retransmit import Flights
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
 from .session import SessionState, Ticket13, TicketState13
+from .v13.cids import ConnectionIds13
 from .v13.client import Client13
 from .v13.epochs import WriteEpoch13
 from .v13.header import ACK
@@ -72,7 +73,7 @@ _MAX_FOLLOWED_RECORD_SEQ = 1024
 MAX_UNACKED_RETRANSMISSIONS = 6
 
 
-class DTLSConnection(Effects, Roaming, Link13):
+class DTLSConnection(Effects, Roaming, Link13, ConnectionIds13):
     """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
 
     def __init__(

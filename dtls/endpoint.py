@@ -47,7 +47,13 @@ from .admission import Address, Admission, FirstHello, Resume13, address_bytes, 
 from .config import DTLSConfiguration
 from .connection import DTLSConnection
 from .errors import DTLSError
-from .events import ConnectionClosed, Event, HandshakeCompleted, PeerAddressChanged
+from .events import (
+    ConnectionClosed,
+    ConnectionIdsIssued,
+    Event,
+    HandshakeCompleted,
+    PeerAddressChanged,
+)
 from .hellofrags import HelloFragments
 from .messages import ClientHello
 from .timerheap import TimerHeap
@@ -402,6 +408,9 @@ class DTLSServer:
             self._events.append((address, event, conn))
             if isinstance(event, HandshakeCompleted):
                 self._completed(conn, event)
+            elif isinstance(event, ConnectionIdsIssued):
+                for cid in event.cids:  # RFC 9147 §9: ours, given to the peer since
+                    self._by_cid.setdefault(cid, conn)  # (a 2^-64 collision unrouted)
             elif isinstance(event, ConnectionClosed):
                 # its last datagrams (the alert) went out above
                 self._forget(conn, failed=True)
@@ -423,6 +432,9 @@ class DTLSServer:
         done = conn.handshake
         if done is not None and done.connection_id and self._by_cid.get(done.connection_id) is conn:
             del self._by_cid[done.connection_id]
+        for cid in conn.own_connection_ids:  # (DTLS 1.3: at most MAX_OWN_CIDS)
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
         self._hello_random.pop(conn, None)
 
     def _handshake_ended(self, conn: DTLSConnection, failed: bool) -> None:
@@ -529,6 +541,13 @@ class DTLSServer:
         ``stateless_datagrams`` and retransmitted by ``handle_timer`` until ACKed."""
         conn.key_update(request_peer)
         self._after(conn)
+
+    def issue_connection_ids(self, conn: DTLSConnection, count: int) -> tuple[bytes, ...]:
+        """``conn.issue_connection_ids`` (DTLS 1.3, RFC 9147 §9): the new CIDs, routed to
+        ``conn`` from now on; the NewConnectionId is queued for ``stateless_datagrams``."""
+        cids = conn.issue_connection_ids(count)
+        self._after(conn)
+        return cids
 
     def attend(self, conn: DTLSConnection) -> None:
         """The caller acted on ``conn`` outside ``receive`` and ``handle_timer`` (a

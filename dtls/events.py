@@ -68,6 +68,14 @@ class SessionTicketReceived(Event):
 
 
 @dataclass(frozen=True)
+class ConnectionIdsIssued(Event):
+    """DTLS 1.3: more CIDs of ours are out to the peer (RFC 9147 §9, NewConnectionId);
+    records under them belong to this connection (a ``DTLSServer`` routes them)."""
+
+    cids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class ConnectionClosed(Event):
     """The connection is over; nothing more will be sent or received.
 

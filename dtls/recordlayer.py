@@ -305,7 +305,7 @@ class RecordLayer:
             if handshaking:
                 self._hold(record)
             return None
-        if record.cid != (read.cid or b""):
+        if record.cid != (read.cid or b"") and record.cid not in read.more_cids:
             return None  # RFC 9147 §9: the CID we asked for, or none if we did not
         protection = read.protection
         cid_len = len(record.cid)

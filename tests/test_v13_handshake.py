@@ -22,15 +22,20 @@ from dtls.config import PSK_DHE_KE, PSK_KE
 from dtls.connection import MAX_UNACKED_RETRANSMISSIONS, DTLSConnection
 from dtls.constants import DTLS1_2, DTLS1_3, AlertDescription, ExtensionType, NamedGroup
 from dtls.errors import ProtocolError
-from dtls.events import ApplicationData, ConnectionClosed, HandshakeCompleted
+from dtls.events import (
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionIdsIssued,
+    HandshakeCompleted,
+)
 from dtls.fragment import full_message
 from dtls.handshake import FlightItem, State
 from dtls.messages import ServerHello
 from dtls.record import encode_record
 from dtls.v13 import link as link_module
+from dtls.v13.cids import MAX_OWN_CIDS, MAX_SPARE_CIDS
 from dtls.v13.client import Client13
 from dtls.v13.header import iter_records13
-from dtls.v13.link import MAX_SPARE_CIDS
 from dtls.v13.messages import CID_IMMEDIATE, Ext, Msg, encode_ack, encode_new_connection_id
 from dtls.v13.suites import SUITES13, suite13_by_name
 
@@ -688,3 +693,57 @@ def test_client_refuses_an_rrc_it_cannot_take(
     with pytest.raises(ProtocolError) as info:
         hs.handle(2, 0, body, 0.0)
     assert info.value.alert == alert
+
+
+def test_the_server_issues_more_connection_ids_and_routes_them() -> None:
+    """RFC 9147 §9: NewConnectionId (cid_spare) from the server, ACKed; the client keeps
+    them as spares; a record under one of them from a new address finds the connection
+    (the endpoint routes every CID given); no more than MAX_OWN_CIDS in all; closing the
+    connection takes them out of the routing table."""
+    sim = pair13({"connection_id_length": 0}, {"connection_id_length": 8}).run()
+    conn = sim.server_conn()
+    issued = sim.server.issue_connection_ids(conn, 3)
+    assert len(issued) == 3 and all(len(c) == 8 for c in issued)
+    sim.pump()
+    assert sim.client._spare_cids == list(issued)
+    assert not conn.has_timer13  # ACKed
+    events = [e for _, e in sim.server_events if isinstance(e, ConnectionIdsIssued)]
+    assert events == [ConnectionIdsIssued(issued)]
+    # the client moves to a spare CID (by hand: nothing here does it on its own)
+    client = sim.client
+    client._cids13 = (client._cids13[0], issued[1])
+    client._write_epochs[client._write_epoch].cid = issued[1]
+    sim.address = ("192.0.2.99", 4444)
+    client.send(b"under a spare CID")
+    sim.pump()
+    got = [e.data for _, e in sim.server_events if isinstance(e, ApplicationData)]
+    assert got[-1] == b"under a spare CID"
+    assert conn.peer == sim.address  # (the path check answered, then followed)
+    # bounded: the handshake's CID and seven more at most
+    more = sim.server.issue_connection_ids(conn, 100)
+    assert len(more) == MAX_OWN_CIDS - 1 - 3 and len(conn.own_connection_ids) == MAX_OWN_CIDS
+    assert sim.server.issue_connection_ids(conn, 1) == ()
+    sim.pump()
+    conn.close()
+    sim.server.attend(conn)
+    assert not any(c in sim.server._by_cid for c in conn.own_connection_ids)
+
+
+def test_a_request_connection_id_is_answered_within_the_bound() -> None:
+    sim = pair13({"connection_id_length": 0}, {"connection_id_length": 8}).run()
+    client = sim.client
+    seq = client._next_send_seq()
+    body = bytes((20,))  # RFC 9147 §9: num_cids
+    client._send_flight(
+        [FlightItem(22, client._write_epoch, Msg.request_connection_id, seq, body)], False
+    )
+    sim.pump()
+    conn = sim.server_conn()
+    assert len(conn.own_connection_ids) == MAX_OWN_CIDS  # not 21
+    assert len(client._spare_cids) == MAX_OWN_CIDS - 1
+
+
+def test_no_new_connection_ids_without_a_cid_of_ours() -> None:
+    sim = pair13({"connection_id_length": 8}, {"connection_id_length": 0}).run()
+    with pytest.raises(LocalProtocolError):
+        sim.server.issue_connection_ids(sim.server_conn(), 1)  # the server's CID is empty

@@ -24,7 +24,7 @@ class ReadEpoch13:
     records carry (None: none), and how many records failed to open under its key
     (RFC 9147 §4.5.3 limits that)."""
 
-    __slots__ = ("cid", "epoch", "failures", "max_failures", "protection", "window")
+    __slots__ = ("cid", "epoch", "failures", "max_failures", "more_cids", "protection", "window")
 
     def __init__(self, epoch: int, suite: Suite13, protection: Protection13,
                  cid: bytes | None = None) -> None:  # fmt: skip
@@ -32,6 +32,8 @@ class ReadEpoch13:
         self.protection = protection
         self.window = ReplayWindow()
         self.cid = cid
+        #: other CIDs of ours its records may carry (RFC 9147 §9, given after the handshake)
+        self.more_cids: set[bytes] | frozenset[bytes] = frozenset()
         self.failures = 0
         self.max_failures = suite.max_forgeries
 

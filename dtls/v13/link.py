@@ -32,14 +32,11 @@ from .handshake import InstallKeys13
 from .header import ACK
 from .keyschedule import next_traffic_secret, traffic_keys
 from .messages import (
-    CID_IMMEDIATE,
     Ext,
     Msg,
     encode_ack,
     parse_ack,
     parse_key_update,
-    parse_new_connection_id,
-    parse_request_connection_id,
 )
 from .protection import Protection13
 from .server import Choice, Server13, offers_dtls13
@@ -48,8 +45,6 @@ from .suites import Suite13
 #: record numbers of the peer's flight kept for our ACK (a flight of a few messages
 #: takes a few records; more are not acknowledged, and are sent again)
 MAX_ACKED = 32
-#: spare CIDs of the peer's kept (RFC 9147 §9)
-MAX_SPARE_CIDS = 8
 #: records left under a key when we start updating it (RFC 8446 §5.5: before the limit)
 UPDATE_MARGIN = 4096
 
@@ -77,6 +72,9 @@ class Link13:
     _on_record: Callable[[int, int, int, bytes], None]
     _send_flight: Callable[[list[FlightItem], bool], None]
     _transmit_flight: Callable[[], None]
+    _init_cids13: Callable[[], None]
+    _more_cids: set[bytes]
+    _connection_id_message: Callable[[int, bytes], None]
 
     @property
     def _established13(self) -> bool:
@@ -103,8 +101,7 @@ class Link13:
         self._cids13: tuple[bytes | None, bytes | None] = (None, None)
         #: our KeyUpdate is out, waiting for its ACK before the new keys are used
         self._update_pending = False
-        #: CIDs the peer gave us for later (NewConnectionId, cid_spare)
-        self._spare_cids: list[bytes] = []
+        self._init_cids13()
         #: a client's resumption master secret, for the server's tickets
         self._resumption13 = b""
 
@@ -197,6 +194,7 @@ class Link13:
         records = self._records
         keys = traffic_keys(suite.hash_name, secret, suite.key_len)
         read = ReadEpoch13(epoch, suite, Protection13(suite, keys), own_cid or None)
+        read.more_cids = self._more_cids  # (the CIDs given since the handshake, shared)
         records.cid_length = len(own_cid or b"")
         failed = records.failed_open
         for record in records.install13(read):  # at most max_held_records
@@ -279,34 +277,6 @@ class Link13:
         if self._update_pending:
             self._switch_write_keys()
 
-    # -- after the handshake: connection IDs (RFC 9147 §9) --------------------------------
-
-    def _connection_id_message(self, msg_type: int, body: bytes) -> None:
-        """NewConnectionId: CIDs the peer wants in our records. ``cid_immediate``: the
-        first is used from our next record on; spare ones are kept (at most
-        MAX_SPARE_CIDS, in order) and not used, as nothing here moves us to another CID
-        on its own. RequestConnectionId is acknowledged and not answered: the endpoint
-        routes one CID per connection, so there is none to give (a SHOULD of §9). Either
-        message, when the connection_id extension was not negotiated, is an
-        ``unexpected_message`` (§9); a side that asked for an empty CID may be given some."""
-        own, peer = self._cids13
-        if msg_type == Msg.request_connection_id:
-            parse_request_connection_id(body)
-            if own is None:
-                raise ProtocolError(AlertDescription.unexpected_message, "no CID was agreed")
-            return
-        cids, usage = parse_new_connection_id(body)
-        if peer is None:
-            raise ProtocolError(AlertDescription.unexpected_message, "no CID was agreed")
-        if usage == CID_IMMEDIATE:
-            peer, cids = cids[0], cids[1:]
-            self._cids13 = (own, peer)
-            for epoch, write in self._write_epochs.items():
-                if epoch >= 3:
-                    write.cid = peer  # (the handshake's epoch 2 keeps the one agreed)
-        room = MAX_SPARE_CIDS - len(self._spare_cids)
-        self._spare_cids.extend(cids[: max(room, 0)])
-
     # -- after the handshake: KeyUpdate (RFC 8446 §4.6.3, RFC 9147 §8) -------------------
 
     def key_update(self, request_peer: bool = False) -> None:
@@ -317,9 +287,7 @@ class Link13:
             raise LocalProtocolError("KeyUpdate needs an established DTLS 1.3 connection")
         if self._update_pending:
             return
-        hs = self._hs
-        seq = hs.send_seq
-        hs.send_seq = seq + 1
+        seq = self._next_send_seq()
         body = b"\x01" if request_peer else b"\x00"
         item = FlightItem(ContentType.handshake, self._write_epoch, Msg.key_update, seq, body)
         self._update_pending = True
@@ -327,6 +295,13 @@ class Link13:
         # a flight still unacknowledged (the client's Finished, a NewSessionTicket)
         # goes on beside it: one flight is retransmitted at a time (RFC 9147 §5.8)
         self._send_flight([*(self._flights.items or ()), item], False)
+
+    def _next_send_seq(self) -> int:
+        """The message_seq of our next post-handshake message (RFC 9147 §5.2)."""
+        hs = self._hs
+        seq = hs.send_seq
+        hs.send_seq = seq + 1
+        return seq
 
     def _switch_write_keys(self) -> None:
         suite = self._suite13
