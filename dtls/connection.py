@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from .appdata import AppData
 from .client_handshake import ClientHandshake
 from .config import DTLSConfiguration
 from .constants import (
     DTLS1_3,
-    MAX_PLAINTEXT,
     MAX_SEQUENCE,
     AlertDescription,
     AlertLevel,
@@ -50,7 +50,7 @@ from .keyschedule import RESERVED_LABELS
 from .messages import ClientHello
 from .path import PeerPath
 from .record import WriteEpoch
-from .recordlayer import FALLBACK, MAX_HELD_BYTES, RecordLayer
+from .recordlayer import MAX_HELD_BYTES, RecordLayer
 from .retransmit import Flights
 from .roaming import Roaming
 from .server_handshake import ServerHandshake
@@ -59,7 +59,7 @@ from .v13.cids import ConnectionIds13
 from .v13.client import Client13
 from .v13.epochs import WriteEpoch13
 from .v13.header import ACK
-from .v13.link import UPDATE_MARGIN, Link13
+from .v13.link import Link13
 from .v13.server import Server13
 
 # A server learns the client's first message_seq from its first ClientHello: 0 without a
@@ -73,7 +73,7 @@ _MAX_FOLLOWED_RECORD_SEQ = 1024
 MAX_UNACKED_RETRANSMISSIONS = 6
 
 
-class DTLSConnection(Effects, Roaming, Link13, ConnectionIds13):
+class DTLSConnection(AppData, Effects, Roaming, Link13, ConnectionIds13):
     """A DTLS 1.2 PSK connection. ``now`` is any monotonic clock, in seconds."""
 
     def __init__(
@@ -210,56 +210,6 @@ class DTLSConnection(Effects, Roaming, Link13, ConnectionIds13):
         if address is not None and self._path is not None and records.authentic:
             self._path_update(address, len(data), now)  # (no path once closed)
 
-    def receive_application_datagram(
-        self, datagram: bytes, now: float, address: object = None
-    ) -> bytes | None:
-        """``receive_datagram`` with a shortcut for the common case of an established
-        connection: a datagram that is exactly one application_data record of the
-        current epoch has its plaintext returned instead of queued as an ApplicationData
-        event. It takes the same intake (:mod:`dtls.recordlayer`: the same checks in the
-        same order, only its header is read in one step); any other datagram goes to
-        ``receive_datagram`` and None is returned: look at ``next_event`` as usual.
-        ``address`` is as in ``receive_datagram``.
-        """
-        records = self._records
-        if self._fast_read:
-            records.failed_open = records.authentic = records.newest = False
-            opened = records.open_only_record(datagram)
-        elif self._fast_read13:  # DTLS 1.3 (RFC 9147 §4): one DTLSCiphertext record
-            records.failed_open = records.authentic = records.newest = False
-            opened = records.open_only_record13(datagram)
-        else:
-            self.receive_datagram(datagram, now, address)
-            return None
-        if opened is FALLBACK:
-            self.receive_datagram(datagram, now, address)
-            return None
-        self._now = now
-        if opened is None:
-            if records.failed_open:
-                self._after_records()
-            return None
-        content_type, epoch, seq, plaintext = opened
-        result = None
-        if content_type == ContentType.application_data and self._fast_read:
-            self._flights.items = None  # as in _on_application_data
-            result = plaintext
-        elif content_type == ContentType.application_data and epoch >= 3:
-            result = plaintext  # (DTLS 1.3: epoch 2's is dropped by _on_application_data)
-        else:  # a tls12_cid record's inner type (RFC 9146 §4), a DTLS 1.3 ACK, ...
-            self._source, self._flights.resent = address, False
-            self._on_record(content_type, epoch, seq, plaintext)
-        path = self._path
-        if (
-            path is not None
-            and address is not None
-            and (address != path.peer or path.pending)
-            and not self._closed
-        ):
-            self._source = address
-            self._path_update(address, len(datagram), now)
-        return result
-
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
         """Datagrams queued since the last call, each ready for one ``sendto``."""
         out, self._out = self._out, []
@@ -314,40 +264,6 @@ class DTLSConnection(Effects, Roaming, Link13, ConnectionIds13):
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
-
-    def send(self, data: bytes) -> None:
-        """Send one application-data record (one datagram)."""
-        self._out.append(self.seal_application_data(data))
-
-    def seal_application_data(self, data: bytes) -> bytes:
-        """The fast path of ``send``: the record is returned, as a whole datagram, instead
-        of queued for ``datagrams_to_send``.
-
-        Raises LocalProtocolError before the handshake completes, after the connection
-        closed, for more than 2^14 bytes, and when the sequence numbers run out; in that
-        last case the connection has closed and queued its close_notify.
-        """
-        write = self._app_write
-        if write is not None and len(data) <= MAX_PLAINTEXT and write.next_seq < self._app_limit:
-            return write.protect(ContentType.application_data, data)
-        if not self.is_established:
-            if self._closed:
-                raise LocalProtocolError("the connection is closed")
-            raise LocalProtocolError("application data before the handshake completed")
-        if len(data) > MAX_PLAINTEXT:
-            raise LocalProtocolError(f"record payload over {MAX_PLAINTEXT} bytes")
-        write = self._write_epochs[self._write_epoch]
-        if write.next_seq >= MAX_SEQUENCE or write.exhausted:
-            # RFC 6347 §4.1: sequence numbers must not wrap; the last one carries the
-            # close_notify and the connection ends (there is no renegotiation).
-            self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
-            self._close("sequence numbers exhausted", error=True, by_peer=False)
-            raise LocalProtocolError("sequence numbers exhausted; the connection is closed")
-        if isinstance(write, WriteEpoch13) and write.next_seq >= write.limit - UPDATE_MARGIN:
-            # RFC 8446 §5.5: the key nears its limit: update it (records go on under it
-            # until the peer acknowledges the KeyUpdate)
-            self.key_update()
-        return write.protect(ContentType.application_data, data)
 
     def export_keying_material(
         self, label: bytes, length: int, context: bytes | None = None
