@@ -29,7 +29,8 @@ and ServerHellos, wrong, missing and misplaced Finished messages); ``intake13`` 
 ``intake13`` worlds' fixed keys, scripted; framing edges; ``expect13`` worlds, before the
 ServerHello); ``hellofrags`` and ``acks13`` get :mod:`fuzz.worlds.hellofrags_seeds`
 (recipes and raw fragments of ClientHellos) and :mod:`fuzz.worlds.acks13_seeds` (small
-programs).
+programs); ``handshake13`` gets :mod:`fuzz.worlds.hs13_seeds` (hello and
+NewSessionTicket recipes, and flights recorded in its worlds).
 
 The peer captures written by ``fuzz/capture_peers.py`` (OpenSSL, GnuTLS, pion against
 ``python -m dtls``; names matching :data:`PEER_CAPTURE`) and the inputs a fuzzing
@@ -82,6 +83,7 @@ TARGET_NAMES = (
     "intake13",
     "hellofrags",
     "acks13",
+    "handshake13",
 )
 
 PSK = bytes(range(16))
@@ -323,6 +325,7 @@ def build() -> dict[str, dict[str, bytes]]:
     from fuzz.worlds.cid_seeds import cid_corpus, cid_records_corpus
     from fuzz.worlds.dhe import dhe_corpus
     from fuzz.worlds.hellofrags_seeds import hellofrags_corpus
+    from fuzz.worlds.hs13_seeds import handshake13_corpus
     from fuzz.worlds.resume_seeds import resume_corpus
     from fuzz.worlds.v13_seeds import (
         intake13_corpus,
@@ -350,6 +353,8 @@ def build() -> dict[str, dict[str, bytes]]:
         add("hellofrags", name, data)
     for name, data in acks13_corpus().items():
         add("acks13", name, data)
+    for name, data in handshake13_corpus().items():
+        add("handshake13", name, data)
     return out
 
 

@@ -1,5 +1,5 @@
 """The input format of the sequence targets (``server``, ``client``, ``cid``, ``resume``,
-``intake13``, ``hellofrags``): one datagram, or a sequence.
+``intake13``, ``hellofrags``, ``handshake13``): one datagram, or a sequence.
 
 An input without :data:`SEPARATOR` is one datagram, exactly as before (every old corpus
 file keeps its meaning). An input with separators is a *sequence* of datagrams, each
@@ -50,6 +50,16 @@ too (its first byte chooses the world, ``fuzz.targets_hellofrags.HelloSpec``):
 - ``0x40`` (:data:`HF_RECIPE`): the datagram is a recipe
   (``fuzz.targets_hellofrags.compile_recipe``), else delivered as it is.
 
+``handshake13`` (``fuzz.targets_hs13``; its first byte chooses the world,
+``fuzz.worlds.hs13.Hs13Spec``) keeps ``0x03``, ``0x04`` and ``0x08`` and adds:
+
+- ``0x20`` (:data:`HS13_DELIVER`): first every held client's datagrams go and the
+  network delivers;
+- ``0x40`` (:data:`HS13_RECIPE`): the datagram is a hello recipe (a new client of ours at
+  the address, ``fuzz.worlds.hs13.read_plan``), with ``0x10`` (``TO_CLIENT``) a
+  NewSessionTicket recipe (``fuzz.worlds.hs13.nst_body``); ``0x10`` alone: the datagram
+  goes to our client at the address.
+
 At most :data:`MAX_DATAGRAMS` datagrams: separators beyond that stay inside the last
 one. Nothing here imports ``dtls`` (atheris must instrument it first).
 """
@@ -79,6 +89,8 @@ HF_HALF = 0x10
 HF_PAST = 0x18
 HF_FORGET = 0x20
 HF_RECIPE = 0x40
+HS13_DELIVER = 0x20
+HS13_RECIPE = 0x40
 #: the connection ID of ``intake13``'s worlds that have one (the mutators' framing
 #: assumes its length)
 INTAKE13_CID = b"\xc1\xd0"

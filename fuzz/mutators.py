@@ -15,6 +15,8 @@ from fuzz.inputs import (
     HF_PAST,
     HF_RECIPE,
     HF_SECOND,
+    HS13_DELIVER,
+    HS13_RECIPE,
     INTAKE13_CID,
     MAX_DATAGRAMS,
     OTHER_PATH,
@@ -527,6 +529,13 @@ TARGET_CONTROLS: dict[str, tuple[int, ...]] = {
         *(HF_RECIPE, HF_RECIPE | 1, HF_RECIPE | 2, HF_RECIPE | 3, HF_RECIPE | 4, HF_RECIPE | 5),
         *(HF_RECIPE | 1 | HF_SECOND, HF_RECIPE | 2 | HF_HALF, HF_RECIPE | 1 | HF_PAST),
         *(HF_RECIPE | 1 | HF_FORGET, 0, 1, 2, 3 | HF_HALF, 1 | HF_PAST),
+    ),
+    # hello recipes from the addresses (the network first, now and then), raw datagrams
+    # to the server and to our client there, NewSessionTicket recipes, timers, pauses
+    "handshake13": (
+        *(HS13_RECIPE | 1, HS13_RECIPE | 2, HS13_RECIPE | 3, HS13_RECIPE | HS13_DELIVER | 1),
+        *(HS13_RECIPE, 0, 1, 2, TO_CLIENT, TO_CLIENT | 1, HS13_DELIVER, FIRE_TIMER, PAUSE),
+        *(HS13_RECIPE | TO_CLIENT | HS13_DELIVER, HS13_RECIPE | TO_CLIENT | 1),
     ),
 }
 

@@ -7,10 +7,10 @@
     python fuzz/run.py --replay TARGET PATH...     # run files/directories once (coverage)
 
 TARGET is ``parsers``, ``server``, ``client``, ``cid_records``, ``cid``, ``dhe``,
-``resume``, ``records13``, ``intake13``, ``hellofrags``, ``acks13`` or ``all``. The smoke fuzz loads
-``fuzz/corpus/<target>/`` (or builds it in memory), runs every seed once unmutated, then
-N seeded mutations (:mod:`fuzz.mutators`): bit flips, byte sets,
-inserted/deleted/duplicated ranges, truncation, splicing with another seed,
+``resume``, ``records13``, ``intake13``, ``hellofrags``, ``acks13``, ``handshake13`` or
+``all``. The smoke fuzz loads ``fuzz/corpus/<target>/`` (or builds it in memory), runs
+every seed once unmutated, then N seeded mutations (:mod:`fuzz.mutators`): bit flips,
+byte sets, inserted/deleted/duplicated ranges, truncation, splicing with another seed,
 structure-aware edits of record headers (length, epoch, sequence number, content type,
 version) and of handshake headers (type, length, message_seq, fragment offset and
 length), dropping, duplicating, swapping and borrowing whole records, edits of the
@@ -68,6 +68,7 @@ TARGET_NAMES = (
     "intake13",
     "hellofrags",
     "acks13",
+    "handshake13",
 )
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 

@@ -41,6 +41,11 @@ bounds.*
 ``acks13``
     DTLS 1.3 ACKs, the sender's byte coverage and the receiver's ``out_of_order``
     (:mod:`fuzz.targets_acks13`), against byte sets.
+``handshake13``
+    DTLS 1.3 handshakes with external PSKs and resumption tickets
+    (:mod:`fuzz.targets_hs13`): a server endpoint with a cache of real tickets fed
+    edited ClientHellos of our clients and raw datagrams, its PSK choice against a
+    binder oracle of its own; our clients fed server flights and NewSessionTickets.
 ``resume``
     Resumption by session ID (RFC 5246 §7.3): the datagrams go to the server endpoints
     of :class:`fuzz.worlds.resume.ResumeWorld` (a session cache full of real sessions)
@@ -83,6 +88,7 @@ from fuzz.targets_acks13 import acks13
 from fuzz.targets_codec import cid_records, parsers
 from fuzz.targets_dhe import dhe
 from fuzz.targets_hellofrags import hellofrags
+from fuzz.targets_hs13 import handshake13
 from fuzz.targets_v13 import intake13, records13
 from fuzz.worlds.cid import CID_SPECS, CidWorld, compare_paths
 from fuzz.worlds.common import (
@@ -292,5 +298,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "intake13": intake13,
     "hellofrags": hellofrags,
     "acks13": acks13,
+    "handshake13": handshake13,
 }
 assert tuple(TARGETS) == TARGET_NAMES

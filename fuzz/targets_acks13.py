@@ -14,8 +14,9 @@ transmission so far, the last one, all of the last one, or numbers never sent, r
 included; now and then a new flight. The model (:class:`AckModel`), from the module's
 docstring: per message the set of its bytes acknowledged (and, for an empty message,
 whether a record of it was); every record is filed, the ServerHello's of epoch 0 too
-(RFC 9147 §7; until 2026-12-08 those were not), at most ``MAX_TRACKED`` (a transmission that would pass it forgets the earlier ones first; of
-one longer than that, its first ``MAX_TRACKED``); an acknowledged record number counts
+(RFC 9147 §7; until 2026-12-08 those were not), at most ``MAX_TRACKED`` (a transmission
+that would pass it forgets the earlier ones first; of one longer than that, its first
+``MAX_TRACKED``); an acknowledged record number counts
 once, and only while filed; an ACK that acknowledges any filed record covers the
 messages of epoch 0 too. Checked after every operation: ``unacked()``, ``done``,
 ``waiting``, the record numbers filed (at most ``MAX_TRACKED``) are the model's; per
