@@ -425,6 +425,7 @@ class DTLSServer:
         """Take a connection out of every table, wherever it is filed."""
         if conn in self._handshaking:
             self._handshake_ended(conn, failed)
+        self._timers.discard(conn)  # (an established DTLS 1.3 one may have a flight out)
         address = self._filed.pop(conn, None)
         if address is not None and self.connections.get(address) is conn:
             del self.connections[address]

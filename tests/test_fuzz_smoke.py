@@ -58,14 +58,7 @@ SEED_SAMPLE = {
 }
 #: named checks (fuzz/invariants.py) of engine bugs not fixed yet, with their inputs in
 #: FINDINGS: set aside in the smoke fuzz (take a name out once the engine is fixed)
-OPEN_FINDINGS: frozenset[str] = frozenset(
-    {
-        "ticket-resumed-twice",
-        "closed13-keeps-share",
-        "closed13-keeps-traffic-secrets",
-        "closed13-in-timer-heap",
-    }
-)
+OPEN_FINDINGS: frozenset[str] = frozenset()
 
 
 @pytest.mark.parametrize("target", corpus.TARGET_NAMES)
@@ -281,7 +274,7 @@ def test_handshake13_seeds_reach_their_outcomes(monkeypatch: pytest.MonkeyPatch)
         "unknown-tried": {"psk:refused": 1, "full": None},
         "seventeen": {"psk:refused": None, "client-closed:50": 1},
         "issued-resumed": {"full": 1, "resumed": 2},
-        "double-resume": {"resumed": 2, "allowed:ticket-resumed-twice": 1},
+        "double-resume": {"resumed": 1, "allowed:ticket-resumed-twice": None},
         "main-t0-flights": {"resumed": 1, "paired": 1},
         "nst-newest": {"nst:kept": 2, "nst:lifetime-0": 1},
         "nst-twice-ext": {"nst:malformed": 1, "client-closed:47": 1},
@@ -563,7 +556,8 @@ EXPECT13_UNIFIED_AFTER_PLAINTEXT = bytes.fromhex(
 # in on_finished, which does not check that it is still there: two ClientHellos offering
 # the same ticket (setup ticket 0, from addresses 1 and 2, each handshake held before
 # the client's Finished, then both Finished delivered) both complete with resumed=True,
-# though "a ticket is used once" (dtls/session.py, docs/denial-of-service.md).
+# though "a ticket is used once" (dtls/session.py, docs/denial-of-service.md). Fixed the
+# same day: Server13._psk takes the ticket out of the cache once its binder checks out.
 TICKET_RESUMED_TWICE = bytes.fromhex(
     "022d2d6e6578742d646174616772616d2d2d4120022d2d6e6578742d646174616772616d2d2d4220022d"
     "2d6e6578742d646174616772616d2d2d20"
@@ -572,11 +566,13 @@ TICKET_RESUMED_TWICE = bytes.fromhex(
 # secrets, the ticket and the PSKs, not ``key``, the (EC)DHE private key: a client closed
 # before the ServerHello (here by the server's illegal_parameter, for a legacy_version
 # of {254, 255}; a timeout does the same) keeps it, where a closed connection holds no keys.
+# Fixed the same day (Client13.forget drops it).
 CLOSED13_KEEPS_SHARE = bytes.fromhex("022d2d6e6578742d646174616772616d2d2d41400020")
 # (2026-12-08, handshake13.) dtls/v13/server.py: Server13.forget does not drop client_ap,
 # server_ap and exporter_secret, derived when the ServerHello flight goes out and
 # cleared only in on_finished: a server connection closed in SERVER13_WAIT_FINISHED
-# (here the client's Finished held back past the handshake deadline) keeps them.
+# (here the client's Finished held back past the handshake deadline) keeps them. Fixed
+# the same day (Server13.forget drops them).
 CLOSED13_KEEPS_TRAFFIC_SECRETS = bytes.fromhex(
     "022d2d6e6578742d646174616772616d2d2d4120002d2d6e6578742d646174616772616d2d2d0e"
 )
@@ -584,15 +580,11 @@ CLOSED13_KEEPS_TRAFFIC_SECRETS = bytes.fromhex(
 # while it is handshaking; an established DTLS 1.3 connection closed while its
 # NewSessionTicket (or a KeyUpdate) waits for its ACK stays in the timer heap, closed,
 # until that timer fires into nothing (get_timer() reports it meanwhile). Here the main
-# client closes on an empty NewSessionTicket body (decode_error).
+# client closes on an empty NewSessionTicket body (decode_error). Fixed the same day
+# (_forget discards the timer of any connection).
 CLOSED13_IN_TIMER_HEAP = bytes.fromhex(
     "062d2d6e6578742d646174616772616d2d2d202d2d6e6578742d646174616772616d2d2d5080"
 )
-
-
-def _open(target: str, data: bytes, reason: str) -> object:
-    """A finding not fixed yet: a strict expected failure."""
-    return pytest.param(target, data, marks=pytest.mark.xfail(strict=True, reason=reason))
 
 
 FINDINGS = [
@@ -606,14 +598,10 @@ FINDINGS = [
     ("acks13", ACK_COVERS_NOTHING_NEW),
     ("acks13", OUT_OF_ORDER_RESTART),
     ("intake13", EXPECT13_UNIFIED_AFTER_PLAINTEXT),
-    _open("handshake13", TICKET_RESUMED_TWICE, "open: Server13.on_finished resumes a used ticket"),
-    _open("handshake13", CLOSED13_KEEPS_SHARE, "open: Client13.forget keeps the key share"),
-    _open(
-        "handshake13",
-        CLOSED13_KEEPS_TRAFFIC_SECRETS,
-        "open: Server13.forget keeps the application traffic secrets",
-    ),
-    _open("handshake13", CLOSED13_IN_TIMER_HEAP, "open: DTLSServer._forget keeps its timer"),
+    ("handshake13", TICKET_RESUMED_TWICE),
+    ("handshake13", CLOSED13_KEEPS_SHARE),
+    ("handshake13", CLOSED13_KEEPS_TRAFFIC_SECRETS),
+    ("handshake13", CLOSED13_IN_TIMER_HEAP),
 ]
 FINDING_IDS = [
     "seq-wrap",

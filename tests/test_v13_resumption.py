@@ -444,3 +444,33 @@ def test_a_ticket_sent_to_a_server_is_an_unexpected_message() -> None:
     sim.pump()
     closed = [e for _, e in sim.server_events if isinstance(e, ConnectionClosed)]
     assert closed and closed[0].alert == AlertDescription.unexpected_message
+
+
+def test_two_handshakes_offering_one_ticket_at_once_resume_it_once() -> None:
+    """A ticket is used once, also when two ClientHellos offer it before either
+    handshake completes (found by the handshake13 fuzz target): the first whose binder
+    checks out takes it, the other makes a full handshake on the external PSK."""
+    cache = SessionCache()
+    ticket = ticket_of(connect(cache))
+    c1, s = configs(cache, 2)
+    c2, _ = configs(cache, 3)
+    server = DTLSServer(replace(s, hello_verify=False))
+    clients = {("192.0.2.1", 1): DTLSConnection(c1, is_client=True),
+               ("192.0.2.2", 2): DTLSConnection(c2, is_client=True)}  # fmt: skip
+    for client in clients.values():
+        client.connect(1.0, ticket)
+    hellos = {a: c.datagrams_to_send() for a, c in clients.items()}
+    for address, datagrams in hellos.items():  # both ClientHellos first
+        for d in datagrams:
+            server.receive_datagram(d, address, 1.0)
+    for _ in range(8):  # then the rest, both ways
+        for d, address in server.datagrams_to_send():
+            clients[address].receive_datagram(d, 1.0)
+        for address, client in clients.items():
+            for d in client.datagrams_to_send():
+                server.receive_datagram(d, address, 1.0)
+    done = []
+    while (item := server.next_event()) is not None:
+        if isinstance(item[1], HandshakeCompleted):
+            done.append(item[1].resumed)
+    assert sorted(done) == [False, True]

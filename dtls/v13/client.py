@@ -379,3 +379,4 @@ class Client13(Handshake13):
         super().forget()
         self.ticket = None  # it holds a resumption PSK, as psks do
         self.psks = []
+        self.key = None  # the (EC)DHE private key of a hello never answered

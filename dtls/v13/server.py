@@ -169,6 +169,9 @@ class Server13(Handshake13):
     def forget(self) -> None:
         super().forget()
         self.redeemed = None  # it holds the resumption PSK
+        # derived with the server's flight, taken by on_finished: a handshake that fails
+        # in between must not keep them
+        self.client_ap = self.server_ap = self.exporter_secret = b""
 
     def resume_after_retry(self, first_hash: bytes, retry: bytes, choice: Choice) -> None:
         """The endpoint sent a stateless HelloRetryRequest (``retry``, its body) for a
@@ -300,6 +303,10 @@ class Server13(Handshake13):
             if binder_ok(schedule, self.transcript, body, offered, index, external):
                 self.redeemed = redeemed
                 self.identity = identity if redeemed is None else redeemed.psk_identity
+                if redeemed is not None and cfg.session_cache is not None:
+                    # a ticket is used once (RFC 8446 Appendix C.4): taken out now, so
+                    # that another handshake offering it meanwhile gets none
+                    cfg.session_cache.remove(redeemed.session_id)
                 return schedule, index
             # a server with one PSK for every identity takes a ticket it no longer has
             # for an external identity, whose binder fails: the next identity gets a
@@ -330,8 +337,6 @@ class Server13(Handshake13):
         exporter = Exporter13(suite.hash_name, self.exporter_secret)
         self.client_ap = self.server_ap = self.exporter_secret = b""
         cache = self.config.session_cache
-        if self.redeemed is not None and cache is not None:
-            cache.remove(self.redeemed.session_id)  # a ticket is used once
         made = None
         if cache is not None and self.config.session_tickets:
             # RFC 8446 §7.1: the resumption master secret, over the client's Finished too
