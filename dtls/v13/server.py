@@ -252,14 +252,9 @@ class Server13(Handshake13):
             if ExtensionType.rrc in ext and self.config.return_routability_check:
                 self.rrc = True  # RFC 9853 §3: in the ServerHello, only with the CID
                 extensions.append((ExtensionType.rrc, b""))
-        server_hello = ServerHello(
-            DTLS1_2,
-            self.config.random(32),
-            b"",
-            suite.code,
-            0,
-            extensions,  # RFC 9147 §5.1
-        ).encode()
+        # RFC 9147 §5.1: an empty legacy_session_id_echo, whatever the client sent
+        random = self.config.random(32)
+        server_hello = ServerHello(DTLS1_2, random, b"", suite.code, 0, extensions).encode()
         items = [self.message(2, server_hello)]
         schedule.advance(shared)
         digest = self.transcript_hash()
