@@ -366,8 +366,11 @@ def test_ours_resume_ours(launcher: Launcher, tmp_path: Path) -> None:
     assert server.wait_exit() == 0, server.describe()
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A session file as --sess-out leaves it: its owner's alone (--sess-in refuses
+    another mode: it holds a secret)."""
     path.write_text(text)
+    path.chmod(mode)
     return path
 
 
@@ -415,6 +418,18 @@ def test_bad_sess_in(launcher: Launcher, tmp_path: Path, content: str | None, me
     assert client.stdout == "", client.describe()
     assert len(client.stderr.splitlines()) == 1, client.describe()
     assert message in client.stderr, client.describe()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_sess_in_that_others_may_read_is_refused(
+    launcher: Launcher, tmp_path: Path, mode: int
+) -> None:
+    """A well-formed file that the group or others may read: one line, exit 2."""
+    path = _write(tmp_path / "open.sess", json.dumps(GOOD), mode)
+    client = launcher.ours("client", peers.free_udp_port(), None, extra=["--sess-in", str(path)])
+    assert client.wait_exit() == 2, client.describe()
+    assert f"has mode {mode:04o}" in client.stderr, client.describe()
+    assert len(client.stderr.splitlines()) == 1, client.describe()
 
 
 def test_good_sess_in_accepted(launcher: Launcher, tmp_path: Path) -> None:
