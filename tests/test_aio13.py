@@ -82,9 +82,14 @@ class DropRelay:
             client: tuple[str, int] | None = None
 
             async def backwards() -> None:
-                async for data in back:
-                    if client is not None and not self._dropped("s2c", data):
-                        await front.sendto(data, *client)
+                try:
+                    async for data in back:
+                        if client is not None and not self._dropped("s2c", data):
+                            await front.sendto(data, *client)
+                except anyio.BrokenResourceError:
+                    # the listener closed first, and a datagram sent to its port came back
+                    # as an ICMP port unreachable (the oldest anyio admitted raises it)
+                    return
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(backwards)
