@@ -146,3 +146,23 @@ def join(steps: Iterable[Step]) -> bytes:
 def sequence(datagrams: Iterable[bytes], control: int = 0) -> bytes:
     """Datagrams from the scripted peer's address, one after the other."""
     return join(Step(d, control) for d in datagrams)
+
+
+class Reader:
+    """A target's input read as a program: bytes past its end read as 0, so that every
+    input is a valid one (acks13, hellofrags and handshake13 read theirs this way)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    @property
+    def more(self) -> bool:
+        return self.pos < len(self.data)
+
+    def byte(self) -> int:
+        value = self.data[self.pos] if self.pos < len(self.data) else 0
+        self.pos += 1
+        return value
+
+    def rest(self) -> bytes:
+        return self.data[self.pos :]

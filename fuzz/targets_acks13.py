@@ -51,6 +51,7 @@ from typing import Any
 from dtls.fragment import MAX_AHEAD, MAX_BYTES, MAX_MESSAGE, MAX_RANGES, Fragment, Reassembler
 from dtls.v13.acks import MAX_TRACKED, FlightAcks
 from fuzz.bytesets import ByteSet
+from fuzz.inputs import Reader as _Reader
 from fuzz.invariants import STATS, expect
 
 #: lengths of the sender's messages
@@ -62,20 +63,6 @@ RX_LENGTHS = (0, 1, 7, 40, 100, 333, 1200, 5000)
 MAX_OPS = 256
 #: records of one transmission (past MAX_TRACKED, and the rest of it left out)
 MAX_PIECES = 2 * MAX_TRACKED + 8
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    @property
-    def more(self) -> bool:
-        return self.pos < len(self.data)
-
-    def byte(self) -> int:
-        value = self.data[self.pos] if self.pos < len(self.data) else 0
-        self.pos += 1
-        return value
 
 
 # -- the sender ------------------------------------------------------------------------

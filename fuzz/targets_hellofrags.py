@@ -51,6 +51,7 @@ from dtls.fragment import MAX_RANGES
 from dtls.hellofrags import COUNTERS, LIFETIME, MAX_HELLO, HelloFragments
 from fuzz.bytesets import ByteSet
 from fuzz.inputs import HF_ADDRESS, HF_CLOCK, HF_FORGET, HF_RECIPE, Step, split
+from fuzz.inputs import Reader as _Reader
 from fuzz.invariants import STATS
 from fuzz.targets_codec import reference_records
 
@@ -105,18 +106,6 @@ def record(
         + len(fragment).to_bytes(2, "big")
         + fragment
     )
-
-
-class _Reader:
-    """The bytes of a recipe, 0 once they run out (so that every recipe is valid)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        value = self.data[self.pos] if self.pos < len(self.data) else 0
-        self.pos += 1
-        return value
 
 
 def _piece(length: int, k: int, i: int, jitter: int) -> tuple[int, int]:

@@ -60,7 +60,7 @@ from dtls.v13.client import Client13
 from dtls.v13.messages import MAX_PSK_IDENTITIES, Msg, OfferedPsks, tls_message
 from dtls.v13.server import MAX_BINDER_TRIALS, Server13
 from dtls.v13.suites import Suite13
-from fuzz.inputs import HS13_DELIVER, HS13_RECIPE, PAUSE_SECONDS, TO_CLIENT, Step, split
+from fuzz.inputs import HS13_DELIVER, HS13_RECIPE, PAUSE_SECONDS, TO_CLIENT, Reader, Step, split
 from fuzz.invariants import STATS, check_bounds, check_server, expect
 from fuzz.worlds.common import ADDR, ServerLog, drain
 from fuzz.worlds.hs13 import (
@@ -76,7 +76,6 @@ from fuzz.worlds.hs13 import (
     WORLD_KEYS,
     Hs13Spec,
     Pick,
-    Reader,
     Slot,
     binder,
     check_connection13,

@@ -512,8 +512,7 @@ def test_connection_ids_route_dtls13_records_from_a_new_address() -> None:
 def send_post_handshake(sim: Simulator, msg_type: int, body: bytes) -> None:
     """The server's connection sends a post-handshake message (as key_update does)."""
     conn = sim.server_conn()
-    seq = conn._hs.send_seq
-    conn._hs.send_seq = seq + 1
+    seq = conn._next_send_seq()
     conn._send_flight([FlightItem(22, conn._write_epoch, msg_type, seq, body)], False)
     sim.server.attend(conn)
     sim.pump()

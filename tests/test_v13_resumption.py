@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from helpers import C2S, IDENTITY, PSK, S2C, Sent, Simulator, seeded_random
+from test_v13_handshake import send_post_handshake
 
 from dtls import DTLSConfiguration, DTLSServer
 from dtls.config import PSK_KE
@@ -389,29 +390,19 @@ def test_without_session_tickets_the_cache_is_for_dtls12_alone() -> None:
 # -- NewSessionTicket as the peer sends it ---------------------------------------------------
 
 
-def server_sends(sim: Simulator, msg_type: int, body: bytes) -> None:
-    """The server's connection sends a post-handshake message (as key_update does)."""
-    conn = sim.server_conn()
-    seq = conn._hs.send_seq
-    conn._hs.send_seq = seq + 1
-    conn._send_flight([FlightItem(22, conn._write_epoch, msg_type, seq, body)], False)
-    sim.server.attend(conn)
-    sim.pump()
-
-
 def nst(lifetime: int, ticket: bytes = b"T" * 8, nonce: bytes = b"\x01") -> bytes:
     return NewSessionTicket(lifetime, 7, nonce, ticket, []).encode()
 
 
 def test_the_newest_ticket_is_kept_and_lifetime_zero_is_discarded() -> None:
     sim = connect(None)  # a server without tickets of its own: the test sends them
-    server_sends(sim, Msg.new_session_ticket, nst(60, b"first"))
-    server_sends(sim, Msg.new_session_ticket, nst(60, b"second", b"\x02"))
+    send_post_handshake(sim, Msg.new_session_ticket, nst(60, b"first"))
+    send_post_handshake(sim, Msg.new_session_ticket, nst(60, b"second", b"\x02"))
     session = sim.client.session
     assert isinstance(session, Ticket13) and session.ticket == b"second"
     got = [e.session.ticket for _, e in sim.client_events if isinstance(e, SessionTicketReceived)]
     assert got == [b"first", b"second"]
-    server_sends(sim, Msg.new_session_ticket, nst(0, b"gone"))  # §4.6.1: discard at once
+    send_post_handshake(sim, Msg.new_session_ticket, nst(0, b"gone"))  # §4.6.1: discard at once
     assert sim.client.session is session and not sim.client.is_closed
     assert not sim.server_conn().has_timer13  # each was ACKed
 
@@ -427,7 +418,7 @@ def test_the_newest_ticket_is_kept_and_lifetime_zero_is_discarded() -> None:
 )
 def test_a_malformed_ticket_ends_the_connection(body: bytes, alert: int) -> None:
     sim = connect(None)
-    server_sends(sim, Msg.new_session_ticket, body)
+    send_post_handshake(sim, Msg.new_session_ticket, body)
     closed = sim.client_closed
     assert closed is not None and closed.alert == alert
     assert sim.client.session is None
@@ -436,8 +427,7 @@ def test_a_malformed_ticket_ends_the_connection(body: bytes, alert: int) -> None
 def test_a_ticket_sent_to_a_server_is_an_unexpected_message() -> None:
     sim = connect(SessionCache())
     client = sim.client
-    seq = client._hs.send_seq
-    client._hs.send_seq = seq + 1
+    seq = client._next_send_seq()
     client._send_flight(
         [FlightItem(22, client._write_epoch, Msg.new_session_ticket, seq, nst(60))], False
     )

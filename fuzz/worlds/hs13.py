@@ -36,6 +36,7 @@ from dtls.session import SessionCache, Ticket13, TicketState13
 from dtls.v13.client import Client13
 from dtls.v13.messages import Ext, encode_cookie, tls_message
 from dtls.v13.server import Server13
+from fuzz.inputs import Reader
 from fuzz.invariants import STATS, check_bounds, expect
 from fuzz.worlds.resume import exchange
 
@@ -64,21 +65,6 @@ BAD_ALERTS = (AlertDescription.decode_error, AlertDescription.illegal_parameter)
 def seeded(seed: int) -> Callable[[int], bytes]:
     """Deterministic randomness, as fuzz.corpus.seeded."""
     return random.Random(seed).randbytes
-
-
-class Reader:
-    """Bytes past the end read as 0, so every input is valid."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        value = self.data[self.pos] if self.pos < len(self.data) else 0
-        self.pos += 1
-        return value
-
-    def rest(self) -> bytes:
-        return self.data[self.pos :]
 
 
 # -- our own RFC 8446 §7.1 (RFC 9147 §5.9's labels), the oracle of binders and tickets ----
