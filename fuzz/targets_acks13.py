@@ -1,6 +1,6 @@
 """The ``acks13`` target: DTLS 1.3 ACKs (RFC 9147 §7), both sides, against byte sets.
 
-The input is one byte string, read as a program (:class:`_Reader`: bytes past its end
+The input is one byte string, read as a program (:class:`fuzz.inputs.Reader`: bytes past its end
 read as 0, so every input is valid): a header naming a flight of ours and a receiver's
 reassembler, then operations on two objects, each checked against a model of its own:
 
